@@ -1,0 +1,77 @@
+"""The default scheduler and the module-level API built on it."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator
+
+from ._job import Job
+from ._scheduler import Scheduler, WaitResult
+
+_default: Scheduler | None = None
+_lock = threading.Lock()
+
+
+def get_scheduler() -> Scheduler:
+    """The process-wide scheduler the magics and `submit` use (made on first use)."""
+    global _default
+    with _lock:
+        if _default is None or _default._closing:
+            _default = Scheduler()
+        return _default
+
+
+def set_scheduler(scheduler: Scheduler | None) -> Scheduler | None:
+    """Replace the default scheduler (e.g. one with other slots); returns the old one."""
+    global _default
+    with _lock:
+        old, _default = _default, scheduler
+        return old
+
+
+@atexit.register
+def _shutdown_default() -> None:
+    if _default is not None:
+        _default.shutdown(timeout=3)
+
+
+def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+    """Run ``fn(*args, **kwargs)`` in the background on the default scheduler.
+
+    See `Scheduler.submit` for the options (``name``, ``priority``,
+    ``timeout``, ``retries``, ``executor``, ``after``).
+
+    Examples
+    --------
+    >>> import notebook_ext as nx                     # doctest: +SKIP
+    >>> job = nx.submit(sum, [1, 2, 3], name="total")
+    >>> job.result(timeout=5)
+    6
+    """
+    return get_scheduler().submit(fn, *args, **kwargs)
+
+
+def wait(*jobs: "Job | str", timeout: float | None = None) -> WaitResult:
+    """Block until the jobs (default: every active job) end; ``(done, pending)``."""
+    return get_scheduler().wait(*jobs, timeout=timeout)
+
+
+class _Jobs(Mapping):
+    """``notebook_ext.jobs``: a live read-only mapping name -> `Job`."""
+
+    def __getitem__(self, name: str) -> Job:
+        return get_scheduler().get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(get_scheduler().jobs)
+
+    def __len__(self) -> int:
+        return len(get_scheduler().jobs)
+
+    def __repr__(self) -> str:
+        return f"jobs({', '.join(repr(j) for j in get_scheduler().jobs.values())})"
+
+
+jobs = _Jobs()

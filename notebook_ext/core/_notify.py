@@ -1,0 +1,133 @@
+"""The notifier: turns job changes into throttled, immutable snapshots for
+observers (cards, dashboards, loggers), from a thread of its own.
+
+It never waits on the caller's main thread, so observers keep receiving
+updates while a notebook cell blocks. Per job, at most one snapshot every
+`interval` seconds; a job's final snapshot is always delivered, at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Callable
+
+from ._job import JobSnapshot
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._job import Job
+
+Observer = Callable[[JobSnapshot], None]
+
+
+class Notifier:
+    def __init__(
+        self,
+        running: Callable[[], list["Job"]],
+        interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._running = running  # the jobs whose progress may move
+        self.interval = interval
+        self._clock = clock
+        self._observers: list[Observer] = []
+        self._wake = threading.Condition()
+        self._dirty: dict[int, "Job"] = {}
+        self._final: list["Job"] = []
+        self._last_sent: dict[int, float] = {}
+        self._last_sig: dict[int, tuple] = {}
+        self._closed = False
+        self.delivered = 0
+        self._thread = threading.Thread(target=self._run, name="notebook_ext-notifier", daemon=True)
+        self._thread.start()
+
+    # -- observers ----------------------------------------------------------
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer(snapshot)`` for every delivered snapshot; returns
+        a function that unsubscribes."""
+        with self._wake:
+            self._observers = self._observers + [observer]
+
+        def unsubscribe() -> None:
+            with self._wake:
+                self._observers = [o for o in self._observers if o is not observer]
+
+        return unsubscribe
+
+    # -- producers (any thread) --------------------------------------------
+    def changed(self, job: "Job") -> None:
+        """A job's state changed; final states go out at once."""
+        with self._wake:
+            if job.done():
+                self._final.append(job)
+                self._dirty.pop(job.id, None)
+                self._wake.notify()
+            else:
+                self._dirty[job.id] = job
+
+    def close(self, timeout: float = 2.0) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # -- the thread ----------------------------------------------------------
+    @staticmethod
+    def _signature(job: "Job") -> tuple:
+        ctx = job.ctx
+        return (
+            job.state, ctx.done, ctx.total, ctx.message, ctx.output.version,
+            sum(len(s) for s in list(ctx.metrics.values())), ctx.cancel_reason, ctx.stop,
+            len(job.info),
+        )
+
+    def _deliver(self, job: "Job", now: float) -> None:
+        snap = job.snapshot()
+        self._last_sent[job.id] = now
+        self._last_sig[job.id] = self._signature(job)
+        self.delivered += 1
+        for observer in self._observers:
+            try:
+                observer(snap)
+            except Exception:  # one broken observer must not silence the others
+                traceback.print_exc()
+
+    def _run(self) -> None:
+        next_tick = self._clock()
+        while True:
+            with self._wake:
+                if not self._final and not self._closed:
+                    self._wake.wait(max(0.0, next_tick - self._clock()))
+                final, self._final = self._final, []
+                closed = self._closed
+            now = self._clock()
+            for job in final:
+                self._deliver(job, now)
+                self._last_sent.pop(job.id, None)
+                self._last_sig.pop(job.id, None)
+            if now >= next_tick or closed:
+                self._tick(now)
+                next_tick = now + self.interval
+            if closed:
+                return
+
+    def _tick(self, now: float) -> None:
+        with self._wake:
+            candidates = dict(self._dirty)
+        for job in self._running():
+            candidates.setdefault(job.id, job)
+        for job_id, job in candidates.items():
+            if job.done():
+                with self._wake:
+                    self._dirty.pop(job_id, None)
+                continue
+            last = self._last_sent.get(job_id)
+            if last is not None and now - last < self.interval * 0.999:
+                continue
+            if job_id not in self._dirty and self._last_sig.get(job_id) == self._signature(job):
+                continue
+            with self._wake:
+                self._dirty.pop(job_id, None)
+            self._deliver(job, now)

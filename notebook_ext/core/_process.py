@@ -1,0 +1,353 @@
+"""The process executor: job code in worker processes, killable on cancel.
+
+Each slot is a one-worker `concurrent.futures.ProcessPoolExecutor`, so killing
+the worker of one cancelled job breaks only that slot's pool (which is then
+replaced), never the jobs running in the other slots. Workers run at a lower
+OS priority (``nice``) so the notebook stays responsive. Calls travel as
+cloudpickle bytes, so functions defined in a notebook work.
+
+Progress, metrics and output travel back over one `multiprocessing` queue:
+the worker's sender thread ships at most ten updates a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+from ._context import _current, install_output_capture
+from ._executors import Executor
+from ._job import JobCancelled, JobContext, WorkerDied, _Output
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._job import Job
+
+# -- worker side --------------------------------------------------------------
+
+_queue: Any = None
+_stop_flag: Any = None
+
+
+def _worker_init(queue: Any, stop_flag: Any, nice: int) -> None:
+    global _queue, _stop_flag
+    _queue, _stop_flag = queue, stop_flag
+    if nice and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+
+
+class _ShippedOutput(_Output):
+    """Worker-side output buffer that also remembers what is not sent yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._unsent: list[str] = []
+
+    def write(self, text: str) -> None:
+        super().write(text)
+        with self._lock:
+            self._unsent.append(text)
+
+    def take(self) -> str | None:
+        with self._lock:
+            if not self._unsent:
+                return None
+            text, self._unsent = "".join(self._unsent), []
+            return text
+
+
+class _Shipper:
+    """Worker-side: sends what changed in the job's context, 10 times a second."""
+
+    def __init__(self, ctx: JobContext, job_id: int) -> None:
+        self.ctx, self.job_id = ctx, job_id
+        self.sent_metrics: dict[str, int] = {}
+        self.last: tuple = ()
+        self.finished = threading.Event()
+
+    def delta(self) -> tuple | None:
+        ctx = self.ctx
+        metrics: dict[str, list] = {}
+        for key, series in list(ctx.metrics.items()):
+            n = self.sent_metrics.get(key, 0)
+            if len(series) > n:
+                metrics[key] = series[n:]
+                self.sent_metrics[key] = n + len(metrics[key])
+        out = ctx.output.take()  # type: ignore[attr-defined]
+        head = (ctx.done, ctx.total, ctx.message)
+        if head == self.last and not metrics and out is None:
+            return None
+        self.last = head
+        return (self.job_id, ctx.done, ctx.total, ctx.message, metrics, out)
+
+    def loop(self) -> None:
+        while not self.finished.wait(0.1):
+            if _stop_flag is not None and _stop_flag.value:
+                self.ctx.stop = True
+            d = self.delta()
+            if d is not None:
+                _queue.put(("progress",) + d)
+
+
+def _run_payload(job_id: int, payload: bytes) -> tuple:
+    import cloudpickle
+
+    ctx = JobContext(job_id)
+    ctx.output = _ShippedOutput()
+    _queue.put(("start", job_id, os.getpid()))
+    if _stop_flag is not None:
+        _stop_flag.value = 0
+    install_output_capture()
+    shipper = _Shipper(ctx, job_id)
+    sender = threading.Thread(target=shipper.loop, daemon=True)
+    sender.start()
+    token = _current.set(ctx)
+    try:
+        fn, args, kwargs = cloudpickle.loads(payload)
+        value = fn(*args, **kwargs)
+        outcome: tuple = ("ok", cloudpickle.dumps(value))
+    except BaseException as exc:  # noqa: BLE001 - shipped to the parent
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            blob = cloudpickle.dumps(exc)
+        except Exception:
+            blob = None
+        outcome = ("error", blob, f"{type(exc).__name__}: {exc}", tb)
+    finally:
+        _current.reset(token)
+        sys.stdout.flush()
+        shipper.finished.set()
+        sender.join()
+    return outcome + (shipper.delta(),)
+
+
+# -- parent side --------------------------------------------------------------
+
+
+def _start_method() -> str:
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+class ProcessExecutor(Executor):
+    """Runs plain functions in worker processes (one per slot), killable.
+
+    Parameters
+    ----------
+    slots : int, optional
+        Worker processes at most (default: the scheduler's slots).
+    nice : int
+        How much to lower the workers' OS priority (default 10).
+    """
+
+    name = "process"
+    compute = True
+
+    def __init__(self, slots: int | None = None, nice: int = 10) -> None:
+        super().__init__(slots)
+        self.nice = nice
+        self._ctx = multiprocessing.get_context(_start_method())
+        self._pools: list[ProcessPoolExecutor | None] = []
+        self._stop_flags: list[Any] = []
+        self._free: list[int] = []
+        self._queue: Any = None
+        self._receiver: threading.Thread | None = None
+        self._contexts: dict[int, JobContext] = {}
+        self._pids: dict[int, int] = {}
+        self._kill_pending: set[int] = set()
+        self._slot_of: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, job: "Job") -> None:
+        import cloudpickle
+
+        try:
+            job.info["_payload"] = cloudpickle.dumps((job.fn, job.args, job.kwargs))
+        except Exception as exc:
+            raise TypeError(
+                f"cannot send {getattr(job.fn, '__name__', job.fn)!r} or its arguments to a "
+                f"worker process ({type(exc).__name__}: {exc}); use executor='thread'"
+            ) from None
+
+    def _ensure_started(self) -> None:
+        if self._queue is not None:
+            return
+        assert self.slots is not None
+        self._queue = self._ctx.Queue()
+        self._pools = [None] * self.slots
+        self._stop_flags = [self._ctx.Value("b", 0, lock=False) for _ in range(self.slots)]
+        self._free = list(range(self.slots))
+        self._receiver = threading.Thread(
+            target=self._receive, name="notebook_ext-process-receiver", daemon=True
+        )
+        self._receiver.start()
+
+    def _pool(self, slot: int) -> ProcessPoolExecutor:
+        pool = self._pools[slot]
+        if pool is None:
+            pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=self._ctx,
+                initializer=_worker_init,
+                initargs=(self._queue, self._stop_flags[slot], self.nice),
+            )
+            self._pools[slot] = pool
+        return pool
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                msg = self._queue.get()
+            except (EOFError, OSError, ValueError):
+                return
+            if msg is None:
+                return
+            kind, job_id = msg[0], msg[1]
+            if kind == "start":
+                with self._lock:
+                    self._pids[job_id] = msg[2]
+                    kill = job_id in self._kill_pending
+                if kill:
+                    self._kill(job_id)
+            elif kind == "progress":
+                ctx = self._contexts.get(job_id)
+                if ctx is not None:
+                    _apply(ctx, msg[2:])
+
+    async def run(self, job: "Job") -> Any:
+        import cloudpickle
+
+        self._ensure_started()
+        slot = self._free.pop()
+        self._slot_of[job.id] = slot
+        self._contexts[job.id] = job.ctx
+        self._stop_flags[slot].value = 1 if job.ctx.stop else 0
+        payload = job.info["_payload"]
+        try:
+            fut = self._pool(slot).submit(_run_payload, job.id, payload)
+            outcome = await asyncio.wrap_future(fut)
+        except BrokenProcessPool:
+            pid = self._pids.get(job.id)
+            code = self._exitcode(slot, pid)
+            self._replace(slot)
+            if job.ctx.cancel_reason is not None:
+                raise JobCancelled(job.ctx.cancel_reason) from None
+            raise WorkerDied(
+                f"the worker process{f' (pid {pid})' if pid else ''} died while running "
+                f"{job.name!r}{code}"
+            ) from None
+        except asyncio.CancelledError:
+            self._kill(job.id)
+            self._replace(slot)
+            raise
+        finally:
+            self._contexts.pop(job.id, None)
+            self._slot_of.pop(job.id, None)
+            with self._lock:
+                self._pids.pop(job.id, None)
+                self._kill_pending.discard(job.id)
+            self._free.append(slot)
+        if outcome[-1] is not None:
+            _apply(job.ctx, outcome[-1][1:])
+        if outcome[0] == "ok":
+            return cloudpickle.loads(outcome[1])
+        _, blob, line, tb = outcome[:4]
+        exc: BaseException
+        try:
+            exc = cloudpickle.loads(blob) if blob is not None else RuntimeError(line)
+        except Exception:
+            exc = RuntimeError(line)
+        exc.__notebook_ext_traceback__ = tb  # type: ignore[attr-defined]
+        raise exc
+
+    def _exitcode(self, slot: int, pid: int | None) -> str:
+        pool = self._pools[slot]
+        procs = getattr(pool, "_processes", None) or {}
+        proc = procs.get(pid) if pid else None
+        deadline = time.monotonic() + 1.0
+        while proc is not None and proc.exitcode is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        code = getattr(proc, "exitcode", None)
+        if code is None:
+            return " (killed or crashed)"
+        if code < 0:
+            try:
+                return f" (killed by {signal.Signals(-code).name})"
+            except ValueError:
+                return f" (signal {-code})"
+        return f" (exit code {code})"
+
+    def _replace(self, slot: int) -> None:
+        pool = self._pools[slot]
+        self._pools[slot] = None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _kill(self, job_id: int) -> None:
+        with self._lock:
+            pid = self._pids.get(job_id)
+            if pid is None:
+                self._kill_pending.add(job_id)
+                return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def interrupt(self, job: "Job") -> None:
+        if job.id in self._slot_of:
+            self._kill(job.id)
+
+    def request_stop(self, job: "Job") -> None:
+        slot = self._slot_of.get(job.id)
+        if slot is not None:
+            self._stop_flags[slot].value = 1
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (for tests and tools)."""
+        pids = []
+        for pool in self._pools:
+            procs = getattr(pool, "_processes", None) or {}
+            pids.extend(p for p, proc in procs.items() if proc.is_alive())
+        return pids
+
+    def shutdown(self) -> None:
+        for job_id in list(self._slot_of):
+            self._kill(job_id)
+        for slot, pool in enumerate(self._pools):
+            if pool is None:
+                continue
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                if proc.is_alive():
+                    proc.kill()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._pools[slot] = None
+        if self._queue is not None:
+            try:
+                self._queue.put(None)
+            except (OSError, ValueError):
+                pass
+            if self._receiver is not None:
+                self._receiver.join(timeout=2)
+            self._queue.close()
+            self._queue = None
+
+
+def _apply(ctx: JobContext, delta: tuple) -> None:
+    done, total, message, metrics, out = delta
+    ctx.done, ctx.total, ctx.message = done, total, message
+    for key, points in metrics.items():
+        ctx.metrics.setdefault(key, []).extend(points)
+    if out is not None:
+        ctx.output.write(out)
