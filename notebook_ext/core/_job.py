@@ -231,6 +231,7 @@ class Job:
         self.params = dict(params or {})
         self.code = code
         self.info: dict[str, Any] = {}
+        self._finalize: Callable[[Job, Any], Any] | None = None
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self._scheduler = scheduler
         self._state = PENDING
@@ -419,6 +420,14 @@ class Job:
         self.ctx.stop = True
         self._scheduler._stop_requested(self)
         return True
+
+    def set_info(self, **info: Any) -> None:
+        """Attach facts to the job for cards and the history (e.g. a
+        leaderboard, ``artifacts=[path]``); observers get a fresh snapshot."""
+        self.info.update(info)
+        self._scheduler.notifier.changed(self)
+        if "artifacts" in info or self.done():
+            self._scheduler.store.record(self)
 
     def __repr__(self) -> str:
         p = self.ctx

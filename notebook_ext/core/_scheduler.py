@@ -131,6 +131,7 @@ class Scheduler:
         parent: "Job | None" = None,
         params: Mapping[str, Any] | None = None,
         code: str | None = None,
+        finalize: Callable[[Job, Any], Any] | None = None,
         **kwargs: Any,
     ) -> Job:
         """Run ``fn(*args, **kwargs)`` in the background; return its `Job`.
@@ -141,6 +142,10 @@ class Scheduler:
         each attempt (seconds); ``retries`` re-runs a job that raised, after
         ``backoff * 2**(attempt-1)`` seconds; ``after`` names jobs that must
         finish ``done`` first (if one fails, this job is cancelled).
+        ``finalize(job, value)``, when given, runs in the scheduler after the
+        job's code succeeded and returns the job's result (it may fill
+        ``job.info``; an exception there fails the job). ``kind``, ``params``
+        and ``code`` describe the job in cards and the history.
 
         Examples
         --------
@@ -167,6 +172,7 @@ class Scheduler:
                 retries=retries, backoff=backoff, executor=executor, after=deps, parent=parent,
                 params=params, code=code,
             )
+            job._finalize = finalize
             ex.prepare(job)
             self._jobs[name] = job
             self._all.append(job)
@@ -359,6 +365,8 @@ class Scheduler:
         state, result, exc = DONE, None, None
         try:
             result = await ex.run(job)
+            if job._finalize is not None:
+                result = job._finalize(job, result)
         except asyncio.CancelledError:
             state, exc = self._stopped(job)
         except JobCancelled as err:
