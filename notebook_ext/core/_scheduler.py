@@ -267,6 +267,24 @@ class Scheduler:
         self._call(self._cancel_on_loop, job, abandon, wait=True)
         return True
 
+    def retry(self, job: "Job | str") -> Job:
+        """Run a finished job's call again as a new job under the same name
+        (same options); a job that set ``info["retry"]`` (a callable taking
+        the job) is retried its own way, e.g. preprocessing only its failed
+        items."""
+        job = self._resolve(job, "job")
+        if not job.done():
+            raise ValueError(f"job {job.name!r} is still {job.state}; wait for it or cancel it first")
+        custom = job.info.get("retry")
+        if callable(custom):
+            return custom(job)
+        return self.submit(
+            job.fn, *job.args, name=job.name, priority=job.priority, timeout=job.timeout,
+            retries=job.retries, backoff=job.backoff, executor=job.executor, kind=job.kind,
+            parent=job.parent, params=job.params, code=job.code, finalize=job._finalize,
+            **job.kwargs,
+        )
+
     def cancel_all(self, reason: str | None = None) -> int:
         n = 0
         for job in self.all_jobs():

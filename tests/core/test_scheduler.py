@@ -281,3 +281,22 @@ def test_shutdown_cancels_everything_and_leaks_no_threads():
     time.sleep(0.2)
     leftover = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert leftover == []
+
+
+def test_retry_reruns_a_finished_job_under_its_name(sched):
+    calls = []
+
+    def flaky(x):
+        calls.append(x)
+        if len(calls) == 1:
+            raise ValueError("first time")
+        return x * 2
+
+    first = sched.submit(flaky, 4, name="flaky", priority=3)
+    assert isinstance(first.exception(5), ValueError)
+    second = sched.retry("flaky")
+    assert second is not first and second.name == "flaky" and second.priority == 3
+    assert second.result(5) == 8 and sched.jobs["flaky"] is second
+    running = sched.submit(asyncio.sleep, 5, name="busy")
+    with pytest.raises(ValueError, match="still"):
+        sched.retry(running)
