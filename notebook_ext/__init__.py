@@ -4,6 +4,7 @@
 ``%train`` …). Everything they do is also plain Python API here.
 """
 
+from . import core
 from .core import (
     Job, JobCancelled, JobSnapshot, JobTimedOut, Scheduler, WorkerDied, checkpoint,
     get_scheduler, jobs, progress, report, set_scheduler, stop_requested, submit, wait,
@@ -11,8 +12,15 @@ from .core import (
 
 __version__ = "0.1.0"
 
+
+def dashboard(scheduler=None):
+    """A live dashboard widget of every job (see `notebook_ext.ui.dashboard`)."""
+    from .ui import dashboard as make
+
+    return make(scheduler)
+
 __all__ = [
-    "Job", "JobCancelled", "JobSnapshot", "JobTimedOut", "Scheduler", "WorkerDied",
+    "dashboard", "Job", "JobCancelled", "JobSnapshot", "JobTimedOut", "Scheduler", "WorkerDied",
     "checkpoint", "get_scheduler", "jobs", "progress", "report", "set_scheduler",
     "stop_requested", "submit", "wait",
 ]

@@ -1,0 +1,48 @@
+"""IPython integration: ``%load_ext notebook_ext`` and the magics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import checkpoint, get_scheduler, install_output_capture, progress, report, stop_requested
+from ._jobs import JobMagics
+
+__all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def _magic_classes() -> list[type]:
+    classes: list[type] = [JobMagics]
+    try:
+        from ._ml import MLMagics
+    except ImportError:  # the ML layer is optional at import time
+        pass
+    else:
+        classes.append(MLMagics)
+    return classes
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext notebook_ext``: register the magics, put `progress`,
+    `report`, `checkpoint` in the namespace, make ``asyncio.run`` work in
+    cells (nest-asyncio2, as ipykernel 7 itself uses) and route job output
+    to job cards. ``%reload_ext`` keeps every job."""
+    import nest_asyncio2
+
+    nest_asyncio2.apply()
+    install_output_capture()
+    for cls in _magic_classes():
+        ipython.register_magics(cls)
+    ipython.push({"progress": progress, "report": report, "checkpoint": checkpoint,
+                  "stop_requested": stop_requested})
+    sched = get_scheduler()
+    from ..ui import get_pump
+
+    get_pump(sched)  # one pump per scheduler, however often the extension loads
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Jobs and cards live on; only the magics go."""
+    for cls in _magic_classes():
+        for kind in ("line", "cell"):
+            for name in getattr(cls, "magics", {}).get(kind, {}):
+                ipython.magics_manager.magics[kind].pop(name, None)

@@ -1,0 +1,102 @@
+"""Argument types and shared helpers for the magics: every user mistake
+becomes a one-line `UsageError` that names the flag and says how to fix it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable
+
+from IPython.core.error import UsageError
+from IPython.display import display
+
+from ..core import Job, Scheduler, get_scheduler
+
+
+def integer(flag: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"`{flag}` must be an integer, got {text!r}") from None
+    return parse
+
+
+def count(flag: str, minimum: int = 0) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = integer(flag)(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"`{flag}` must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def seconds(flag: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"`{flag}` must be a number of seconds, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"`{flag}` must be positive, got {text}")
+        return value
+    return parse
+
+
+def identifier(flag: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not text.isidentifier():
+            raise argparse.ArgumentTypeError(f"`{flag}` must be a Python variable name, got {text!r}")
+        return text
+    return parse
+
+
+def executor_choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"`--executor` must be one of {', '.join(allowed)}, got {text!r}")
+        return text
+    return parse
+
+
+def check_executor(scheduler: Scheduler, name: str | None) -> None:
+    if name is not None and name not in scheduler.executors:
+        hint = " (call notebook_ext.use_dask() first)" if name == "dask" else ""
+        raise UsageError(f"`--executor {name}` is not available{hint}")
+
+
+def existing_jobs(scheduler: Scheduler, names: list[str], flag: str = "NAME") -> list[Job]:
+    """Resolve job names, all or nothing, before anything is done."""
+    jobs = scheduler.jobs
+    missing = [n for n in names if n not in jobs]
+    if missing:
+        known = ", ".join(list(jobs)[-8:]) or "none yet"
+        raise UsageError(f"no job named {missing[0]!r} (known: {known})")
+    return [jobs[n] for n in names]
+
+
+def lookup(ns: dict, name: str, what: str) -> Any:
+    if name not in ns:
+        raise UsageError(f"{what}: no variable named {name!r} in the notebook")
+    return ns[name]
+
+
+def has_widget_frontend(shell: Any) -> bool:
+    """Terminal IPython has no widget frontend: show text there."""
+    return type(shell).__name__ != "TerminalInteractiveShell" and "ipykernel" in sys.modules
+
+
+def show_job(shell: Any, job: Job) -> None:
+    """Display the job's live card under the running cell (text in a terminal)."""
+    from ..ui import card, status_line
+
+    if not has_widget_frontend(shell):
+        print(status_line(job.snapshot()), "(see %jobs)")
+        return
+    widget = card(job)
+    widget.display_handle = display(widget, display_id=True)
+
+
+def scheduler() -> Scheduler:
+    return get_scheduler()

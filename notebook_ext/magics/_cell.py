@@ -1,0 +1,96 @@
+"""Turning a notebook cell into a job: compile it, find the value of its last
+expression, and ship it to a worker process when asked."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+from typing import Any, Mapping
+
+_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+# Names IPython puts in every namespace; never shipped to a worker.
+_SKIP = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___", "_ih", "_oh", "_dh"}
+
+
+class CellSource:
+    """A cell split into its body and its last expression (the job's value)."""
+
+    def __init__(self, source: str, filename: str = "<bg cell>") -> None:
+        try:
+            tree = ast.parse(source, filename, "exec")
+        except SyntaxError as exc:
+            raise SyntaxError(f"line {exc.lineno}: {exc.msg}") from None
+        if not tree.body:
+            raise ValueError("the cell body is empty: put the code to run under the magic line")
+        last = tree.body[-1]
+        self.expr: ast.Expression | None = None
+        if isinstance(last, ast.Expr):
+            self.expr = ast.Expression(last.value)
+            tree.body = tree.body[:-1]
+        self.tree = tree
+        self.source = source
+        self.filename = filename
+        self.uses_await = _has_top_level_await(source)
+
+    def body_source(self) -> str:
+        return ast.unparse(self.tree)
+
+    def expr_source(self) -> str | None:
+        return ast.unparse(self.expr) if self.expr is not None else None
+
+    def free_names(self, namespace: Mapping[str, Any]) -> dict[str, Any]:
+        """Names the cell reads that exist in ``namespace`` (to ship them)."""
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(self.source)):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                names.add(node.id)
+        return {
+            n: namespace[n] for n in sorted(names)
+            if n in namespace and n not in _SKIP and not n.startswith("_i")
+            and not (hasattr(builtins, n) and namespace[n] is getattr(builtins, n))
+        }
+
+
+def _has_top_level_await(source: str) -> bool:
+    code = compile(source, "<check>", "exec", flags=_FLAGS)
+    return bool(code.co_flags & inspect.CO_COROUTINE)
+
+
+def run_cell(body: str, expr: str | None, namespace: dict, filename: str = "<bg cell>") -> Any:
+    """Run a cell's code in ``namespace`` (a thread or worker process)."""
+    exec(compile(body, filename, "exec"), namespace)
+    if expr is None:
+        return None
+    return eval(compile(expr, filename, "eval"), namespace)
+
+
+async def run_cell_async(body: str, expr: str | None, namespace: dict, filename: str = "<bg cell>") -> Any:
+    """Run a cell that may use top-level ``await`` (on the scheduler's loop)."""
+    value = eval(compile(body, filename, "exec", flags=_FLAGS), namespace)
+    if inspect.isawaitable(value):
+        await value
+    if expr is None:
+        return None
+    value = eval(compile(expr, filename, "eval", flags=_FLAGS), namespace)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def run_cell_shipped(body: str, expr: str | None, names: dict) -> Any:
+    """Worker-process side: the cell's names arrive by value."""
+    namespace = {"__name__": "__bg_cell__", **names}
+    return run_cell(body, expr, namespace)
+
+
+def unshippable(names: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first name cloudpickle cannot send, with the reason, or None."""
+    import cloudpickle
+
+    for name, value in names.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure refuses the cell
+            return name, f"{type(exc).__name__}: {exc}"
+    return None

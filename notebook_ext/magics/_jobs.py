@@ -1,0 +1,161 @@
+"""The job magics: ``%%bg``, ``%jobs``, ``%job``, ``%cancel``, ``%wait``,
+``%result``, ``%retry``. Each parses, calls the Python API, displays."""
+
+from __future__ import annotations
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import HTML, display
+
+from ..core import JobCancelled
+from . import _args as A
+from ._cell import CellSource, run_cell, run_cell_async, run_cell_shipped, unshippable
+
+
+@magics_class
+class JobMagics(Magics):
+    @magic_arguments()
+    @argument("-n", "--name", help="job name (default job-N)")
+    @argument("-p", "--priority", type=A.integer("--priority"), default=0, help="higher runs first")
+    @argument("--timeout", type=A.seconds("--timeout"), help="seconds per attempt")
+    @argument("--retries", type=A.count("--retries"), default=0, help="re-runs after an exception")
+    @argument("--executor", type=A.executor_choice(("loop", "thread", "process", "dask")),
+              help="thread (default), loop (default when the cell uses await), process, dask")
+    @argument("--after", nargs="+", default=[], metavar="NAME", help="jobs that must finish first")
+    @argument("--out", type=A.identifier("--out"), help="variable that gets the value when the job succeeds")
+    @cell_magic
+    def bg(self, line: str, cell: str):
+        """Run this cell in the background; its card shows under the cell.
+
+        The value of the cell's last expression is the job's result.
+        """
+        args = parse_argstring(self.bg, line)
+        sched = A.scheduler()
+        A.check_executor(sched, args.executor)
+        after = A.existing_jobs(sched, args.after)
+        try:
+            src = CellSource(self.shell.transform_cell(cell))
+        except (SyntaxError, ValueError) as exc:
+            raise UsageError(f"%%bg: {exc}") from None
+        ns = self.shell.user_ns
+        executor = args.executor or ("loop" if src.uses_await else "thread")
+        if src.uses_await and executor != "loop":
+            raise UsageError("a cell that uses `await` runs with `--executor loop`")
+        call, cargs = (run_cell_async if executor == "loop" else run_cell), (src.body_source(), src.expr_source(), ns)
+        if executor in ("process", "dask"):
+            names = src.free_names(ns)
+            bad = unshippable(names)
+            if bad:
+                raise UsageError(f"cannot send `{bad[0]}` to a worker process ({bad[1]}); use --executor thread")
+            call, cargs = run_cell_shipped, (src.body_source(), src.expr_source(), names)
+        try:
+            job = sched.submit(call, *cargs, name=args.name, priority=args.priority, timeout=args.timeout,
+                               retries=args.retries, executor=executor, after=after, kind="cell",
+                               code=cell)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        if args.out:
+            job.add_done_callback(lambda j, var=args.out: j.state == "done" and ns.__setitem__(var, j.result()))
+        A.show_job(self.shell, job)
+
+    @magic_arguments()
+    @argument("--history", action="store_true", help="add jobs of earlier kernel sessions")
+    @argument("--live", action="store_true", help="show the live dashboard")
+    @line_magic
+    def jobs(self, line: str):
+        """List jobs: name, state, progress, elapsed, priority."""
+        from ..ui import dashboard, history_table, jobs_table
+
+        args = parse_argstring(self.jobs, line)
+        sched = A.scheduler()
+        if args.live:
+            display(dashboard(sched))
+            return
+        text, html = jobs_table([j.snapshot() for j in sched.all_jobs()])
+        display({"text/plain": text, "text/html": html}, raw=True)
+        if args.history:
+            text, html = history_table(sched.store.load(sessions="earlier", limit=200))
+            display({"text/plain": "earlier sessions:\n" + text,
+                     "text/html": "<b>earlier sessions</b>" + html}, raw=True)
+
+    @magic_arguments()
+    @argument("name", help="the job")
+    @line_magic
+    def job(self, line: str):
+        """Show a job's card again."""
+        args = parse_argstring(self.job, line)
+        (job,) = A.existing_jobs(A.scheduler(), [args.name])
+        A.show_job(self.shell, job)
+
+    @magic_arguments()
+    @argument("names", nargs="*", metavar="NAME")
+    @argument("--all", action="store_true", help="cancel every active job")
+    @line_magic
+    def cancel(self, line: str):
+        """Cancel jobs by name (or ``--all``)."""
+        args = parse_argstring(self.cancel, line)
+        sched = A.scheduler()
+        if not args.names and not args.all:
+            raise UsageError("%cancel: name the jobs to cancel, or use --all")
+        if args.all:
+            print(f"cancel requested for {sched.cancel_all('cancelled with %cancel --all')} job(s)")
+            return
+        for job in A.existing_jobs(sched, args.names):
+            print(f"{job.name}: {'cancel requested' if job.cancel('cancelled with %cancel') else job.state}")
+
+    @magic_arguments()
+    @argument("names", nargs="*", metavar="NAME", help="default: every active job")
+    @argument("--timeout", type=A.seconds("--timeout"), help="stop waiting after this many seconds")
+    @line_magic
+    def wait(self, line: str):
+        """Block this cell until the jobs end; the cards keep moving.
+        Interrupting the kernel stops the waiting, not the jobs."""
+        from ..ui import get_pump, status_line
+
+        args = parse_argstring(self.wait, line)
+        sched = A.scheduler()
+        jobs = A.existing_jobs(sched, args.names) if args.names else [j for j in sched.all_jobs() if not j.done()]
+        try:
+            done, pending = sched.wait(*jobs, timeout=args.timeout)
+        except KeyboardInterrupt:
+            pending = [j for j in jobs if not j.done()]
+            print(f"stopped waiting; {len(pending)} job(s) keep running")
+            return
+        get_pump(sched).resend(jobs)  # tag final states with this cell (saved notebooks)
+        for job in jobs:
+            print(status_line(job.snapshot()))
+        if pending:
+            print(f"still running after {args.timeout:g} s: {', '.join(j.name for j in pending)}")
+
+    @magic_arguments()
+    @argument("name", help="the job")
+    @line_magic
+    def result(self, line: str):
+        """The job's value; re-raises its exception if it failed."""
+        args = parse_argstring(self.result, line)
+        (job,) = A.existing_jobs(A.scheduler(), [args.name])
+        if not job.done():
+            raise UsageError(f"job {job.name!r} is still {job.state}; use `%wait {job.name}` first")
+        exc = job.exception()
+        if isinstance(exc, JobCancelled):
+            raise UsageError(f"job {job.name!r} {job.state}: {exc.reason}")
+        if exc is not None:
+            if job.traceback and not exc.__traceback__:
+                display(HTML(f"<pre>{job.traceback}</pre>"))
+            raise exc
+        return job.result()
+
+    @magic_arguments()
+    @argument("name", help="the job")
+    @line_magic
+    def retry(self, line: str):
+        """Run a finished job again (a preprocessing job: only its failed items)."""
+        args = parse_argstring(self.retry, line)
+        sched = A.scheduler()
+        (job,) = A.existing_jobs(sched, [args.name])
+        try:
+            new = sched.retry(job)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        A.show_job(self.shell, new)

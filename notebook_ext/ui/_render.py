@@ -1,0 +1,233 @@
+"""Renderers: turn immutable `JobSnapshot`s into what cards, tables and
+text fallbacks show. No widgets here, no state: pure functions."""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from typing import Any, Iterable, Mapping
+
+from ..core import JobSnapshot
+
+CARD_OUTPUT_CHARS = 6_000  # the card shows the tail; job.output has more
+CURVE_POINTS = 200
+LEADERBOARD_ROWS = 15
+
+STATE_COLOURS = {
+    "pending": "#8a8a8a",
+    "queued": "#6c757d",
+    "running": "#1f6feb",
+    "done": "#1a7f37",
+    "failed": "#cf222e",
+    "cancelled": "#9a6700",
+    "timed_out": "#bc4c00",
+    "interrupted": "#6e40c9",
+}
+
+
+def _num(x: Any) -> Any:
+    """JSON-safe number: NaN and infinities become None."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = max(0.0, float(seconds))
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        m, s = divmod(int(seconds), 60)
+        return f"{m}:{s:02d}" if m else f"{s}s"
+    h, rest = divmod(int(seconds), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _thin(points: tuple, limit: int) -> list[list[float]]:
+    if len(points) > limit:
+        step = len(points) / limit
+        points = tuple(points[int(i * step)] for i in range(limit - 1)) + (points[-1],)
+    return [[_num(float(a)), _num(float(b))] for a, b in points]
+
+
+def curve_metric(snap: JobSnapshot) -> str | None:
+    """Which metric the card plots: ``info["curve"]``, else the first one."""
+    name = snap.info.get("curve")
+    if name in snap.metrics:
+        return name
+    return next(iter(snap.metrics), None)
+
+
+def snapshot_state(snap: JobSnapshot, children: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON a card draws (one comm message per update)."""
+    p = snap.progress
+    curve = curve_metric(snap)
+    info = snap.info
+    out = snap.output
+    state: dict[str, Any] = {
+        "id": snap.id,
+        "name": snap.name,
+        "kind": snap.kind,
+        "state": snap.state,
+        "priority": snap.priority,
+        "executor": snap.executor,
+        "attempts": snap.attempts,
+        "retries": snap.retries,
+        "elapsed": _num(snap.elapsed),
+        "done": _num(p.done),
+        "total": _num(p.total),
+        "fraction": _num(p.fraction),
+        "message": p.message,
+        "rate": _num(p.rate),
+        "eta": _num(p.eta),
+        "metrics": {k: _num(v) for k, v in snap.latest_metrics().items()},
+        "curve": {"name": curve, "points": _thin(snap.metrics[curve], CURVE_POINTS)} if curve else None,
+        "output": out[-CARD_OUTPUT_CHARS:],
+        "output_chars": len(out),
+        "error": snap.error,
+        "traceback": snap.traceback,
+        "cancel_requested": snap.cancel_requested,
+        "stop_requested": snap.stop_requested,
+        "can_stop": bool(info.get("can_stop")),
+        "stopped_early": bool(info.get("stopped_early")),
+        "abandoned": bool(info.get("abandoned")),
+        "after": list(snap.after),
+        "parent": snap.parent,
+        "dashboard_link": info.get("dashboard_link"),
+        "strategy": info.get("strategy"),
+        "children": dict(children) if children else None,
+        "leaderboard": _leaderboard(info.get("leaderboard")),
+        "failed_items": list(info.get("failed_items") or [])[:20],
+        "failed_count": len(info.get("failed_items") or []),
+        "serving": info.get("serving"),
+        "sequence": snap.sequence,
+    }
+    return state
+
+
+def _leaderboard(rows: Any) -> list[dict[str, Any]] | None:
+    if not rows:
+        return None
+    out = []
+    for row in list(rows)[:LEADERBOARD_ROWS]:
+        out.append({
+            "rank": row.get("rank"),
+            "params": ", ".join(f"{k}={v!r}" for k, v in dict(row.get("params", {})).items()),
+            "mean": _num(row.get("mean_score")),
+            "std": _num(row.get("std_score")),
+            "state": row.get("state", ""),
+        })
+    return out
+
+
+def children_summary(child_states: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    total = 0
+    for s in child_states:
+        counts[s] = counts.get(s, 0) + 1
+        total += 1
+    counts["total"] = total
+    return counts
+
+
+def progress_text(snap: JobSnapshot, width: int = 20) -> str:
+    p = snap.progress
+    if p.total:
+        frac = p.fraction or 0.0
+        filled = int(round(frac * width))
+        return f"[{'#' * filled}{'.' * (width - filled)}] {p.done:g}/{p.total:g} {frac:4.0%}"
+    if p.done:
+        return f"{p.done:g} steps"
+    return ""
+
+
+def status_line(snap: JobSnapshot) -> str:
+    """One line per job, for terminals and saved notebooks."""
+    parts = [f"{snap.name} [{snap.state}]"]
+    prog = progress_text(snap)
+    if prog:
+        parts.append(prog)
+    if snap.elapsed is not None:
+        parts.append(format_duration(snap.elapsed))
+    if snap.state == "running" and snap.progress.eta is not None:
+        parts.append(f"ETA {format_duration(snap.progress.eta)}")
+    metrics = snap.latest_metrics()
+    if metrics:
+        parts.append(" ".join(f"{k}={v:.4g}" for k, v in list(metrics.items())[:4]))
+    if snap.progress.message:
+        parts.append(snap.progress.message)
+    if snap.error and snap.state != "done":
+        parts.append(snap.error)
+    if snap.info.get("stopped_early"):
+        parts.append("(stopped early, kept)")
+    return "  ".join(parts)
+
+
+def summary_html(snap: JobSnapshot) -> str:
+    """A static card, saved in the notebook for viewers without widgets."""
+    colour = STATE_COLOURS.get(snap.state, "#555")
+    e = html.escape
+    rows = [
+        f"<b>{e(snap.name)}</b> <span style='background:{colour};color:#fff;"
+        f"border-radius:8px;padding:0 6px'>{e(snap.state)}</span>"
+    ]
+    prog = progress_text(snap)
+    if prog:
+        rows.append(f"<code>{e(prog)}</code>")
+    if snap.elapsed is not None:
+        rows.append(f"elapsed {e(format_duration(snap.elapsed))}")
+    metrics = snap.latest_metrics()
+    if metrics:
+        rows.append(e(", ".join(f"{k}={v:.4g}" for k, v in metrics.items())))
+    if snap.error and snap.state != "done":
+        rows.append(f"<span style='color:{STATE_COLOURS['failed']}'>{e(snap.error)}</span>")
+    body = " &middot; ".join(rows)
+    extra = ""
+    if snap.traceback:
+        extra += f"<details><summary>traceback</summary><pre>{e(snap.traceback)}</pre></details>"
+    if snap.output:
+        extra += (f"<details><summary>output</summary><pre>{e(snap.output[-CARD_OUTPUT_CHARS:])}"
+                  "</pre></details>")
+    return f"<div class='nbx-card-static' style='font-family:sans-serif;font-size:13px'>{body}{extra}</div>"
+
+
+def jobs_table(snaps: list[JobSnapshot]) -> tuple[str, str]:
+    """(text, html) tables of jobs: name, state, progress, elapsed, priority."""
+    header = ("name", "state", "progress", "elapsed", "priority", "executor", "error")
+    rows = []
+    for s in snaps:
+        p = s.progress
+        prog = f"{p.done:g}/{p.total:g}" if p.total else (f"{p.done:g}" if p.done else "")
+        rows.append((s.name, s.state, prog, format_duration(s.elapsed), str(s.priority),
+                     s.executor, (s.error or "") if s.state != "done" else ""))
+    return _table(header, rows)
+
+
+def history_table(records: list[dict[str, Any]]) -> tuple[str, str]:
+    header = ("name", "state", "kind", "started", "duration", "error", "session")
+    rows = []
+    for r in records:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else ""
+        dur = (r["ended"] - r["started"]) if r.get("ended") and r.get("started") else None
+        rows.append((r["name"], r["state"], r["kind"], started, format_duration(dur),
+                     (r.get("error") or "")[:80], r["session"]))
+    return _table(header, rows)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> tuple[str, str]:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    text = "\n".join([line(header), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
+    e = html.escape
+    head = "".join(f"<th style='text-align:left'>{e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(
+            f"<td><span style='color:{STATE_COLOURS.get(c, 'inherit')}'>{e(c)}</span></td>" if i == 1
+            else f"<td>{e(c)}</td>" for i, c in enumerate(r)
+        ) + "</tr>"
+        for r in rows
+    )
+    return text, f"<table class='nbx-jobs-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
