@@ -3,7 +3,7 @@ history. Knows nothing of Jupyter (no IPython, no ipywidgets)."""
 
 from ._api import get_scheduler, jobs, set_scheduler, submit, wait
 from ._context import (
-    JobOutputRouter, checkpoint, current_context, install_output_capture, progress, report,
+    JobOutputRouter, checkpoint, current_context, current_job, install_output_capture, progress, report,
     stop_requested,
 )
 from ._executors import Executor, LoopExecutor, ThreadExecutor
@@ -22,7 +22,7 @@ __all__ = [
     "Executor", "HistoryStore", "Job", "JobCancelled", "JobContext", "JobError",
     "JobOutputRouter", "JobSnapshot", "JobTimedOut", "LoopExecutor", "ProcessExecutor",
     "Progress", "Scheduler", "ThreadExecutor", "WaitResult", "WorkerDied",
-    "checkpoint", "current_context", "default_history_path", "get_scheduler",
+    "checkpoint", "current_context", "current_job", "default_history_path", "get_scheduler",
     "install_output_capture", "jobs", "progress", "report", "set_scheduler", "stop_requested",
     "submit", "wait",
 ]

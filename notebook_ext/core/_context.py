@@ -28,6 +28,15 @@ def current_context() -> JobContext | None:
     return _current.get()
 
 
+def current_job() -> Any:
+    """The `Job` running this code (None outside a job and in worker processes).
+
+    Lets a coroutine job fan out children: ``submit(..., parent=current_job())``.
+    """
+    ctx = _current.get()
+    return ctx.job if ctx is not None else None
+
+
 def _raise_if_cancelled(ctx: JobContext) -> None:
     if ctx.cancel_reason is not None:
         raise JobCancelled(ctx.cancel_reason)

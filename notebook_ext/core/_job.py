@@ -169,11 +169,12 @@ class JobContext:
 
     __slots__ = (
         "done", "total", "message", "metrics", "output",
-        "cancel_reason", "stop", "job_id",
+        "cancel_reason", "stop", "job_id", "job",
     )
 
-    def __init__(self, job_id: int = 0) -> None:
+    def __init__(self, job_id: int = 0, job: "Job | None" = None) -> None:
         self.job_id = job_id
+        self.job = job  # None in worker processes
         self.done: float = 0
         self.total: float | None = None
         self.message: str = ""
@@ -239,7 +240,7 @@ class Job:
         self.created = time.time()
         self.started: float | None = None
         self.ended: float | None = None
-        self.ctx = JobContext(self.id)
+        self.ctx = JobContext(self.id, self)
         self._result: Any = None
         self._exception: BaseException | None = None
         self._traceback: str | None = None

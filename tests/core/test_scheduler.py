@@ -300,3 +300,18 @@ def test_retry_reruns_a_finished_job_under_its_name(sched):
     running = sched.submit(asyncio.sleep, 5, name="busy")
     with pytest.raises(ValueError, match="still"):
         sched.retry(running)
+
+
+def test_current_job_lets_a_coroutine_fan_out_children(sched):
+    from notebook_ext.core import current_job
+
+    async def parent():
+        me = current_job()
+        kids = [sched.submit(pow, 2, i, parent=me) for i in range(4)]
+        return [await k for k in kids], me
+
+    job = sched.submit(parent, name="group")
+    values, me = job.result(5)
+    assert values == [1, 2, 4, 8] and me is job
+    assert [k.parent for k in job.children] == [job] * 4
+    assert job.snapshot().children == tuple(k.name for k in job.children)
