@@ -7,7 +7,7 @@
 from . import core
 from .core import (
     Job, JobCancelled, JobSnapshot, JobTimedOut, Scheduler, WorkerDied, checkpoint,
-    get_scheduler, jobs, progress, report, set_scheduler, stop_requested, submit, wait,
+    get_scheduler, jobs, progress, report, set_scheduler, stop_requested, submit, use_dask, wait,
 )
 
 __version__ = "0.1.0"
@@ -22,7 +22,7 @@ def dashboard(scheduler=None):
 __all__ = [
     "dashboard", "Job", "JobCancelled", "JobSnapshot", "JobTimedOut", "Scheduler", "WorkerDied",
     "checkpoint", "get_scheduler", "jobs", "progress", "report", "set_scheduler",
-    "stop_requested", "submit", "wait",
+    "stop_requested", "submit", "use_dask", "wait",
 ]
 
 

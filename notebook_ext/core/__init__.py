@@ -1,7 +1,7 @@
 """The engine of notebook_ext: jobs, a scheduler, executors, progress and
 history. Knows nothing of Jupyter (no IPython, no ipywidgets)."""
 
-from ._api import get_scheduler, jobs, set_scheduler, submit, wait
+from ._api import get_scheduler, jobs, set_scheduler, submit, use_dask, wait
 from ._context import (
     JobOutputRouter, checkpoint, current_context, current_job, install_output_capture, progress, report,
     stop_requested,
@@ -24,5 +24,5 @@ __all__ = [
     "Progress", "Scheduler", "ThreadExecutor", "WaitResult", "WorkerDied",
     "checkpoint", "current_context", "current_job", "default_history_path", "get_scheduler",
     "install_output_capture", "jobs", "progress", "report", "set_scheduler", "stop_requested",
-    "submit", "wait",
+    "submit", "use_dask", "wait",
 ]
