@@ -78,7 +78,7 @@ function drawCard(el, s, send, openDetails) {
   else if (s.done) progText = `${num(s.done)} steps`;
   const facts = h("div", { class: "nbx-facts" },
     h("span", { class: "nbx-progress-text" }, progText),
-    h("span", { class: "nbx-elapsed", "data-elapsed": s.elapsed ?? "" }, s.elapsed !== null ? `⏱ ${duration(s.elapsed)}` : ""),
+    h("span", { class: "nbx-elapsed", "data-elapsed": s.elapsed ?? "" }, s.elapsed !== null ? `elapsed ${duration(s.elapsed)}` : ""),
     running && s.eta !== null ? h("span", { class: "nbx-eta" }, `ETA ${duration(s.eta)}`) : null,
     running && s.rate ? h("span", { class: "nbx-rate" }, `${num(s.rate)}/s`) : null,
     s.attempts > 1 ? h("span", { class: "nbx-attempts" }, `attempt ${s.attempts}/${s.retries + 1}`) : null,
@@ -151,7 +151,7 @@ function drawCard(el, s, send, openDetails) {
 function tickElapsed(el, s, receivedAt) {
   if (!s || s.state !== "running" || s.elapsed === null) return;
   const span = el.querySelector(".nbx-elapsed");
-  if (span) span.textContent = `⏱ ${duration(s.elapsed + (Date.now() - receivedAt) / 1000)}`;
+  if (span) span.textContent = `elapsed ${duration(s.elapsed + (Date.now() - receivedAt) / 1000)}`;
 }
 
 function renderCard({ model, el }) {
