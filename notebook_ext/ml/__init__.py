@@ -2,6 +2,7 @@
 Stop-and-keep, hyper-parameter search, preprocessing with back-pressure,
 micro-batched serving."""
 
+from ._search import SearchResult, search
 from ._train import STRATEGIES, strategy_for, train
 
-__all__ = ["STRATEGIES", "strategy_for", "train"]
+__all__ = ["STRATEGIES", "SearchResult", "search", "strategy_for", "train"]

@@ -1,0 +1,108 @@
+"""Search: same scores as GridSearchCV, a live leaderboard, cancel reaches
+the children, bad grids are refused."""
+
+import time
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.tree import DecisionTreeClassifier
+
+from notebook_ext.core import Scheduler
+from notebook_ext.ml import search
+
+
+@pytest.fixture
+def sched():
+    s = Scheduler(slots=2, history=None)
+    yield s
+    s.shutdown()
+
+
+def test_scores_equal_gridsearchcv_on_the_same_splitter(sched):
+    X, y = load_breast_cancer(return_X_y=True)
+    est = make_pipeline(StandardScaler(), SVC())
+    grid = {"svc__C": [0.1, 1, 10], "svc__gamma": ["scale", 0.01]}
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    job = search(est, grid, X, y, cv=cv, scheduler=sched)
+    ours = job.result(timeout=120)
+    ref = GridSearchCV(est, grid, cv=cv).fit(X, y)
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"], ref.cv_results_["mean_test_score"], atol=1e-9)
+    np.testing.assert_array_equal(ours.cv_results_["rank_test_score"], ref.cv_results_["rank_test_score"])
+    assert ours.best_params_ == ref.best_params_ and abs(ours.best_score_ - ref.best_score_) < 1e-9
+    assert ours.best_estimator_.score(X, y) == pytest.approx(ref.best_estimator_.score(X, y))
+    assert len(job.children) == 6 + 1  # candidates + refit
+    board = job.info["leaderboard"]
+    assert len(board) == 6 and board[0]["rank"] == 1
+    assert [r["mean_score"] for r in board] == sorted((r["mean_score"] for r in board), reverse=True)
+    assert ours.table[0]["rank"] == 1
+
+
+def test_random_search_and_thread_executor(sched):
+    X, y = load_iris(return_X_y=True)
+    dists = {"max_depth": [1, 2, 3, 4, 5, None], "min_samples_leaf": [1, 2, 4, 8]}
+    cv = KFold(4, shuffle=True, random_state=1)
+    ours = search(DecisionTreeClassifier(random_state=0), dists, X, y, cv=cv, n_iter=5, random_state=3,
+                  executor="thread", scheduler=sched).result(60)
+    ref = RandomizedSearchCV(DecisionTreeClassifier(random_state=0), dists, n_iter=5, cv=cv,
+                             random_state=3).fit(X, y)
+    assert ours.cv_results_["params"] == list(ref.cv_results_["params"])
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"], ref.cv_results_["mean_test_score"], atol=1e-9)
+
+
+def test_failing_candidate_is_recorded_and_the_search_goes_on(sched):
+    X, y = load_iris(return_X_y=True)
+    grid = {"C": [1.0, -1.0], "max_iter": [200]}  # C must be positive
+    res = search(LogisticRegression(), grid, X, y, cv=3, executor="thread", scheduler=sched).result(60)
+    assert np.isnan(res.cv_results_["mean_test_score"][1]) and res.best_params_["C"] == 1.0
+    assert "InvalidParameterError" in res.table[-1]["error"] or "C" in res.table[-1]["error"]
+
+
+class SlowClassifier(ClassifierMixin, BaseEstimator):
+    def __init__(self, delay=1.0):
+        self.delay = delay
+
+    def fit(self, X, y):
+        time.sleep(self.delay)
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def test_cancelling_the_search_cancels_its_children(sched):
+    X, y = load_iris(return_X_y=True)
+    job = search(SlowClassifier(), {"delay": [2.0, 2.1, 2.2, 2.3]}, X, y, cv=3, scheduler=sched)
+    deadline = time.monotonic() + 30
+    while not any(c.state == "running" for c in job.children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.cancel("changed my mind")
+    assert job.wait(10) and job.state == "cancelled"
+    deadline = time.monotonic() + 10
+    while not all(c.done() for c in job.children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(c.state == "cancelled" for c in job.children), [c.state for c in job.children]
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"gamma_typo": [1]}, "'gamma_typo' is not a parameter of SVC"),
+    ({"C": []}, "'C' needs a non-empty list"),
+    ({}, "`params` is empty"),
+    ("C=1", "`params` must be a dict"),
+])
+def test_bad_grids_are_refused_before_scheduling(sched, params, match):
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises((ValueError, TypeError), match=match):
+        search(SVC(), params, X, y, scheduler=sched)
+    with pytest.raises(TypeError, match="`estimator`"):
+        search(object(), {"C": [1]}, X, y, scheduler=sched)
+    with pytest.raises(ValueError, match="same number of rows"):
+        search(SVC(), {"C": [1]}, X, y[:-1], scheduler=sched)
+    assert sched.jobs == {}
