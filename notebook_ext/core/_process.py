@@ -6,8 +6,10 @@ replaced), never the jobs running in the other slots. Workers run at a lower
 OS priority (``nice``) so the notebook stays responsive. Calls travel as
 cloudpickle bytes, so functions defined in a notebook work.
 
-Progress, metrics and output travel back over one `multiprocessing` queue:
-the worker's sender thread ships at most ten updates a second.
+Progress, metrics and output travel back over one pipe per slot (only that
+slot's worker writes to it, so a worker killed mid-write can corrupt nothing
+but its own pipe, which is replaced with its pool): the worker's sender
+thread ships at most ten updates a second.
 """
 
 from __future__ import annotations
@@ -33,13 +35,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # -- worker side --------------------------------------------------------------
 
-_queue: Any = None
+_conn: Any = None
+_conn_lock = threading.Lock()
 _stop_flag: Any = None
 
 
-def _worker_init(queue: Any, stop_flag: Any, nice: int) -> None:
-    global _queue, _stop_flag
-    _queue, _stop_flag = queue, stop_flag
+def _send(msg: tuple) -> None:
+    with _conn_lock:  # the job's thread and the sender thread both send
+        _conn.send(msg)
+
+
+def _worker_init(conn: Any, stop_flag: Any, nice: int) -> None:
+    global _conn, _stop_flag
+    _conn, _stop_flag = conn, stop_flag
     if nice and hasattr(os, "nice"):
         try:
             os.nice(nice)
@@ -97,7 +105,7 @@ class _Shipper:
                 self.ctx.stop = True
             d = self.delta()
             if d is not None:
-                _queue.put(("progress",) + d)
+                _send(("progress",) + d)
 
 
 def _run_payload(job_id: int, payload: bytes) -> tuple:
@@ -105,9 +113,7 @@ def _run_payload(job_id: int, payload: bytes) -> tuple:
 
     ctx = JobContext(job_id)
     ctx.output = _ShippedOutput()
-    _queue.put(("start", job_id, os.getpid()))
-    if _stop_flag is not None:
-        _stop_flag.value = 0
+    _send(("start", job_id, os.getpid()))
     install_output_capture()
     shipper = _Shipper(ctx, job_id)
     sender = threading.Thread(target=shipper.loop, daemon=True)
@@ -161,7 +167,12 @@ class ProcessExecutor(Executor):
         self._pools: list[ProcessPoolExecutor | None] = []
         self._stop_flags: list[Any] = []
         self._free: list[int] = []
-        self._queue: Any = None
+        self._conns: dict[int, Any] = {}  # slot -> read end of its pipe
+        self._writers: dict[int, Any] = {}  # slot -> write end, until its worker has it
+        self._wake_r: Any = None
+        self._wake_w: Any = None
+        self._started = False
+        self._closing = False
         self._receiver: threading.Thread | None = None
         self._contexts: dict[int, JobContext] = {}
         self._pids: dict[int, int] = {}
@@ -181,10 +192,11 @@ class ProcessExecutor(Executor):
             ) from None
 
     def _ensure_started(self) -> None:
-        if self._queue is not None:
+        if self._started:
             return
         assert self.slots is not None
-        self._queue = self._ctx.Queue()
+        self._started = True
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._pools = [None] * self.slots
         self._stop_flags = [self._ctx.Value("b", 0, lock=False) for _ in range(self.slots)]
         self._free = list(range(self.slots))
@@ -196,34 +208,67 @@ class ProcessExecutor(Executor):
     def _pool(self, slot: int) -> ProcessPoolExecutor:
         pool = self._pools[slot]
         if pool is None:
+            reader, writer = self._ctx.Pipe(duplex=False)
             pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=self._ctx,
                 initializer=_worker_init,
-                initargs=(self._queue, self._stop_flags[slot], self.nice),
+                initargs=(writer, self._stop_flags[slot], self.nice),
             )
             self._pools[slot] = pool
+            with self._lock:
+                self._conns[slot] = reader
+                self._writers[slot] = writer
+            self._wake_w.send(b"")
         return pool
 
+    def _release_writer(self, slot: int) -> None:
+        # Once the worker holds the write end, the parent closes its own copy,
+        # so a dead worker shows as end-of-file instead of a silent pipe.
+        with self._lock:
+            writer = self._writers.pop(slot, None)
+        if writer is not None:
+            writer.close()
+
     def _receive(self) -> None:
-        while True:
+        from multiprocessing.connection import wait
+
+        while not self._closing:
+            with self._lock:
+                conns = dict(self._conns)
+            by_conn = {c: slot for slot, c in conns.items()}
             try:
-                msg = self._queue.get()
-            except (EOFError, OSError, ValueError):
-                return
-            if msg is None:
-                return
-            kind, job_id = msg[0], msg[1]
-            if kind == "start":
-                with self._lock:
-                    self._pids[job_id] = msg[2]
-                    kill = job_id in self._kill_pending
-                if kill:
-                    self._kill(job_id)
-            elif kind == "progress":
-                ctx = self._contexts.get(job_id)
-                if ctx is not None:
-                    _apply(ctx, msg[2:])
+                ready = wait(list(by_conn) + [self._wake_r], timeout=1.0)
+            except (OSError, ValueError):
+                continue  # a pipe was closed under us; rebuild the list
+            for conn in ready:
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError, ValueError):
+                    if conn is not self._wake_r:
+                        self._drop_conn(by_conn.get(conn), conn)
+                    continue
+                if conn is not self._wake_r:
+                    self._handle(msg)
+
+    def _drop_conn(self, slot: int | None, conn: Any) -> None:
+        with self._lock:
+            if slot is not None and self._conns.get(slot) is conn:
+                del self._conns[slot]
+        conn.close()
+
+    def _handle(self, msg: tuple) -> None:
+        kind, job_id = msg[0], msg[1]
+        if kind == "start":
+            with self._lock:
+                self._pids[job_id] = msg[2]
+                kill = job_id in self._kill_pending
+            if kill:
+                self._kill(job_id)
+        elif kind == "progress":
+            ctx = self._contexts.get(job_id)
+            if ctx is not None:
+                _apply(ctx, msg[2:])
 
     async def run(self, job: "Job") -> Any:
         import cloudpickle
@@ -236,6 +281,7 @@ class ProcessExecutor(Executor):
         payload = job.info["_payload"]
         try:
             fut = self._pool(slot).submit(_run_payload, job.id, payload)
+            self._release_writer(slot)  # the worker process exists now
             outcome = await asyncio.wrap_future(fut)
         except BrokenProcessPool:
             pid = self._pids.get(job.id)
@@ -291,6 +337,11 @@ class ProcessExecutor(Executor):
     def _replace(self, slot: int) -> None:
         pool = self._pools[slot]
         self._pools[slot] = None
+        with self._lock:
+            conn = self._conns.pop(slot, None)
+        if conn is not None:
+            conn.close()
+        self._release_writer(slot)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -333,15 +384,20 @@ class ProcessExecutor(Executor):
                     proc.kill()
             pool.shutdown(wait=True, cancel_futures=True)
             self._pools[slot] = None
-        if self._queue is not None:
+        if self._started:
+            self._closing = True
             try:
-                self._queue.put(None)
+                self._wake_w.send(b"")
             except (OSError, ValueError):
                 pass
             if self._receiver is not None:
                 self._receiver.join(timeout=2)
-            self._queue.close()
-            self._queue = None
+            with self._lock:
+                conns, self._conns = list(self._conns.values()), {}
+            for conn in conns + [self._wake_r, self._wake_w]:
+                conn.close()
+            for slot in list(self._writers):
+                self._release_writer(slot)
 
 
 def _apply(ctx: JobContext, delta: tuple) -> None:
