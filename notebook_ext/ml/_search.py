@@ -153,8 +153,8 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
                  "state": "queued", "scores": []} for p in candidates]
         done = 0
         report(0, len(candidates), f"{len(candidates)} candidates x {len(splits)} folds")
+        waiters = {asyncio.ensure_future(c._wait_async()): i for i, c in enumerate(children)}
         try:
-            waiters = {asyncio.ensure_future(c._wait_async()): i for i, c in enumerate(children)}
             pending = set(waiters)
             while pending:
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -181,6 +181,9 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
         except asyncio.CancelledError:
             for c in children:
                 c.cancel("the search was cancelled")
+            for fut in waiters:
+                fut.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
             raise
         means = np.array([r["mean_score"] for r in rows])
         if np.all(np.isnan(means)):
