@@ -76,10 +76,17 @@ def existing_jobs(scheduler: Scheduler, names: list[str], flag: str = "NAME") ->
     return [jobs[n] for n in names]
 
 
-def lookup(ns: dict, name: str, what: str) -> Any:
-    if name not in ns:
+def lookup(ns: dict, name: str, what: str, shell: Any = None) -> Any:
+    """A variable of the notebook, or (given ``shell``) a short expression
+    such as ``LogisticRegression()`` or ``X[:100]``."""
+    if name in ns:
+        return ns[name]
+    if shell is None or name.isidentifier():
         raise UsageError(f"{what}: no variable named {name!r} in the notebook")
-    return ns[name]
+    try:
+        return shell.ev(name)
+    except Exception as exc:  # noqa: BLE001 - any failure is the user's expression
+        raise UsageError(f"{what}: cannot evaluate {name!r} ({type(exc).__name__}: {exc})") from None
 
 
 def has_widget_frontend(shell: Any) -> bool:

@@ -1,0 +1,122 @@
+"""The ML magics: ``%train``, ``%search``, ``%preprocess``. Each looks up its
+variables, calls `notebook_ext.ml`, and shows the job's card."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .. import ml
+from . import _args as A
+
+
+def _assign_on_success(ns: dict, var: str | None, job: Any, pick=lambda v: v) -> None:
+    if var:
+        job.add_done_callback(lambda j: j.state == "done" and ns.__setitem__(var, pick(j.result())))
+
+
+def _call(fn, *args, **kwargs):
+    """Turn the API's validation errors into one-line UsageErrors."""
+    try:
+        return fn(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+
+
+@magics_class
+class MLMagics(Magics):
+    @magic_arguments()
+    @argument("estimator", help="variable holding a scikit-learn estimator")
+    @argument("X", help="variable holding the training data")
+    @argument("y", nargs="?", help="variable holding the targets")
+    @argument("--eval", nargs=2, metavar=("XV", "YV"), help="validation data, scored every epoch/stage")
+    @argument("--epochs", type=A.count("--epochs", 1), help="epochs (partial_fit) or stages (warm_start)")
+    @argument("--scoring", help="scikit-learn scorer name for --eval")
+    @argument("--save", help="joblib file the fitted model is written to (atomically)")
+    @argument("--out", type=A.identifier("--out"), help="variable that gets the fitted model")
+    @argument("-n", "--name", help="job name")
+    @argument("--executor", type=A.executor_choice(("thread", "process", "dask")), help="thread (default)")
+    @line_magic
+    def train(self, line: str):
+        """Train a scikit-learn estimator in the background with live progress.
+
+        Example: ``%train clf X_train y_train --eval X_test y_test --out model``
+        """
+        args = parse_argstring(self.train, line)
+        ns = self.shell.user_ns
+        est = A.lookup(ns, args.estimator, "%train", self.shell)
+        X = A.lookup(ns, args.X, "%train", self.shell)
+        y = A.lookup(ns, args.y, "%train", self.shell) if args.y else None
+        ev = (A.lookup(ns, args.eval[0], "--eval", self.shell), A.lookup(ns, args.eval[1], "--eval", self.shell)) if args.eval else None
+        A.check_executor(A.scheduler(), args.executor)
+        job = _call(ml.train, est, X, y, eval=ev, scoring=args.scoring, epochs=args.epochs,
+                    save=args.save, name=args.name, executor=args.executor)
+        _assign_on_success(ns, args.out, job)
+        A.show_job(self.shell, job)
+
+    @magic_arguments()
+    @argument("estimator", help="variable holding a scikit-learn estimator")
+    @argument("params", help="variable (or literal dict) with the parameter grid / distributions")
+    @argument("X", help="variable holding the data")
+    @argument("y", help="variable holding the targets")
+    @argument("--cv", type=A.count("--cv", 2), default=5, help="folds (default 5)")
+    @argument("--n-iter", type=A.count("--n-iter", 1), help="random search: candidates to draw")
+    @argument("--scoring", help="scikit-learn scorer name")
+    @argument("--out", type=A.identifier("--out"), help="variable that gets the search result")
+    @argument("-n", "--name", help="job name")
+    @argument("--executor", type=A.executor_choice(("thread", "process", "dask")), help="process (default)")
+    @line_magic
+    def search(self, line: str):
+        """Hyper-parameter search: one child job per candidate, a live leaderboard.
+
+        Example: ``%search clf grid X y --cv 5 --out best``
+        """
+        args = parse_argstring(self.search, line)
+        ns = self.shell.user_ns
+        est = A.lookup(ns, args.estimator, "%search", self.shell)
+        params = _literal_or_variable(ns, args.params)
+        X, y = A.lookup(ns, args.X, "%search", self.shell), A.lookup(ns, args.y, "%search", self.shell)
+        A.check_executor(A.scheduler(), args.executor)
+        job = _call(ml.search, est, params, X, y, cv=args.cv, n_iter=args.n_iter, scoring=args.scoring,
+                    name=args.name, executor=args.executor)
+        _assign_on_success(ns, args.out, job)
+        A.show_job(self.shell, job)
+
+    @magic_arguments()
+    @argument("func", help="variable holding the function applied to each item")
+    @argument("items", help="variable holding the items (a list, an iterable, files …)")
+    @argument("--workers", type=A.count("--workers", 1), help="items processed at once")
+    @argument("--max-pending", type=A.count("--max-pending", 1), help="items in flight at most")
+    @argument("--executor", type=A.executor_choice(("thread", "process", "dask")), help="thread (default)")
+    @argument("--out", type=A.identifier("--out"), help="variable that gets the list of results")
+    @argument("-n", "--name", help="job name")
+    @line_magic
+    def preprocess(self, line: str):
+        """Apply a function to many items concurrently, with back-pressure.
+
+        Failed items are listed on the card; ``%retry NAME`` re-runs only them.
+        """
+        args = parse_argstring(self.preprocess, line)
+        ns = self.shell.user_ns
+        func = A.lookup(ns, args.func, "%preprocess", self.shell)
+        if not callable(func):
+            raise UsageError(f"%preprocess: {args.func!r} is not a function")
+        items = A.lookup(ns, args.items, "%preprocess", self.shell)
+        A.check_executor(A.scheduler(), args.executor)
+        job = _call(ml.preprocess, func, items, workers=args.workers, executor=args.executor,
+                    max_pending=args.max_pending, name=args.name)
+        _assign_on_success(ns, args.out, job, pick=lambda r: getattr(r, "results", r))
+        A.show_job(self.shell, job)
+
+
+def _literal_or_variable(ns: dict, text: str) -> Any:
+    if text in ns:
+        return ns[text]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise UsageError(f"%search: {text!r} is neither a variable nor a literal dict") from None

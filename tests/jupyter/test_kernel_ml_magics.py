@@ -1,0 +1,67 @@
+"""%train, %search, %preprocess in a real kernel: they schedule, show a card,
+assign --out when done, and refuse mistakes with one UsageError line."""
+
+import pytest
+
+pytestmark = [pytest.mark.kernel, pytest.mark.slow]
+
+SETUP = """
+from sklearn.datasets import load_digits
+from sklearn.linear_model import SGDClassifier, LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+X, y = load_digits(return_X_y=True)
+X_train, y_train, X_test, y_test = X[:1400], y[:1400], X[1400:], y[1400:]
+clf = SGDClassifier(random_state=0)
+grid = {"max_depth": [2, 4, 8]}
+def double(x):
+    if x == 3:
+        raise ValueError("bad item 3")
+    return 2 * x
+items = list(range(10))
+"""
+
+
+def test_train_search_preprocess_magics(kernel):
+    kernel.execute(SETUP)
+    _, msgs = kernel.execute("%train clf X_train y_train --eval X_test y_test --epochs 5 --out model -n fit")
+    assert any(m["msg_type"] == "display_data" for m in msgs)
+    kernel.execute("%search DecisionTreeClassifier() grid X y --cv 3 --executor thread --out best -n s")
+    kernel.execute("%preprocess double items --workers 2 --out doubled -n prep")
+    kernel.execute("%wait fit s prep")
+    assert float(kernel.value("model.score(X_test, y_test)")) > 0.8
+    assert kernel.value("hasattr(clf, 'coef_')") == "False"
+    assert kernel.value("best.best_params_") in ("{'max_depth': 8}", "{'max_depth': 4}")
+    assert kernel.value("doubled") == "[0, 2, 4, None, 8, 10, 12, 14, 16, 18]"
+    assert kernel.value("nx.jobs['prep'].result().failed") == "{3: 'ValueError: bad item 3'}"
+    kernel.execute("def double(x):\n    return 2 * x\nnx.jobs['prep'].info['_preprocess'] = (double,) + nx.jobs['prep'].info['_preprocess'][1:]")
+    kernel.execute("%retry prep")
+    kernel.execute("%wait prep")
+    assert kernel.value("nx.jobs['prep'].result().results[3]") == "6"
+
+
+BAD = [
+    ("%train 42 X_train y_train", "`estimator` must be a scikit-learn estimator"),
+    ("%train clf X_train missing_y", "no variable named 'missing_y'"),
+    ("%train clf X_train y_test", "same number of rows, got 1400 and 397"),
+    ("%train clf X_train y_train --epochs zero", "`--epochs` must be an integer"),
+    ("%train clf X_train y_train --eval X_test", "expected 2 arguments"),
+    ("%train clf X_train y_train --scoring acc", "not a scikit-learn scorer"),
+    ("%train clf X_train y_train --executor gpu", "`--executor` must be one of"),
+    ("%search clf nogrid X y", "neither a variable nor a literal dict"),
+    ("%search clf {'alpha_typo':[1]} X y", "'alpha_typo' is not a parameter"),
+    ("%search clf grid X y --cv 1", "`--cv` must be >= 2"),
+    ("%preprocess items items", "is not a function"),
+    ("%preprocess double 5", "`items` must be iterable, got int"),
+    ("%preprocess double nothing_here", "no variable named 'nothing_here'"),
+    ("%train clf X_train[: y_train", "cannot evaluate"),
+    ("%preprocess double clf", "`items` must be iterable"),
+]
+
+
+def test_ml_magic_mistakes_are_usage_errors_and_schedule_nothing(kernel):
+    kernel.execute(SETUP)
+    for code, expected in BAD:
+        reply, _ = kernel.execute(code, allow_error=True)
+        assert reply["status"] == "error" and reply["ename"] == "UsageError", (code, reply)
+        assert expected in reply["evalue"], (code, reply["evalue"])
+    assert kernel.value("len(nx.jobs)") == "0"
