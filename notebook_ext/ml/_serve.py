@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import threading
 import time
 from typing import Any, AsyncIterable, Callable
 
@@ -23,14 +24,22 @@ _CLOSE = object()
 
 
 class Predictor:
-    """Handle returned by `serve`. ``await predict(x)`` from any event loop."""
+    """Handle returned by `serve`. ``await predict(x)`` from any event loop.
+
+    Requests go into a thread-safe deque; the batcher is woken once per
+    burst, not once per request, and answers go back to each caller's loop
+    with one call per batch, so the per-request overhead stays small.
+    """
 
     def __init__(self, model: Any, max_batch: int, max_wait_ms: float, scheduler: Any) -> None:
         self.model = model
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self._sched = scheduler
-        self._queue: asyncio.Queue | None = None
+        self._incoming: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self._signalled = False
+        self._wake: asyncio.Event | None = None
         self._ready = concurrent.futures.Future()
         self._closed = False
         self.requests = 0
@@ -41,29 +50,39 @@ class Predictor:
         self.job: Job | None = None
 
     # -- client side (any thread, any loop) ---------------------------------------
-    def _enqueue(self, x: Any) -> concurrent.futures.Future:
+    def _submit(self, item: Any) -> None:
         if self._closed:
             raise RuntimeError("this predictor is closed")
         self._ready.result(timeout=10)
-        fut: concurrent.futures.Future = concurrent.futures.Future()
-        item = (np.asarray(x), fut, time.perf_counter())
-        self._sched._loop.call_soon_threadsafe(self._queue.put_nowait, item)  # type: ignore[union-attr]
-        return fut
+        self._incoming.append(item)
+        with self._lock:
+            if self._signalled:
+                return
+            self._signalled = True
+        self._sched._loop.call_soon_threadsafe(self._wake.set)  # type: ignore[union-attr]
 
     async def predict(self, x: Any) -> Any:
         """Predict one sample (a 1-D feature row); answered from a batch."""
-        return await asyncio.wrap_future(self._enqueue(x))
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._submit((np.asarray(x), fut, loop, time.perf_counter()))
+        return await fut
 
     def predict_sync(self, x: Any, timeout: float | None = 30) -> Any:
         """Blocking `predict`, for plain code."""
         return self._enqueue(x).result(timeout)
 
+    def _enqueue(self, x: Any) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._submit((np.asarray(x), fut, None, time.perf_counter()))
+        return fut
+
     def close(self, timeout: float = 30) -> None:
         """Stop taking requests, answer the pending ones, end the job."""
         if not self._closed:
-            self._closed = True
             self._ready.result(timeout=10)
-            self._sched._loop.call_soon_threadsafe(self._queue.put_nowait, _CLOSE)  # type: ignore[union-attr]
+            self._submit(_CLOSE)
+            self._closed = True
         if self.job is not None:
             self.job.wait(timeout)
 
@@ -84,67 +103,77 @@ class Predictor:
                 "p99_ms": float(np.percentile(lat, 99))}
 
     # -- the batcher (scheduler loop) -----------------------------------------------
+    async def _take(self, loop: asyncio.AbstractEventLoop) -> tuple[list, bool]:
+        """The next batch: what is waiting, topped up for up to max_wait."""
+        wake = self._wake
+        assert wake is not None
+        while not self._incoming:
+            await wake.wait()
+            wake.clear()
+            with self._lock:
+                self._signalled = False
+        batch: list = []
+        deadline = loop.time() + self.max_wait
+        while True:
+            while self._incoming and len(batch) < self.max_batch:
+                item = self._incoming.popleft()
+                if item is _CLOSE:
+                    return batch, True
+                batch.append(item)
+            left = deadline - loop.time()
+            if len(batch) >= self.max_batch or left <= 0:
+                return batch, False
+            wake.clear()
+            with self._lock:
+                self._signalled = False
+            if self._incoming:
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), left)
+            except asyncio.TimeoutError:
+                return batch, False
+
     async def _run(self) -> dict[str, float]:
         self.job = current_job()
-        self._queue = asyncio.Queue()
+        self._wake = asyncio.Event()
         self._ready.set_result(True)
         loop = asyncio.get_running_loop()
         last_publish = 0.0
-        closing = False
         try:
+            closing = False
             while not closing:
-                first = await self._queue.get()
-                if first is _CLOSE:
-                    break
-                batch = [first]
-                deadline = loop.time() + self.max_wait
-                while len(batch) < self.max_batch:
-                    try:
-                        item = self._queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        left = deadline - loop.time()
-                        if left <= 0:
-                            break
-                        try:
-                            item = await asyncio.wait_for(self._queue.get(), left)
-                        except asyncio.TimeoutError:
-                            break
-                    if item is _CLOSE:
-                        closing = True  # answer this batch, then stop
-                        break
-                    batch.append(item)
-                await self._answer(loop, batch)
+                batch, closing = await self._take(loop)
+                if batch:
+                    await self._answer(loop, batch)
                 if time.perf_counter() - last_publish > 0.25:
                     last_publish = time.perf_counter()
                     self._publish()
-            while not self._queue.empty():  # drain what came before close
-                item = self._queue.get_nowait()
-                if item is not _CLOSE:
-                    await self._answer(loop, [item])
         except asyncio.CancelledError:
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is not _CLOSE:
-                    item[1].set_exception(RuntimeError("the predictor was cancelled"))
-            raise
-        finally:
             self._closed = True
+            _fail(list(self._incoming), RuntimeError("the predictor was cancelled"))
+            raise
+        self._closed = True
+        leftover = [i for i in self._incoming if i is not _CLOSE]
+        if leftover:
+            await self._answer(loop, leftover)
         self._publish()
         return self.stats()
 
     async def _answer(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
-        X = np.stack([x for x, _, _ in batch])
+        X = np.stack([item[0] for item in batch])
         try:
             y = await loop.run_in_executor(None, self.model.predict, X)
             self.predict_calls += 1
         except Exception as exc:  # noqa: BLE001 - every waiter gets the error
-            for _, fut, _ in batch:
-                fut.set_exception(exc)
+            _fail(batch, exc)
             return
         done = time.perf_counter()
-        for (_, fut, t0), value in zip(batch, y):
+        by_loop: dict[Any, list] = {}
+        for (_, fut, caller, t0), value in zip(batch, y):
             self._latencies.append(done - t0)
-            fut.set_result(value)
+            by_loop.setdefault(caller, []).append((fut, value))
+        for caller, pairs in by_loop.items():
+            _deliver(caller, pairs)
         self.requests += len(batch)
         self.batches += 1
         self._window.append((done, len(batch)))
@@ -155,6 +184,34 @@ class Predictor:
                p99_ms=stats["p99_ms"])
         if self.job is not None:
             self.job.set_info(serving=stats)
+
+
+def _set_all(pairs: list, error: BaseException | None = None) -> None:
+    for fut, value in pairs:
+        if not fut.done():
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(value)
+
+
+def _deliver(caller: Any, pairs: list, error: BaseException | None = None) -> None:
+    if caller is None:  # concurrent futures: thread-safe already
+        _set_all(pairs, error)
+        return
+    try:  # one hop per batch and caller loop, not one per request
+        caller.call_soon_threadsafe(_set_all, pairs, error)
+    except RuntimeError:
+        pass  # that loop is closed: nobody is waiting
+
+
+def _fail(batch: list, exc: BaseException) -> None:
+    by_loop: dict[Any, list] = {}
+    for item in batch:
+        if item is not _CLOSE:
+            by_loop.setdefault(item[2], []).append((item[1], None))
+    for caller, pairs in by_loop.items():
+        _deliver(caller, pairs, exc)
 
 
 def serve(model: Any, *, max_batch: int = 64, max_wait_ms: float = 5, name: str | None = None,
