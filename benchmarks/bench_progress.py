@@ -91,19 +91,20 @@ def run(quick: bool) -> list[Row]:
     finally:
         s.shutdown()
     b, _ = median_spread(bare)
-    r, rs = median_spread(rep)
-    p, ps = median_spread(prog)
-    t, _ = median_spread(tq)
+    r, rs = median_spread([x - y for x, y in zip(rep, bare)])
+    p, ps = median_spread([x - y for x, y in zip(prog, bare)])
+    t, _ = median_spread([x - y for x, y in zip(tq, bare)])
     secs = 1.0 if quick else 4.0
     one = _messages(1, secs)
     fifty = _messages(50, secs)
     return [
-        Row("progress", "report() per call, minus a bare loop", r - b, t - b, "tqdm per item (minus bare)", "ns",
+        Row("progress", "report() per call, minus a bare loop", r, t, "tqdm per item (minus bare)", "ns",
             rs, "<= tqdm", "yes" if r <= t else "NO"),
-        Row("progress", "progress() per item, minus a bare loop", p - b, t - b, "tqdm per item (minus bare)", "ns",
+        Row("progress", "progress() per item, minus a bare loop", p, t, "tqdm per item (minus bare)", "ns",
             ps, "<= tqdm", "yes" if p <= t else "NO"),
         Row("progress", "comm messages/s, 1 card on a busy job", one, None, "", "msg/s", "",
             "<= 10", "yes" if one <= 10.5 else "NO"),
         Row("progress", "comm messages/s, 50 cards together", fifty, 1000, "Jupyter server IOPub limit", "msg/s",
-            "", "far below 1,000", "yes" if fifty <= 250 else "NO"),
+            "", "far below 1,000", "yes" if fifty <= 150 else "NO",
+            note="one global budget (100 msg/s) is shared by all cards; final states always go out"),
     ]

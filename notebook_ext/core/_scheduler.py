@@ -8,6 +8,7 @@ it works the same in a plain Python script.
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import inspect
 import itertools
@@ -88,6 +89,11 @@ class Scheduler:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._closing = False
         self.max_running_seen = 0
+        # Calls from other threads wait in this inbox; the loop is woken once
+        # per burst, not once per call (a wake-up costs a socket write).
+        self._inbox: collections.deque = collections.deque()
+        self._inbox_lock = threading.Lock()
+        self._drain_scheduled = False
         self._ids: dict[int, Job] = {}
 
         path = default_history_path() if history is _DEFAULT else (history or None)
@@ -303,7 +309,12 @@ class Scheduler:
             fn(*args)
             return
         if not wait:
-            self._loop.call_soon_threadsafe(fn, *args)
+            self._inbox.append((fn, args))
+            with self._inbox_lock:
+                if self._drain_scheduled:
+                    return
+                self._drain_scheduled = True
+            self._loop.call_soon_threadsafe(self._drain)
             return
         done = threading.Event()
 
@@ -317,6 +328,13 @@ class Scheduler:
         done.wait(5)
 
     # -- loop side -------------------------------------------------------------
+    def _drain(self) -> None:
+        with self._inbox_lock:
+            self._drain_scheduled = False
+        while self._inbox:
+            fn, args = self._inbox.popleft()
+            fn(*args)
+
     def _admit(self, job: Job) -> None:
         if job.done():
             return

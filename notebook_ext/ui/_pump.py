@@ -25,7 +25,7 @@ class UpdatePump:
         scheduler: Scheduler,
         *,
         card_rate: float = 10.0,
-        budget: float = 200.0,
+        budget: float = 100.0,
         dashboard_rate: float = 2.0,
     ) -> None:
         self.scheduler = scheduler
