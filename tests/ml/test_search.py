@@ -106,3 +106,26 @@ def test_bad_grids_are_refused_before_scheduling(sched, params, match):
     with pytest.raises(ValueError, match="same number of rows"):
         search(SVC(), {"C": [1]}, X, y[:-1], scheduler=sched)
     assert sched.jobs == {}
+
+
+@pytest.mark.slow
+def test_search_on_dask_gives_the_same_scores_as_local():
+    pytest.importorskip("distributed")
+    from notebook_ext.core import use_dask
+
+    X, y = load_iris(return_X_y=True)
+    grid = {"max_depth": [1, 2, 3], "min_samples_leaf": [1, 5]}
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    s = Scheduler(slots=2, history=None)
+    try:
+        use_dask(scheduler=s, n_workers=2)
+        on_dask = search(DecisionTreeClassifier(random_state=0), grid, X, y, cv=cv, executor="dask",
+                         scheduler=s).result(120)
+        local = search(DecisionTreeClassifier(random_state=0), grid, X, y, cv=cv, executor="process",
+                       scheduler=s).result(120)
+        assert all(c.executor == "dask" for c in s.jobs.values() if c.kind == "candidate" and "search-1/" in c.name)
+    finally:
+        s.shutdown()
+    np.testing.assert_allclose(on_dask.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"],
+                               atol=1e-12)
+    assert on_dask.best_params_ == local.best_params_

@@ -134,3 +134,15 @@ def test_text_and_html_fallbacks(setup):
     assert "boom" in text and "failed" in text and "<table" in table
     state = snapshot_state(snap)
     assert state["state"] == "failed" and state["traceback"]
+
+
+def test_card_bundle_carries_text_and_html_for_viewers_without_widgets(setup):
+    s, pump = setup
+    job = s.submit(_spin, 5, 0.001, name="saved")
+    job.result(5)
+    card = pump.card(job)
+    data = card._repr_mimebundle_()
+    data = data[0] if isinstance(data, tuple) else data
+    assert data["text/plain"].startswith("saved [done]")
+    assert "saved" in data["text/html"] and "done" in data["text/html"]
+    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == card.model_id
