@@ -45,9 +45,18 @@ def _send(msg: tuple) -> None:
         _conn.send(msg)
 
 
-def _worker_init(conn: Any, stop_flag: Any, nice: int) -> None:
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _worker_init(conn: Any, stop_flag: Any, nice: int, threads: int = 0) -> None:
     global _conn, _stop_flag
     _conn, _stop_flag = conn, stop_flag
+    if threads:
+        # N workers each running a BLAS with one thread per core would
+        # oversubscribe the machine (as joblib's loky workers avoid too).
+        for var in _THREAD_VARS:
+            os.environ.setdefault(var, str(threads))
     if nice and hasattr(os, "nice"):
         try:
             os.nice(nice)
@@ -213,7 +222,8 @@ class ProcessExecutor(Executor):
                 max_workers=1,
                 mp_context=self._ctx,
                 initializer=_worker_init,
-                initargs=(writer, self._stop_flags[slot], self.nice),
+                initargs=(writer, self._stop_flags[slot], self.nice,
+                          max(1, (os.cpu_count() or 1) // (self.slots or 1))),
             )
             self._pools[slot] = pool
             with self._lock:
