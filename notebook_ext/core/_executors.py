@@ -82,34 +82,26 @@ class LoopExecutor(Executor):
 
     def __init__(self, slots: int | None = 256) -> None:
         super().__init__(slots)
-        self._tasks: dict[int, asyncio.Task] = {}
 
     def prepare(self, job: "Job") -> None:
-        fn = job.fn
-        if not (inspect.iscoroutinefunction(fn) or inspect.iscoroutine(fn) or callable(fn)):
-            raise TypeError(f"the loop executor runs coroutine functions, got {fn!r}")
+        if not callable(job.fn):
+            raise TypeError(f"the loop executor runs coroutine functions, got {job.fn!r}")
 
     async def run(self, job: "Job") -> Any:
+        # Runs inside the scheduler's task for this job: setting the context
+        # variable here affects that task only. No extra task per job.
         install_output_capture()
         token = _current.set(job.ctx)
         try:
-            # The task copies the current context: job code sees its own ctx.
             value = job.fn(*job.args, **job.kwargs)
-            if not inspect.isawaitable(value):
-                return value
-            task = asyncio.ensure_future(value)
+            if inspect.isawaitable(value):
+                value = await value
+            return value
         finally:
             _current.reset(token)
-        self._tasks[job.id] = task
-        try:
-            return await task
-        finally:
-            self._tasks.pop(job.id, None)
-            if not task.done():
-                task.cancel()
 
     def interrupt(self, job: "Job") -> None:
-        task = self._tasks.get(job.id)
+        task = self.scheduler._tasks.get(job.id) if self.scheduler is not None else None
         if task is not None:
             task.cancel(job.ctx.cancel_reason)
 

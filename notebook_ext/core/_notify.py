@@ -58,6 +58,8 @@ class Notifier:
     # -- producers (any thread) --------------------------------------------
     def changed(self, job: "Job") -> None:
         """A job's state changed; final states go out at once."""
+        if not self._observers:
+            return  # nobody draws snapshots: make none
         with self._wake:
             if job.done():
                 self._final.append(job)
@@ -114,6 +116,8 @@ class Notifier:
                 return
 
     def _tick(self, now: float) -> None:
+        if not self._observers:
+            return
         with self._wake:
             candidates = dict(self._dirty)
         for job in self._running():
