@@ -145,15 +145,9 @@ class DaskExecutor(Executor):
             return {}
 
     def prepare(self, job: "Job") -> None:
-        import cloudpickle
+        from ._process import pack_call
 
-        try:
-            job.info["_payload"] = cloudpickle.dumps((job.fn, job.args, job.kwargs))
-        except Exception as exc:
-            raise TypeError(
-                f"cannot send {getattr(job.fn, '__name__', job.fn)!r} or its arguments to the Dask "
-                f"cluster ({type(exc).__name__}: {exc})"
-            ) from None
+        pack_call(job, "the Dask cluster")
 
     def _on_event(self, event: Any) -> None:
         from ._process import _apply

@@ -150,6 +150,19 @@ def _run_payload(job_id: int, payload: bytes) -> tuple:
 # -- parent side --------------------------------------------------------------
 
 
+def pack_call(job: "Job", where: str) -> None:
+    """Pickle the job's call now, so an unsendable one is refused at submit."""
+    import cloudpickle
+
+    try:
+        job.info["_payload"] = cloudpickle.dumps((job.fn, job.args, job.kwargs))
+    except Exception as exc:
+        raise TypeError(
+            f"cannot send {getattr(job.fn, '__name__', job.fn)!r} or its arguments to {where} "
+            f"({type(exc).__name__}: {exc}); use executor='thread'"
+        ) from None
+
+
 def _start_method() -> str:
     methods = multiprocessing.get_all_start_methods()
     return "forkserver" if "forkserver" in methods else "spawn"
@@ -190,15 +203,7 @@ class ProcessExecutor(Executor):
         self._lock = threading.Lock()
 
     def prepare(self, job: "Job") -> None:
-        import cloudpickle
-
-        try:
-            job.info["_payload"] = cloudpickle.dumps((job.fn, job.args, job.kwargs))
-        except Exception as exc:
-            raise TypeError(
-                f"cannot send {getattr(job.fn, '__name__', job.fn)!r} or its arguments to a "
-                f"worker process ({type(exc).__name__}: {exc}); use executor='thread'"
-            ) from None
+        pack_call(job, "a worker process")
 
     def _ensure_started(self) -> None:
         if self._started:
