@@ -6,10 +6,17 @@ cd "$(dirname "$0")/.."
 
 if [ ! -x /usr/bin/chromium ]; then
   SUDO=""
-  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null; then
+      SUDO="sudo"
+    else
+      echo "/usr/bin/chromium is missing and installing it needs root (or sudo): apt-get install -y chromium" >&2
+      exit 1
+    fi
+  fi
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -q
-  $SUDO apt-get install -y -q chromium
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
 
 python -m pip install -q -e '.[all]'

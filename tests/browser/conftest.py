@@ -1,8 +1,27 @@
-"""JupyterLab in Debian's Chromium, driven by Playwright.
+"""JupyterLab in Debian's Chromium, driven by Playwright (sync API).
 
-The server runs on a free loopback port with a token and throwaway
-settings/workspace folders; the browser is the system's /usr/bin/chromium
-(test tools cannot download browsers here).
+Fixtures
+--------
+chromium_path  (session)  "/usr/bin/chromium"; fails clearly when it is missing.
+jupyter_lab    (module)   a running ``jupyter lab`` (a :class:`Lab`): loopback, free port,
+                          random token, throwaway root/settings/workspaces folders.
+lab            (module)   the same object as ``jupyter_lab`` (older name).
+browser        (module)   a Playwright ``Browser`` on the system chromium.
+page           (function) a ``Page`` in a fresh browser context; on failure a
+                          screenshot goes to ``screenshots/<test>-failed.png``.
+
+Helpers: ``from browser_harness import ...`` (this module under a name of its own;
+``from conftest import ...`` breaks when pytest is given other test folders that
+have a conftest.py too, e.g. ``pytest tests/browser/x.py tests/tutorials``)
+----------------------------------------------------------------------------------
+open_notebook_and_run_all(page, lab, name)   open, wait for an idle kernel, run all
+wait_for_kernel(page, path=None)             wait for a connected, idle kernel
+run_all(page)                                start ``notebook:run-all-cells`` (not awaited)
+texts_by_class(page, cls) / text_by_class(page, cls)
+screenshot(page, name)                       save ``screenshots/<name>.png``
+
+The server is started the way /work/shared/DESIGN.md ("Browser testing notes") says;
+test tools cannot download browsers here, so the browser is the system's chromium.
 """
 
 import json
@@ -12,16 +31,30 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
+# Every folder's conftest.py is imported as the module "conftest", the last one
+# replacing the others in sys.modules; this alias does not move.
+sys.modules["browser_harness"] = sys.modules[__name__]
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).parent / "screenshots"
+SERVER_START_TIMEOUT = 60  # seconds until /api/status answers
+KERNEL_TIMEOUT = 90  # seconds until the notebook's kernel is connected and idle
+
+USER_SETTINGS = {
+    # The news toast otherwise covers part of the page.
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+    # Opening a notebook starts its kernel without a "Select Kernel" dialog.
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True},
+}
 
 
 def _free_port():
@@ -31,103 +64,253 @@ def _free_port():
 
 
 class Lab:
-    def __init__(self, root, port, token):
-        self.root, self.port, self.token = root, port, token
+    """A running JupyterLab server: ``url``, ``token``, ``root_dir`` and helpers."""
+
+    def __init__(self, root_dir, port, token, log_path, proc=None):
+        self.root_dir = Path(root_dir)
+        self.port, self.token, self.log_path, self.proc = port, token, Path(log_path), proc
         self.url = f"http://127.0.0.1:{port}"
 
-    def write_notebook(self, name, sources):
+    @property
+    def root(self):  # older name
+        return self.root_dir
+
+    def write_notebook(self, name, cells, metadata=None):
+        """Write ``root_dir/name`` with one code cell per source (a str is one cell).
+
+        The kernelspec is ``python3``, so the kernel starts without asking.
+        Returns the notebook's path."""
+        if isinstance(cells, str):
+            cells = [cells]
         nb = nbformat.v4.new_notebook(
-            cells=[nbformat.v4.new_code_cell(s) for s in sources],
-            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-        nbformat.write(nb, self.root / name)
+            cells=[c if isinstance(c, nbformat.NotebookNode) else nbformat.v4.new_code_cell(c) for c in cells],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                      **(metadata or {})})
+        path = self.root_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, path)
+        return path
 
     def tree_url(self, name):
         return f"{self.url}/lab/tree/{name}?token={self.token}"
 
+    def api(self, path, method="GET", timeout=5):
+        """Call the server's REST API (``path`` like ``/api/kernels``); returns decoded JSON or None."""
+        req = urllib.request.Request(self.url + path, method=method,
+                                     headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def log(self, tail=4000):
+        try:
+            return self.log_path.read_text(errors="replace")[-tail:]
+        except OSError:
+            return "(no server log)"
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium. "
+                    "`bash scripts/run-tests.sh` installs it (apt-get install -y chromium).",
+                    pytrace=False)
+    return CHROMIUM
+
+
+def _descendants(pid):
+    try:
+        import psutil
+
+        return psutil.Process(pid).children(recursive=True)
+    except Exception:
+        return []
+
+
+def _stop_server(lab, proc):
+    # Kernels run in their own sessions (jupyter_client starts them with
+    # start_new_session), so shut them down through the API first, then stop
+    # the server, then kill whatever it left behind.
+    try:
+        for k in lab.api("/api/kernels") or []:
+            try:
+                lab.api(f"/api/kernels/{k['id']}", method="DELETE", timeout=15)
+            except (OSError, urllib.error.URLError):
+                pass
+    except Exception:
+        pass
+    leftovers = _descendants(proc.pid)
+    proc.terminate()  # SIGTERM: the server shuts down its remaining kernels
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    if leftovers:
+        import psutil
+
+        alive = [p for p in leftovers if p.is_running()]
+        for p in alive:
+            try:
+                p.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(alive, timeout=5)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is missing: scripts/run-tests.sh installs it (apt-get install chromium)")
+def jupyter_lab(tmp_path_factory):
     base = tmp_path_factory.mktemp("lab")
-    root, settings, workspaces = base / "root", base / "settings", base / "workspaces"
-    for d in (root, settings, workspaces):
+    root, settings, workspaces, runtime = (base / d for d in ("root", "settings", "workspaces", "runtime"))
+    for d in (root, settings, workspaces, runtime):
         d.mkdir()
-    for rel, value in [
-        ("@jupyterlab/apputils-extension/notification.jupyterlab-settings", {"fetchNews": "false"}),
-        ("@jupyterlab/notebook-extension/tracker.jupyterlab-settings", {"autoStartDefaultKernel": True}),
-    ]:
+    for rel, value in USER_SETTINGS.items():
         path = settings / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value))
     port, token = _free_port(), secrets.token_hex(16)
-    log = open(base / "server.log", "w")
-    env = {**os.environ, "NOTEBOOK_EXT_HISTORY": str(base / "history.sqlite3")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--port-retries=0", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", "--allow-root", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
-         f"--LabApp.workspaces_dir={workspaces}", "--LabApp.expose_app_in_browser=True"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
-    lab = Lab(root, port, token)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{lab.url}/api/status?token={token}", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("JupyterLab did not start:\n" + (base / "server.log").read_text()[-3000:])
-        time.sleep(0.5)
+    log_path = base / "server.log"
+    env = {**os.environ,
+           "NOTEBOOK_EXT_HISTORY": str(base / "history.sqlite3"),
+           "JUPYTER_RUNTIME_DIR": str(runtime)}
+    env.pop("JUPYTER_TOKEN", None)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--port-retries=0", f"--port={port}",
+             "--ServerApp.ip=127.0.0.1", "--allow-root", f"--IdentityProvider.token={token}",
+             f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
+             f"--LabApp.workspaces_dir={workspaces}", "--LabApp.expose_app_in_browser=True"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True)  # a Ctrl-C in the terminal reaches pytest only; teardown stops the server
+    lab = Lab(root, port, token, log_path, proc)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
     try:
+        while True:
+            try:
+                lab.api("/api/status", timeout=2)
+                break
+            except (OSError, urllib.error.URLError, ValueError):
+                pass
+            if proc.poll() is not None:
+                pytest.fail(f"JupyterLab exited with code {proc.returncode} before answering:\n{lab.log()}",
+                            pytrace=False)
+            if time.monotonic() > deadline:
+                pytest.fail(f"JupyterLab did not answer /api/status within {SERVER_START_TIMEOUT} s:\n"
+                            f"{lab.log()}", pytrace=False)
+            time.sleep(0.3)
         yield lab
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        _stop_server(lab, proc)
+
+
+@pytest.fixture(scope="module")
+def lab(jupyter_lab):
+    return jupyter_lab
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+    except Exception:
+        pw.stop()
+        raise
+    try:
+        yield b
+    finally:
+        b.close()
+        pw.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
 
 
 @pytest.fixture
-def page(lab):
-    from playwright.sync_api import sync_playwright
-
+def page(browser, request):
     SCREENSHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 1000})
-        pg = context.new_page()
-        try:
-            yield pg
-        finally:
-            context.close()
-            browser.close()
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    pg = context.new_page()
+    try:
+        yield pg
+    finally:
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            try:
+                pg.screenshot(path=str(SCREENSHOTS / f"{request.node.name}-failed.png"))
+            except Exception:
+                pass
+        context.close()
 
 
-def wait_for_kernel(page, timeout=90):
-    """Wait until the open notebook's kernel is connected and idle."""
+# ---------------------------------------------------------------- helpers
+
+_KERNEL_READY_JS = """(path) => {
+    const app = window.jupyterapp; if (!app) return false;
+    const w = app.shell.currentWidget;
+    if (!w || !w.sessionContext) return false;
+    if (path && !(w.context && w.context.path === path)) return false;
+    const k = w.sessionContext.session && w.sessionContext.session.kernel;
+    return !!k && k.connectionStatus === 'connected' && k.status === 'idle';
+}"""
+
+
+def wait_for_kernel(page, path=None, timeout=KERNEL_TIMEOUT):
+    """Wait until the current notebook (``path``, when given) has a connected, idle kernel.
+
+    The toolbar says "idle" before a kernel is attached, so this asks the
+    session itself. A "Select Kernel" dialog, if one still appears, is accepted."""
+    from playwright.sync_api import Error as PlaywrightError
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        accept = page.locator(".jp-Dialog button.jp-mod-accept")
-        if accept.count():
-            accept.first.click()
-        ready = page.evaluate("""() => {
-            const app = window.jupyterapp; if (!app) return false;
-            const w = app.shell.currentWidget;
-            const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-            return !!k && k.connectionStatus === 'connected' && k.status === 'idle';
-        }""")
-        if ready:
-            return
-        time.sleep(0.3)
-    raise AssertionError("the notebook's kernel never became idle")
+        try:
+            if page.evaluate(_KERNEL_READY_JS, path):
+                return
+            accept = page.locator(".jp-Dialog button.jp-mod-accept")
+            if accept.count():
+                accept.first.click(timeout=2000)
+        except PlaywrightError:  # the page is still navigating, or the dialog went away
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"the notebook's kernel was not connected and idle within {timeout} s")
 
 
 def run_all(page):
-    # Not awaited: the promise resolves only when every cell has run.
+    """Start ``notebook:run-all-cells``; its promise resolves only when every cell has run, so it is not awaited."""
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+
+def open_notebook_and_run_all(page, lab, name, timeout=KERNEL_TIMEOUT):
+    """Open ``root_dir/name`` in JupyterLab, wait for its kernel, start running all cells."""
+    page.goto(lab.tree_url(name))
+    wait_for_kernel(page, path=name, timeout=timeout)
+    run_all(page)
+
+
+def texts_by_class(page, cls):
+    """Inner text of every element with CSS class ``cls`` (no leading dot needed)."""
+    return page.locator("." + cls.lstrip(".")).all_inner_texts()
+
+
+def text_by_class(page, cls):
+    """Inner text of all elements with class ``cls``, joined by newlines ("" if none)."""
+    return "\n".join(texts_by_class(page, cls))
+
+
+def screenshot(page, name):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path

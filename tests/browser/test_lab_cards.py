@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import SCREENSHOTS, run_all, wait_for_kernel
+from browser_harness import SCREENSHOTS, run_all, wait_for_kernel
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import card_states, outputs_text  # noqa: F401 - tests/tutorials/conftest.py
+from tutorial_runner import card_states, outputs_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 

@@ -1,0 +1,44 @@
+"""Run a tutorial top to bottom in a fresh kernel, as a user would, and read
+what it printed and which card states it saved."""
+
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
+
+
+def run_notebook(name, tmp_path, timeout=180):
+    nb = nbformat.read(TUTORIALS / name, as_version=4)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+    )
+    os.environ.setdefault("NOTEBOOK_EXT_HISTORY", str(tmp_path / "history.sqlite3"))
+    client.execute()
+    nbformat.write(nb, tmp_path / name)
+    return nb
+
+
+def outputs_text(cell):
+    parts = []
+    for out in cell.get("outputs", []):
+        if out["output_type"] == "stream":
+            parts.append(out["text"])
+        elif "data" in out:
+            parts.append(out["data"].get("text/plain", ""))
+        elif out["output_type"] == "error":
+            parts.append(f"{out['ename']}: {out['evalue']}")
+    return "\n".join(parts)
+
+
+def card_states(nb):
+    """name -> state of every job card, from the widget state saved in the notebook."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    cards = {}
+    for model in state.get("state", {}).values():
+        snap = model.get("state", {}).get("snap")
+        if snap:
+            cards[snap["name"]] = snap
+    return cards
