@@ -178,7 +178,11 @@ class DaskExecutor(Executor):
         job.info["_dask"] = (fut, cancel_name, stop_name)
         self._futures[job.id] = fut
         done: asyncio.Future = loop.create_future()
-        fut.add_done_callback(lambda f: loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None)))
+        def settle() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(settle))
         try:
             await done
             status = fut.status

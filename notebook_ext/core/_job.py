@@ -388,8 +388,12 @@ class Job:
             loop = asyncio.get_running_loop()
             fut: asyncio.Future = loop.create_future()
 
+            def settle() -> None:
+                if not fut.done():
+                    fut.set_result(None)
+
             def wake(_job: Job) -> None:
-                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+                loop.call_soon_threadsafe(settle)
 
             self.add_done_callback(wake)
             await fut

@@ -258,13 +258,13 @@ class ProcessExecutor(Executor):
                 continue  # a pipe was closed under us; rebuild the list
             for conn in ready:
                 try:
-                    msg = conn.recv()
+                    msg = conn.recv()  # type: ignore[union-attr, call-arg]
                 except (EOFError, OSError, ValueError):
                     if conn is not self._wake_r:
                         self._drop_conn(by_conn.get(conn), conn)
                     continue
                 if conn is not self._wake_r:
-                    self._handle(msg)
+                    self._handle(msg)  # type: ignore[arg-type]
 
     def _drop_conn(self, slot: int | None, conn: Any) -> None:
         with self._lock:
@@ -329,7 +329,7 @@ class ProcessExecutor(Executor):
             exc = cloudpickle.loads(blob) if blob is not None else RuntimeError(line)
         except Exception:
             exc = RuntimeError(line)
-        exc.__notebook_ext_traceback__ = tb  # type: ignore[attr-defined]
+        exc.__notebook_ext_traceback__ = tb  # type: ignore[attr-defined, union-attr]
         raise exc
 
     def _exitcode(self, slot: int, pid: int | None) -> str:
@@ -382,7 +382,7 @@ class ProcessExecutor(Executor):
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (for tests and tools)."""
-        pids = []
+        pids: list[int] = []
         for pool in self._pools:
             procs = getattr(pool, "_processes", None) or {}
             pids.extend(p for p, proc in procs.items() if proc.is_alive())

@@ -214,7 +214,7 @@ class HistoryStore:
         if self.path is None or not self.path.exists():
             return []
         self.flush()
-        where, args = "", ()
+        where, args = "", ()  # type: tuple[str, tuple[str, ...]]
         if sessions == "current":
             where, args = "WHERE session=?", (self.session,)
         elif sessions == "earlier":
