@@ -55,8 +55,7 @@ class JobMagics(Magics):
                                code=cell)
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from None
-        if args.out:
-            job.add_done_callback(lambda j, var=args.out: j.state == "done" and ns.__setitem__(var, j.result()))
+        A.assign_on_success(ns, args.out, job)
         A.show_job(self.shell, job)
 
     @magic_arguments()

@@ -14,11 +14,6 @@ from .. import ml
 from . import _args as A
 
 
-def _assign_on_success(ns: dict, var: str | None, job: Any, pick=lambda v: v) -> None:
-    if var:
-        job.add_done_callback(lambda j: j.state == "done" and ns.__setitem__(var, pick(j.result())))
-
-
 def _call(fn, *args, **kwargs):
     """Turn the API's validation errors into one-line UsageErrors."""
     try:
@@ -55,7 +50,7 @@ class MLMagics(Magics):
         A.check_executor(A.scheduler(), args.executor)
         job = _call(ml.train, est, X, y, eval=ev, scoring=args.scoring, epochs=args.epochs,
                     save=args.save, name=args.name, executor=args.executor)
-        _assign_on_success(ns, args.out, job)
+        A.assign_on_success(ns, args.out, job)
         A.show_job(self.shell, job)
 
     @magic_arguments()
@@ -83,7 +78,7 @@ class MLMagics(Magics):
         A.check_executor(A.scheduler(), args.executor)
         job = _call(ml.search, est, params, X, y, cv=args.cv, n_iter=args.n_iter, scoring=args.scoring,
                     name=args.name, executor=args.executor)
-        _assign_on_success(ns, args.out, job)
+        A.assign_on_success(ns, args.out, job)
         A.show_job(self.shell, job)
 
     @magic_arguments()
@@ -109,7 +104,7 @@ class MLMagics(Magics):
         A.check_executor(A.scheduler(), args.executor)
         job = _call(ml.preprocess, func, items, workers=args.workers, executor=args.executor,
                     max_pending=args.max_pending, name=args.name)
-        _assign_on_success(ns, args.out, job, pick=lambda r: getattr(r, "results", r))
+        A.assign_on_success(ns, args.out, job, pick=lambda r: getattr(r, "results", r))
         A.show_job(self.shell, job)
 
 
