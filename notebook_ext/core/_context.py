@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import io
+import logging
 import sys
 import threading
 from typing import Any, Iterable, Iterator, TextIO, TypeVar
@@ -201,7 +202,13 @@ def install_output_capture() -> None:
             stream = getattr(sys, name)
             if stream is None or isinstance(stream, JobOutputRouter):
                 continue
-            setattr(sys, name, JobOutputRouter(stream))
+            router = JobOutputRouter(stream)
+            setattr(sys, name, router)
+            # Logging handlers made earlier hold the raw stream: point them at
+            # the router too, so a job's log lines land on its own card.
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
+                    handler.setStream(router)  # type: ignore[arg-type]
 
 
 def run_in_context(ctx: JobContext, fn: Any, *args: Any, **kwargs: Any) -> Any:
