@@ -6,7 +6,7 @@ import time
 
 from sklearn.model_selection import GridSearchCV
 
-from notebook_ext.core import Scheduler, use_dask
+import notebook_ext as nx
 
 from ._table import Row
 from .bench_search import ours, problem
@@ -14,13 +14,14 @@ from .bench_search import ours, problem
 
 def run(quick: bool) -> list[Row]:
     est, grid, X, y, cv = problem(quick)
-    s = Scheduler(history=None)
+    s = nx.Scheduler(history=None)
     try:
-        use_dask(scheduler=s, n_workers=2)
+        nx.use_dask(scheduler=s, n_workers=2)
         on_dask = ours(est, grid, X, y, cv, executor="dask", scheduler=s)
         local = ours(est, grid, X, y, cv, executor="process", scheduler=s)
     finally:
         s.shutdown()
+    GridSearchCV(est, grid, cv=cv, n_jobs=2).fit(X, y)  # warm, untimed (ours() warms our side the same way)
     t0 = time.perf_counter()
     GridSearchCV(est, grid, cv=cv, n_jobs=2).fit(X, y)
     gs = time.perf_counter() - t0

@@ -8,8 +8,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import SVC
 
-from notebook_ext.core import Scheduler
-from notebook_ext.ml import search
+import notebook_ext as nx
+import notebook_ext.ml
 
 from ._table import Row, median_spread
 
@@ -30,9 +30,10 @@ def timed(fn) -> float:
 
 def ours(est, grid, X, y, cv, executor="process", scheduler=None) -> float:
     own = scheduler is None
-    s = scheduler or Scheduler(history=None)
+    s = scheduler or nx.Scheduler(history=None)
+    search = nx.ml.search
     try:
-        search(est, grid, X, y, cv=cv, executor=executor, scheduler=s).result(600)  # warm the workers
+        search(est, grid, X, y, cv=cv, executor=executor, scheduler=s).result(600)  # warm the workers, untimed
         return timed(lambda: search(est, grid, X, y, cv=cv, executor=executor, scheduler=s).result(600))
     finally:
         if own:
@@ -42,14 +43,20 @@ def ours(est, grid, X, y, cv, executor="process", scheduler=None) -> float:
 def run(quick: bool) -> list[Row]:
     est, grid, X, y, cv = problem(quick)
     reps = 1 if quick else 3
-    mine = [ours(est, grid, X, y, cv) for _ in range(reps)]
-    gs2 = [timed(lambda: GridSearchCV(est, grid, cv=cv, n_jobs=2).fit(X, y)) for _ in range(reps)]
-    seq = [timed(lambda: GridSearchCV(est, grid, cv=cv, n_jobs=1).fit(X, y)) for _ in range(reps)]
+    # Warm GridSearchCV too: one untimed fit each (joblib's worker pool starts and stays).
+    GridSearchCV(est, grid, cv=cv, n_jobs=2).fit(X, y)
+    GridSearchCV(est, grid, cv=cv, n_jobs=1).fit(X, y)
+    mine, gs2, seq = [], [], []
+    for _ in range(reps):  # interleaved; ours() warms its own scheduler's workers before timing
+        mine.append(ours(est, grid, X, y, cv))
+        gs2.append(timed(lambda: GridSearchCV(est, grid, cv=cv, n_jobs=2).fit(X, y)))
+        seq.append(timed(lambda: GridSearchCV(est, grid, cv=cv, n_jobs=1).fit(X, y)))
     m, ms = median_spread(mine)
     g, _ = median_spread(gs2)
     q, _ = median_spread(seq)
     return [
         Row("search", "16 candidates x 5 folds, process executor", m, g, "GridSearchCV(n_jobs=2)", "s", ms,
-            "<= 1.05x GridSearchCV", "yes" if m <= 1.05 * g else "NO"),
+            "<= 1.05x GridSearchCV", "yes" if m <= 1.05 * g else "NO",
+            note="every side warmed by one untimed run (our process workers, joblib's pool), then interleaved"),
         Row("search", "same, sequential GridSearchCV(n_jobs=1)", q, g, "GridSearchCV(n_jobs=2)", "s"),
     ]

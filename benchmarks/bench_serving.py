@@ -9,10 +9,34 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from notebook_ext.core import Scheduler
-from notebook_ext.ml import serve
+import notebook_ext as nx
+import notebook_ext.ml
 
 from ._table import Row, median_spread
+
+
+async def _batched(predictor, rows_) -> tuple[float, list[float]]:
+    t0 = time.perf_counter()
+
+    async def one(r):
+        await predictor.predict(r)
+        return time.perf_counter() - t0
+
+    lat = await asyncio.gather(*(one(r) for r in rows_))
+    return time.perf_counter() - t0, lat
+
+
+async def _unbatched(model, rows_) -> tuple[float, list[float]]:
+    """The same burst, each request its own predict call in the loop's default thread pool."""
+    t0 = time.perf_counter()
+    loop = asyncio.get_running_loop()
+
+    async def one(r):
+        await loop.run_in_executor(None, model.predict, r[None, :])
+        return time.perf_counter() - t0
+
+    lat = await asyncio.gather(*(one(r) for r in rows_))
+    return time.perf_counter() - t0, lat
 
 
 def run(quick: bool) -> list[Row]:
@@ -21,41 +45,27 @@ def run(quick: bool) -> list[Row]:
     n = 500 if quick else 5000
     rows_ = X[np.arange(n) % len(X)]
     reps = 1 if quick else 3
-    s = Scheduler(history=None)
+    s = nx.Scheduler(history=None)
     ours_tp, ours_p99, base_tp, base_p99 = [], [], [], []
+
+    async def main(predictor) -> None:
+        # One event loop for everything, so the baseline's thread pool stays warm.
+        await _batched(predictor, rows_)  # warm-up: each side one untimed burst
+        await _unbatched(model, rows_)
+        for rep in range(reps):  # interleaved, alternating which side goes first
+            sides = [("ours", _batched(predictor, rows_)), ("base", _unbatched(model, rows_))]
+            for side, coro in (sides if rep % 2 == 0 else sides[::-1]):
+                took, lat = await coro
+                tp, p99 = (ours_tp, ours_p99) if side == "ours" else (base_tp, base_p99)
+                tp.append(n / took)
+                p99.append(np.percentile(lat, 99) * 1000)
+
     try:
-        for _ in range(reps):
-            predictor = serve(model, max_batch=64, max_wait_ms=5, scheduler=s)
-
-            async def burst():
-                t0 = time.perf_counter()
-
-                async def one(r):
-                    await predictor.predict(r)
-                    return time.perf_counter() - t0
-
-                lat = await asyncio.gather(*(one(r) for r in rows_))
-                return time.perf_counter() - t0, lat
-
-            took, lat = asyncio.run(burst())
+        predictor = nx.ml.serve(model, max_batch=64, max_wait_ms=5, scheduler=s)
+        try:
+            asyncio.run(main(predictor))
+        finally:
             predictor.close()
-            ours_tp.append(n / took)
-            ours_p99.append(np.percentile(lat, 99) * 1000)
-
-            async def unbatched():  # the same burst, each request its own predict call
-                t0 = time.perf_counter()
-                loop = asyncio.get_running_loop()
-
-                async def one(r):
-                    await loop.run_in_executor(None, model.predict, r[None, :])
-                    return time.perf_counter() - t0
-
-                lat = await asyncio.gather(*(one(r) for r in rows_))
-                return time.perf_counter() - t0, lat
-
-            took, lat = asyncio.run(unbatched())
-            base_tp.append(n / took)
-            base_p99.append(np.percentile(lat, 99) * 1000)
     finally:
         s.shutdown()
     t, ts = median_spread(ours_tp)
@@ -64,7 +74,8 @@ def run(quick: bool) -> list[Row]:
     bp, _ = median_spread(base_p99)
     return [
         Row("serving", f"burst of {n:,} concurrent requests: throughput", t, b, "one predict per request", "req/s",
-            ts, ">= 20x", "yes" if t >= 20 * b else "NO"),
+            ts, ">= 20x", "yes" if t >= 20 * b else "NO",
+            note="one predictor and one event loop; each side first runs one untimed burst, then they alternate"),
         Row("serving", "same burst: p99 latency", p, bp, "one predict per request", "ms", ps,
             "no worse", "yes" if p <= bp else "NO"),
     ]

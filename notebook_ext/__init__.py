@@ -1,38 +1,77 @@
 """notebook_ext: background jobs for Jupyter notebooks.
 
 ``%load_ext notebook_ext`` registers the magics (``%%bg``, ``%jobs``,
-``%train`` …). Everything they do is also plain Python API here.
+``%train`` …). Everything they do is also plain Python API here;
+``notebook_ext.ml`` and ``notebook_ext.ui`` are attributes too (imported
+on first use, so ``import notebook_ext`` stays light).
 """
 
-from . import core
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .core import (
-    Job, JobCancelled, JobSnapshot, JobTimedOut, Scheduler, WorkerDied, checkpoint,
-    get_scheduler, jobs, progress, report, set_scheduler, stop_requested, submit, use_dask, wait,
+    Job,
+    JobCancelled,
+    JobDetail,
+    JobError,
+    JobSnapshot,
+    JobTimedOut,
+    Progress,
+    Scheduler,
+    WorkerDied,
+    checkpoint,
+    current_job,
+    get_scheduler,
+    jobs,
+    progress,
+    report,
+    set_scheduler,
+    stop_requested,
+    submit,
+    submit_many,
+    wait,
 )
+from .executors import use_dask
 
 __version__ = "0.1.0"
 
+__all__ = [
+    "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "Progress", "Scheduler",
+    "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "jobs", "progress", "report",
+    "set_scheduler", "stop_requested", "submit", "submit_cell", "submit_many", "use_dask", "wait",
+]
 
-def dashboard(scheduler=None):
+_SUBMODULES = {"core", "executors", "lowlevel", "ml", "testing", "ui", "magics", "cells"}
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: `nx.ml.train(...)` works after a bare `import notebook_ext as nx`,
+    # without importing scikit-learn and ipywidgets for everyone.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name == "submit_cell":
+        from .cells import submit_cell
+
+        return submit_cell
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def dashboard(scheduler: Scheduler | None = None) -> Any:
     """A live dashboard widget of every job (see `notebook_ext.ui.dashboard`)."""
     from .ui import dashboard as make
 
     return make(scheduler)
 
-__all__ = [
-    "dashboard", "Job", "JobCancelled", "JobSnapshot", "JobTimedOut", "Scheduler", "WorkerDied",
-    "checkpoint", "get_scheduler", "jobs", "progress", "report", "set_scheduler",
-    "stop_requested", "submit", "use_dask", "wait",
-]
 
-
-def load_ipython_extension(ipython):  # pragma: no cover - exercised in kernel tests
+def load_ipython_extension(ipython: Any) -> None:  # pragma: no cover - exercised in kernel tests
     from .magics import load_ipython_extension as load
 
     load(ipython)
 
 
-def unload_ipython_extension(ipython):  # pragma: no cover
+def unload_ipython_extension(ipython: Any) -> None:  # pragma: no cover
     from .magics import unload_ipython_extension as unload
 
     unload(ipython)

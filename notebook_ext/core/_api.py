@@ -18,7 +18,7 @@ def get_scheduler() -> Scheduler:
     """The process-wide scheduler the magics and `submit` use (made on first use)."""
     global _default
     with _lock:
-        if _default is None or _default._closing:
+        if _default is None or _default.closed:
             _default = Scheduler()
         return _default
 
@@ -58,32 +58,15 @@ def wait(*jobs: "Job | str", timeout: float | None = None) -> WaitResult:
     return get_scheduler().wait(*jobs, timeout=timeout)
 
 
-def use_dask(address_or_client: Any = None, *, scheduler: Scheduler | None = None,
-             **cluster_kwargs: Any) -> Any:
-    """Add the ``dask`` executor: jobs with ``executor="dask"`` run on a cluster.
-
-    With no address, starts a ``distributed.LocalCluster`` (worker processes
-    on 127.0.0.1, closed with the scheduler); with an address, connects to
-    that Dask scheduler. Returns the ``distributed.Client``.
+def submit_many(fn: Callable[..., Any], arguments: Any, **options: Any) -> list[Job]:
+    """`Scheduler.submit_many` on the default scheduler: one job per argument
+    tuple, admitted in one batch.
 
     Examples
     --------
-    >>> client = use_dask(n_workers=2)                      # doctest: +SKIP
-    >>> submit(fit, X, y, executor="dask").result()         # doctest: +SKIP
+    >>> jobs = nx.submit_many(load, [("a.csv",), ("b.csv",)])   # doctest: +SKIP
     """
-    try:
-        from ._dask import DaskExecutor
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("use_dask needs dask.distributed: pip install 'notebook_ext[dask]'") from exc
-    sched = scheduler or get_scheduler()
-    old = sched.executors.get("dask")
-    if old is not None:
-        if address_or_client is None and not cluster_kwargs:
-            return old.client  # type: ignore[attr-defined]
-        old.shutdown()
-    executor = DaskExecutor(address_or_client, **cluster_kwargs)
-    sched.add_executor(executor)
-    return executor.client
+    return get_scheduler().submit_many(fn, arguments, **options)
 
 
 class _Jobs(Mapping):

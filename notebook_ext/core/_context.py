@@ -8,16 +8,112 @@ nothing (``progress`` just iterates), so the same code runs in a plain cell.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import logging
 import sys
 import threading
-from typing import Any, Iterable, Iterator, TextIO, TypeVar
+from collections import deque
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, TextIO, TypeVar
 
-from ._job import JobCancelled, JobContext
+from ._states import JobCancelled
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._job import Job
 
 T = TypeVar("T")
+
+OUTPUT_LIMIT = 64_000  # characters of captured output kept per job (the tail)
+_OUTPUT_LOCK = threading.Lock()
+
+
+class Output:
+    """A bounded text buffer keeping the tail; appends are cheap."""
+
+    __slots__ = ("_chunks", "_size", "_limit", "_dropped", "version", "_lock", "_text_cache")
+
+    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
+        self._chunks: deque[str] = deque()
+        self._size = 0
+        self._limit = limit
+        self._dropped = 0
+        self.version = 0
+        self._lock = threading.Lock()
+        self._text_cache: tuple[int, str] = (0, "")
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        if len(text) > self._limit:  # one huge write: keep its tail, not a single oversized chunk
+            self._dropped += len(text) - self._limit
+            text = text[-self._limit:]
+        with self._lock:
+            self._chunks.append(text)
+            self._size += len(text)
+            while self._size > self._limit and len(self._chunks) > 1:
+                gone = self._chunks.popleft()
+                self._size -= len(gone)
+                self._dropped += len(gone)
+            self.version += 1
+
+    def text(self) -> str:
+        with self._lock:
+            if self._text_cache[0] == self.version:
+                return self._text_cache[1]
+            text = "".join(self._chunks)
+            if len(text) > self._limit:
+                self._dropped += len(text) - self._limit
+                text = text[-self._limit :]
+                self._chunks = deque([text])
+                self._size = len(text)
+            if self._dropped:
+                text = f"[… {self._dropped} earlier characters dropped]\n" + text
+            self._text_cache = (self.version, text)
+            return text
+
+
+class JobContext:
+    """What job code writes to (through `report`, `progress`, `checkpoint`).
+
+    The hot path is plain attribute assignment: no lock, no message. The
+    notifier thread reads these fields at most ten times a second. The
+    output buffer is made on the first write.
+    """
+
+    __slots__ = ("done", "total", "message", "metrics", "_output", "cancel_reason", "stop", "job_id", "job")
+
+    def __init__(self, job_id: int = 0, job: "Job | None" = None) -> None:
+        self.job_id = job_id
+        self.job = job  # None in worker processes
+        self.done: float = 0
+        self.total: float | None = None
+        self.message: str = ""
+        self.metrics: dict[str, list[tuple[float, float]]] = {}
+        self._output: Output | None = None
+        self.cancel_reason: str | None = None  # set => cancellation requested
+        self.stop = False  # "stop and keep": finish at the next step boundary
+
+    @property
+    def output(self) -> Output:
+        out = self._output
+        if out is None:
+            with _OUTPUT_LOCK:
+                out = self._output
+                if out is None:
+                    out = self._output = Output()
+        return out
+
+    @output.setter
+    def output(self, value: Output) -> None:
+        self._output = value
+
+    def output_text(self) -> str:
+        return self._output.text() if self._output is not None else ""
+
+    def output_version(self) -> int:
+        return self._output.version if self._output is not None else 0
+
 
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
     "notebook_ext_job", default=None
@@ -211,11 +307,17 @@ def install_output_capture() -> None:
                     handler.setStream(router)  # type: ignore[arg-type]
 
 
-def run_in_context(ctx: JobContext, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ``fn`` with ``ctx`` as the current job (in this thread)."""
+@contextlib.contextmanager
+def job_context(ctx: JobContext) -> Iterator[JobContext]:
+    """Make ``ctx`` the current job in this thread (or task) for the block:
+    `report`, `progress`, `checkpoint` and ``print`` go to that job.
+
+    Every executor runs job code inside this, in threads, on the loop and in
+    worker processes alike.
+    """
     install_output_capture()
     token = _current.set(ctx)
     try:
-        return fn(*args, **kwargs)
+        yield ctx
     finally:
         _current.reset(token)

@@ -1,32 +1,38 @@
-"""The job model: states, immutable snapshots and the live `Job` handle."""
+"""The `Job` handle: the live object behind a background job, its typed
+facts and the transitions of its state machine.
+
+Cancellation follows trio's cancel scopes: `Job.cancel_called` says a
+cancel was requested, `Job.cancelled_caught` that the cancellation is what
+ended the job. A job that raised its own error after a cancel request ends
+``failed`` with that error (the cancel is noted in `Job.cancel_note`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import namedtuple
 import itertools
 import threading
 import time
 import traceback
-from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._scheduler import Scheduler
-
-PENDING = "pending"
-QUEUED = "queued"
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-CANCELLED = "cancelled"
-TIMED_OUT = "timed_out"
-#: only found in the history store: the job was active when its kernel died
-INTERRUPTED = "interrupted"
-
-STATES = (PENDING, QUEUED, RUNNING, DONE, FAILED, CANCELLED, TIMED_OUT)
-ACTIVE_STATES = frozenset({PENDING, QUEUED, RUNNING})
-FINAL_STATES = frozenset({DONE, FAILED, CANCELLED, TIMED_OUT})
+from ._clock import Clock
+from ._context import JobContext
+from ._states import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINAL_STATES,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    TIMED_OUT,
+    JobCancelled,
+    JobDetail,
+    JobSnapshot,
+    Progress,
+)
 
 _ALLOWED = {
     PENDING: {QUEUED, CANCELLED},
@@ -34,157 +40,23 @@ _ALLOWED = {
     RUNNING: {DONE, FAILED, CANCELLED, TIMED_OUT, QUEUED},  # QUEUED: a retry
 }
 
-OUTPUT_LIMIT = 64_000  # characters of captured output kept per job (the tail)
 
+class JobControl(Protocol):
+    """What a `Job` asks of whoever runs it (the `Scheduler`)."""
 
-class JobError(Exception):
-    """Base class of the errors notebook_ext raises itself."""
+    clock: Clock
 
+    def cancel(self, job: "Job | str", reason: str | None = None, *, abandon: bool = False) -> bool: ...
 
-class JobCancelled(JobError):
-    """Raised inside a job when its cancellation takes effect, and by
-    `Job.result()` for a cancelled job."""
+    def request_stop(self, job: "Job") -> bool: ...
 
-    def __init__(self, reason: str = "cancelled") -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def retry(self, job: "Job | str") -> "Job": ...
 
-
-class JobTimedOut(JobCancelled):
-    """Raised by `Job.result()` for a job that ran past its timeout."""
-
-
-class WorkerDied(JobError):
-    """The process (or cluster worker) running a job died under it."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Progress of a job: ``done`` of ``total`` steps (``total`` may be None)."""
-
-    done: float = 0
-    total: float | None = None
-    message: str = ""
-    rate: float | None = None  # steps per second
-    eta: float | None = None  # seconds left
-
-    @property
-    def fraction(self) -> float | None:
-        if not self.total:
-            return None
-        return max(0.0, min(1.0, self.done / self.total))
-
-
-@dataclass(frozen=True)
-class JobSnapshot:
-    """An immutable picture of a job at one moment; what renderers draw."""
-
-    id: int
-    name: str
-    kind: str
-    state: str
-    priority: int
-    executor: str
-    attempts: int
-    retries: int
-    created: float
-    started: float | None
-    ended: float | None
-    progress: Progress
-    metrics: Mapping[str, tuple[tuple[float, float], ...]]
-    output: str
-    error: str | None
-    traceback: str | None
-    cancel_requested: bool
-    cancel_reason: str | None
-    stop_requested: bool
-    parent: str | None
-    children: tuple[str, ...]
-    after: tuple[str, ...]
-    info: Mapping[str, Any]
-    sequence: int  # grows with every snapshot of this job
-    taken: float  # wall clock when taken
-
-    @property
-    def elapsed(self) -> float | None:
-        if self.started is None:
-            return None
-        end = self.ended if self.ended is not None else self.taken
-        return max(0.0, end - self.started)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
-
-    def latest_metrics(self) -> dict[str, float]:
-        return {k: v[-1][1] for k, v in self.metrics.items() if v}
-
-
-class _Output:
-    """A bounded text buffer keeping the tail; appends are cheap."""
-
-    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
-        self._chunks: deque[str] = deque()
-        self._size = 0
-        self._limit = limit
-        self._dropped = 0
-        self.version = 0
-        self._lock = threading.Lock()
-        self._text_cache: tuple[int, str] = (0, "")
-
-    def write(self, text: str) -> None:
-        if not text:
-            return
-        with self._lock:
-            self._chunks.append(text)
-            self._size += len(text)
-            while self._size > self._limit and len(self._chunks) > 1:
-                gone = self._chunks.popleft()
-                self._size -= len(gone)
-                self._dropped += len(gone)
-            self.version += 1
-
-    def text(self) -> str:
-        with self._lock:
-            if self._text_cache[0] == self.version:
-                return self._text_cache[1]
-            text = "".join(self._chunks)
-            if len(text) > self._limit:
-                self._dropped += len(text) - self._limit
-                text = text[-self._limit :]
-                self._chunks = deque([text])
-                self._size = len(text)
-            if self._dropped:
-                text = f"[… {self._dropped} earlier characters dropped]\n" + text
-            self._text_cache = (self.version, text)
-            return text
-
-
-class JobContext:
-    """What job code writes to (through `report`, `progress`, `checkpoint`).
-
-    The hot path is plain attribute assignment: no lock, no message. The
-    scheduler's notifier thread reads these fields at most ten times a second.
-    """
-
-    __slots__ = (
-        "done", "total", "message", "metrics", "output",
-        "cancel_reason", "stop", "job_id", "job",
-    )
-
-    def __init__(self, job_id: int = 0, job: "Job | None" = None) -> None:
-        self.job_id = job_id
-        self.job = job  # None in worker processes
-        self.done: float = 0
-        self.total: float | None = None
-        self.message: str = ""
-        self.metrics: dict[str, list[tuple[float, float]]] = {}
-        self.output = _Output()
-        self.cancel_reason: str | None = None  # set => cancellation requested
-        self.stop = False  # "stop and keep": finish at the next step boundary
+    def changed(self, job: "Job", *, record: bool = False) -> None: ...
 
 
 _ids = itertools.count(1)
+_LOCK = threading.Lock()  # short critical sections only: done callbacks, lazy events
 
 
 class Job:
@@ -199,24 +71,36 @@ class Job:
     6
     """
 
+    __slots__ = (
+        "id", "name", "kind", "priority", "timeout", "retries", "backoff", "executor", "after",
+        "parent", "_children", "params", "code", "fn", "args", "kwargs", "finalize", "retry_with",
+        "shipment", "_control", "_state", "attempts", "created", "started", "ended", "ctx",
+        "_result", "_exception", "_traceback", "_event", "_callbacks", "_sequence", "_rate",
+        "timed_out", "abandoned", "cancelled_caught", "cancel_note", "_attempt_errors",
+        "_artifacts", "dashboard_link", "detail", "version", "__weakref__",
+    )
+
     def __init__(
         self,
-        scheduler: "Scheduler",
+        control: JobControl,
         fn: Callable[..., Any],
         args: tuple,
         kwargs: dict,
         *,
         name: str,
-        kind: str,
-        priority: int,
-        timeout: float | None,
-        retries: int,
-        backoff: float,
-        executor: str,
-        after: tuple["Job", ...],
-        parent: "Job | None",
-        params: Mapping[str, Any] | None,
-        code: str | None,
+        kind: str = "job",
+        priority: int = 0,
+        timeout: float | None = None,
+        retries: int = 0,
+        backoff: float = 0.5,
+        executor: str = "thread",
+        after: tuple["Job", ...] = (),
+        parent: "Job | None" = None,
+        params: Mapping[str, Any] | None = None,
+        code: str | None = None,
+        finalize: Callable[["Job", Any], Any] | None = None,
+        retry_with: Callable[["Job"], "Job"] | None = None,
+        detail: JobDetail | None = None,
     ) -> None:
         self.id = next(_ids)
         self.name = name
@@ -228,27 +112,39 @@ class Job:
         self.executor = executor
         self.after = after
         self.parent = parent
-        self.children: list[Job] = []
-        self.params = dict(params or {})
+        self._children: list[Job] | None = None
+        self.params = dict(params) if params else {}
         self.code = code
-        self.info: dict[str, Any] = {}
-        self._finalize: Callable[[Job, Any], Any] | None = None
         self.fn, self.args, self.kwargs = fn, args, kwargs
-        self._scheduler = scheduler
+        #: runs in the scheduler after the job's code succeeded; returns the result
+        self.finalize = finalize
+        #: how `Scheduler.retry` re-runs this job (default: the same call again)
+        self.retry_with = retry_with
+        #: the executor's packed form of the call (e.g. pickled); dropped when the job ends
+        self.shipment: Any = None
+        self._control = control
         self._state = PENDING
         self.attempts = 0
-        self.created = time.time()
+        self.created = control.clock.time()
         self.started: float | None = None
         self.ended: float | None = None
         self.ctx = JobContext(self.id, self)
         self._result: Any = None
         self._exception: BaseException | None = None
         self._traceback: str | None = None
-        self._done_event = threading.Event()
-        self._callbacks: list[Callable[[Job], None]] = []
-        self._lock = threading.Lock()
+        self._event: threading.Event | None = None  # made when someone waits
+        self._callbacks: list[Callable[[Job], None]] | None = None
         self._sequence = 0
         self._rate: tuple[float, float, float | None] | None = None  # (t, done, rate)
+        self.timed_out = False  #: the timeout is what stopped it
+        self.abandoned = False  #: a thread that never reached a checkpoint was given up
+        self.cancelled_caught = False  #: the cancellation is what ended it
+        self.cancel_note: str | None = None  #: how a cancel request went, when not plainly
+        self._attempt_errors: list[str] | None = None
+        self._artifacts: list[str] | None = None
+        self.dashboard_link: str | None = None
+        self.detail = detail
+        self.version = 0  # bumped by every change of facts (for observers)
 
     # -- reading -----------------------------------------------------------
     @property
@@ -256,9 +152,18 @@ class Job:
         """One of ``pending queued running done failed cancelled timed_out``."""
         return self._state
 
+    @property
+    def scheduler(self) -> JobControl:
+        """Whoever runs this job (its `Scheduler`)."""
+        return self._control
+
+    @property
+    def children(self) -> list["Job"]:
+        return self._children if self._children is not None else []
+
     def done(self) -> bool:
         """True once the job is in a final state."""
-        return self._done_event.is_set()
+        return self._state in FINAL_STATES
 
     @property
     def progress(self) -> Progress:
@@ -272,15 +177,32 @@ class Job:
     @property
     def output(self) -> str:
         """Captured stdout/stderr of the job (the tail, bounded)."""
-        return self.ctx.output.text()
+        return self.ctx.output_text()
 
     @property
-    def cancel_requested(self) -> bool:
+    def cancel_called(self) -> bool:
+        """True once a cancel was requested (by the user, a timeout, shutdown)."""
         return self.ctx.cancel_reason is not None
+
+    cancel_requested = cancel_called
+
+    @property
+    def cancel_reason(self) -> str | None:
+        return self.ctx.cancel_reason
 
     @property
     def stop_requested(self) -> bool:
         return self.ctx.stop
+
+    @property
+    def attempt_errors(self) -> list[str]:
+        """One line per failed attempt that was retried."""
+        return list(self._attempt_errors or ())
+
+    @property
+    def artifacts(self) -> list[str]:
+        """Files the job saved (e.g. a model), recorded in the history."""
+        return list(self._artifacts or ())
 
     @property
     def error(self) -> str | None:
@@ -288,9 +210,9 @@ class Job:
         exc = self._exception
         if exc is None:
             return None
-        if isinstance(exc, JobCancelled):
+        if isinstance(exc, JobCancelled) and self.cancelled_caught:
             return exc.reason
-        return f"{type(exc).__name__}: {exc}"
+        return _one_line(exc)
 
     @property
     def traceback(self) -> str | None:
@@ -299,45 +221,32 @@ class Job:
     def snapshot(self) -> JobSnapshot:
         """An immutable picture of the job now."""
         ctx = self.ctx
-        now = time.time()
+        now = self._control.clock.time()
         done, total = ctx.done, ctx.total
         rate = eta = None
-        if self._state == RUNNING and self.started is not None:
+        state = self._state
+        if state == RUNNING and self.started is not None:
             rate = self._update_rate(now, done)
             if rate and total is not None and total > done:
                 eta = (total - done) / rate
         elif self.started is not None and self.ended is not None:
             span = self.ended - self.started
             rate = done / span if span > 0 and done else None
-        with self._lock:
-            self._sequence += 1
-            seq = self._sequence
+        self._sequence += 1  # only the notifier and readers on demand: races cost a skipped number
         return JobSnapshot(
-            id=self.id,
-            name=self.name,
-            kind=self.kind,
-            state=self._state,
-            priority=self.priority,
-            executor=self.executor,
-            attempts=self.attempts,
-            retries=self.retries,
-            created=self.created,
-            started=self.started,
-            ended=self.ended,
+            id=self.id, name=self.name, kind=self.kind, state=state, priority=self.priority,
+            executor=self.executor, attempts=self.attempts, retries=self.retries,
+            created=self.created, started=self.started, ended=self.ended,
             progress=Progress(done, total, ctx.message, rate, eta),
             metrics={k: tuple(v) for k, v in list(ctx.metrics.items())},
-            output=ctx.output.text(),
-            error=self.error,
-            traceback=self._traceback,
-            cancel_requested=ctx.cancel_reason is not None,
-            cancel_reason=ctx.cancel_reason,
-            stop_requested=ctx.stop,
-            parent=self.parent.name if self.parent else None,
-            children=tuple(c.name for c in self.children),
-            after=tuple(j.name for j in self.after),
-            info=dict(self.info),
-            sequence=seq,
-            taken=now,
+            output=ctx.output_text(), error=self.error, traceback=self._traceback,
+            cancel_requested=ctx.cancel_reason is not None, cancel_reason=ctx.cancel_reason,
+            stop_requested=ctx.stop, parent=self.parent.name if self.parent else None,
+            children=tuple(c.name for c in self.children), after=tuple(j.name for j in self.after),
+            sequence=self._sequence, taken=now, timed_out=self.timed_out, abandoned=self.abandoned,
+            cancelled_caught=self.cancelled_caught, cancel_note=self.cancel_note,
+            attempt_errors=tuple(self._attempt_errors or ()), artifacts=tuple(self._artifacts or ()),
+            dashboard_link=self.dashboard_link, detail=self.detail,
         )
 
     def _update_rate(self, now: float, done: float) -> float | None:
@@ -358,13 +267,24 @@ class Job:
         return rate if rate and rate > 0 else r0
 
     # -- results -----------------------------------------------------------
+    def _wait_event(self, timeout: float | None) -> bool:
+        if self.done():
+            return True
+        with _LOCK:
+            event = self._event
+            if event is None:
+                event = self._event = threading.Event()
+            if self.done():
+                event.set()
+        return event.wait(timeout)
+
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the job and return its value, or raise its exception.
 
         Raises `TimeoutError` when ``timeout`` seconds pass first, and
         `JobCancelled` (or `JobTimedOut`) for a job that was stopped.
         """
-        if not self._done_event.wait(timeout):
+        if not self._wait_event(timeout):
             raise TimeoutError(f"job {self.name!r} is still {self._state} after {timeout} s")
         if self._exception is not None:
             raise self._exception
@@ -372,37 +292,47 @@ class Job:
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the job and return its exception (None when it succeeded)."""
-        if not self._done_event.wait(timeout):
+        if not self._wait_event(timeout):
             raise TimeoutError(f"job {self.name!r} is still {self._state} after {timeout} s")
         return self._exception
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job ends; True if it did within ``timeout``."""
-        return self._done_event.wait(timeout)
+        return self._wait_event(timeout)
 
     def __await__(self):
         return self._wait_async().__await__()
 
     async def _wait_async(self) -> Any:
-        if not self.done():
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future = loop.create_future()
-
-            def settle() -> None:
-                if not fut.done():
-                    fut.set_result(None)
-
-            def wake(_job: Job) -> None:
-                loop.call_soon_threadsafe(settle)
-
-            self.add_done_callback(wake)
-            await fut
+        await self.wait_async()
         return self.result()
+
+    async def wait_async(self) -> None:
+        """Await the end of the job (from any event loop), without its result."""
+        if self.done():
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+
+        def settle() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        def wake(_job: Job) -> None:
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+
+        self.add_done_callback(wake)
+        await fut
 
     def add_done_callback(self, fn: Callable[["Job"], None]) -> None:
         """Call ``fn(job)`` once the job ends (at once if it has), from any thread."""
-        with self._lock:
-            if not self._done_event.is_set():
+        with _LOCK:
+            if not self.done():
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(fn)
                 return
         fn(self)
@@ -411,28 +341,31 @@ class Job:
     def cancel(self, reason: str | None = None) -> bool:
         """Ask the job to stop; True if the request was made.
 
-        A queued job is cancelled at once, a coroutine at its next ``await``,
-        a thread job at its next `progress` / `report` / `checkpoint`, a
-        process job by terminating its worker process.
+        A pending or queued job is cancelled at once, a coroutine at its next
+        ``await``, a thread job at its next `progress` / `report` /
+        `checkpoint`, a process job by terminating its worker process.
         """
-        return self._scheduler.cancel(self, reason)
+        return self._control.cancel(self, reason)
 
     def request_stop(self) -> bool:
         """"Stop and keep": ask the job to finish cleanly at its next step,
         keeping what it has so far (code checks `stop_requested()`)."""
-        if self.done():
-            return False
-        self.ctx.stop = True
-        self._scheduler._stop_requested(self)
-        return True
+        return self._control.request_stop(self)
 
-    def set_info(self, **info: Any) -> None:
-        """Attach facts to the job for cards and the history (e.g. a
-        leaderboard, ``artifacts=[path]``); observers get a fresh snapshot."""
-        self.info.update(info)
-        self._scheduler.notifier.changed(self)
-        if "artifacts" in info or self.done():
-            self._scheduler.store.record(self)
+    def set_detail(self, detail: JobDetail) -> None:
+        """Replace the job's typed facts (a leaderboard, serving stats …);
+        observers get a fresh snapshot."""
+        self.detail = detail
+        self.version += 1
+        self._control.changed(self)
+
+    def add_artifact(self, path: str) -> None:
+        """Record a file the job saved (shown on its card, kept in the history)."""
+        if self._artifacts is None:
+            self._artifacts = []
+        self._artifacts.append(str(path))
+        self.version += 1
+        self._control.changed(self, record=True)
 
     def __repr__(self) -> str:
         p = self.ctx
@@ -440,23 +373,74 @@ class Job:
         return f"<Job {self.name!r} {self._state}{prog}>"
 
     # -- scheduler side ----------------------------------------------------
+    def _add_child(self, child: "Job") -> None:
+        if self._children is None:
+            self._children = []
+        self._children.append(child)
+
+    def _note_attempt_error(self, line: str) -> None:
+        if self._attempt_errors is None:
+            self._attempt_errors = []
+        self._attempt_errors.append(line)
+        self.version += 1
+
     def _set_state(self, state: str) -> None:
         if state not in _ALLOWED.get(self._state, ()):
             raise RuntimeError(f"job {self.name!r}: illegal transition {self._state} -> {state}")
         self._state = state
 
-    def _finish(self, state: str, result: Any = None, exc: BaseException | None = None) -> None:
-        self._set_state(state)
+    def _finish(self, state: str, result: Any = None, exc: BaseException | None = None,
+                tb: str | None = None) -> None:
+        if state not in _ALLOWED.get(self._state, ()):
+            raise RuntimeError(f"job {self.name!r}: illegal transition {self._state} -> {state}")
         self._result = result
         self._exception = exc
-        if exc is not None and not isinstance(exc, JobCancelled):
-            self._traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self.ended = time.time()
-        with self._lock:
-            self._done_event.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for cb in callbacks:
+        if tb is not None:
+            self._traceback = tb
+        elif exc is not None and not (isinstance(exc, JobCancelled) and self.cancelled_caught):
+            self._traceback = _format_traceback(exc)
+        self.ended = self._control.clock.time()
+        # Inputs are no longer needed by anyone but Retry, which re-packs them.
+        self.shipment = None
+        self._state = state  # last: readers that see a final state see its result
+        with _LOCK:
+            event = self._event
+            callbacks, self._callbacks = self._callbacks, None
+        if event is not None:
+            event.set()
+        for cb in callbacks or ():
             try:
                 cb(self)
             except Exception:  # a broken observer must not break the scheduler
                 traceback.print_exc()
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message``, whatever the exception's ``__str__`` does."""
+    try:
+        text = str(exc)
+    except Exception as err:  # noqa: BLE001 - a user's broken __str__
+        text = f"<str() of this exception raised {type(err).__name__}>"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _format_traceback(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception as err:  # noqa: BLE001 - a user's broken __str__
+        return f"{type(exc).__name__} (its traceback could not be formatted: {type(err).__name__})"
+
+
+WaitResult = namedtuple("WaitResult", "done pending")
+
+
+def wait_all(jobs: "list[Job]", timeout: float | None) -> None:
+    """Wait for every job to end, at most ``timeout`` real seconds in all
+    (in short waits, so Ctrl-C interrupts it)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for job in jobs:
+        while not job.done():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            job.wait(0.2 if left is None else min(0.2, left))

@@ -9,11 +9,11 @@ updates while a notebook cell blocks. Per job, at most one snapshot every
 from __future__ import annotations
 
 import threading
-import time
 import traceback
 from typing import TYPE_CHECKING, Callable
 
-from ._job import JobSnapshot
+from ._clock import SYSTEM_CLOCK, Clock
+from ._states import JobSnapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._job import Job
@@ -26,11 +26,11 @@ class Notifier:
         self,
         running: Callable[[], list["Job"]],
         interval: float = 0.1,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._running = running  # the jobs whose progress may move
         self.interval = interval
-        self._clock = clock
+        self._clock = clock.monotonic
         self._observers: list[Observer] = []
         self._wake = threading.Condition()
         self._dirty: dict[int, "Job"] = {}
@@ -80,9 +80,9 @@ class Notifier:
     def _signature(job: "Job") -> tuple:
         ctx = job.ctx
         return (
-            job.state, ctx.done, ctx.total, ctx.message, ctx.output.version,
+            job.state, ctx.done, ctx.total, ctx.message, ctx.output_version(),
             sum(len(s) for s in list(ctx.metrics.values())), ctx.cancel_reason, ctx.stop,
-            len(job.info),
+            job.version,
         )
 
     def _deliver(self, job: "Job", now: float) -> None:
@@ -110,12 +110,15 @@ class Notifier:
                 self._last_sent.pop(job.id, None)
                 self._last_sig.pop(job.id, None)
             if now >= next_tick or closed:
-                self._tick(now)
+                self.tick(now)
                 next_tick = now + self.interval
             if closed:
                 return
 
-    def _tick(self, now: float) -> None:
+    def tick(self, now: float | None = None) -> None:
+        """Deliver what is due at ``now`` (default: the clock's); the
+        notifier's thread calls this every `interval`."""
+        now = self._clock() if now is None else now
         if not self._observers:
             return
         with self._wake:

@@ -16,13 +16,16 @@ import queue
 import socket
 import sqlite3
 import threading
-import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._job import ACTIVE_STATES, INTERRUPTED, Job
+from ._clock import SYSTEM_CLOCK, Clock
+from ._states import ACTIVE_STATES, INTERRUPTED
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._job import Job
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -76,8 +79,9 @@ class HistoryStore:
     jobs still run and one warning says why.
     """
 
-    def __init__(self, path: str | os.PathLike | None) -> None:
+    def __init__(self, path: str | os.PathLike | None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = Path(path) if path is not None else None
+        self.clock = clock
         self.session = uuid.uuid4().hex[:12]
         self.enabled = False
         self._queue: queue.Queue = queue.Queue()
@@ -91,7 +95,7 @@ class HistoryStore:
                 self._mark_interrupted(con)
                 con.execute(
                     "INSERT INTO sessions VALUES (?, ?, ?, ?, NULL)",
-                    (self.session, os.getpid(), socket.gethostname(), time.time()),
+                    (self.session, os.getpid(), socket.gethostname(), self.clock.time()),
                 )
             con.close()
         except (OSError, sqlite3.Error) as exc:
@@ -113,7 +117,7 @@ class HistoryStore:
         ).fetchall():
             if shost != host or _pid_alive(pid):
                 continue  # alive, or on another machine: cannot tell
-            now = time.time()
+            now = self.clock.time()
             marks = ",".join("?" * len(ACTIVE_STATES))
             rows = con.execute(
                 f"SELECT uid FROM jobs WHERE session=? AND state IN ({marks})",
@@ -133,10 +137,10 @@ class HistoryStore:
         """Note a state change of ``job``; cheap (a queue put), the writer
         thread builds and writes the row."""
         if self.enabled:
-            self._queue.put(("job", job, state or job.state, time.time()))
+            self._queue.put(("job", job, state or job.state, self.clock.time()))
 
     def _row(self, job: Job) -> tuple:
-        artifacts = job.info.get("artifacts", [])
+        artifacts = job.artifacts
         metrics = {k: v[-1][1] for k, v in list(job.ctx.metrics.items()) if v}
         params = {k: repr(v)[:500] for k, v in job.params.items()}
         return (
@@ -201,7 +205,7 @@ class HistoryStore:
     def close(self) -> None:
         if not self.enabled:
             return
-        self._queue.put(("end", time.time()))
+        self._queue.put(("end", self.clock.time()))
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import checkpoint, get_scheduler, install_output_capture, progress, report, stop_requested
+from ..core import checkpoint, get_scheduler, progress, report, stop_requested
+from ..core.lowlevel import install_output_capture
 from ._jobs import JobMagics
 
 __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]

@@ -4,11 +4,13 @@ becomes a one-line `UsageError` that names the flag and says how to fix it."""
 from __future__ import annotations
 
 import argparse
+import keyword
+import shlex
 import sys
 from typing import Any, Callable
 
 from IPython.core.error import UsageError
-from IPython.display import display
+from IPython.core.magic_arguments import argument
 
 from ..core import Job, Scheduler, get_scheduler
 
@@ -45,10 +47,22 @@ def seconds(flag: str) -> Callable[[str], float]:
 
 def identifier(flag: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
-        if not text.isidentifier():
+        if not text.isidentifier() or keyword.iskeyword(text):
             raise argparse.ArgumentTypeError(f"`{flag}` must be a Python variable name, got {text!r}")
         return text
     return parse
+
+
+def job_name(text: str) -> str:
+    """``-n NAME``: quotes as in a shell (``-n 'a b'`` is ``a b``), not empty."""
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        parts = [text]
+    name = " ".join(parts).strip()
+    if not name:
+        raise argparse.ArgumentTypeError("`--name` must not be empty")
+    return name
 
 
 def executor_choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
@@ -106,14 +120,30 @@ def has_widget_frontend(shell: Any) -> bool:
 
 def show_job(shell: Any, job: Job) -> None:
     """Display the job's live card under the running cell (text in a terminal)."""
-    from ..ui import card, status_line
+    from ..ui import show, status_line
 
     if not has_widget_frontend(shell):
         print(status_line(job.snapshot()), "(see %jobs)")
         return
-    widget = card(job)
-    widget.display_handle = display(widget, display_id=True)
+    show(job)
 
 
 def scheduler() -> Scheduler:
     return get_scheduler()
+
+
+def job_options(executors: tuple[str, ...], executor_help: str, *, out_help: str) -> Callable[[Any], Any]:
+    """The options every job-making magic shares: ``-n/--name``,
+    ``--executor`` (one of ``executors``) and ``--out``, declared once."""
+    decorators = [
+        argument("-n", "--name", type=job_name, help="job name (default KIND-N)"),
+        argument("--executor", type=executor_choice(executors), help=executor_help),
+        argument("--out", type=identifier("--out"), help=out_help),
+    ]
+
+    def apply(fn: Any) -> Any:
+        for deco in reversed(decorators):  # magic_arguments lists them in declaration order
+            fn = deco(fn)
+        return fn
+
+    return apply

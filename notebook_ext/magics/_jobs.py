@@ -8,22 +8,21 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import HTML, display
 
+from ..cells import submit_cell
 from ..core import JobCancelled
 from . import _args as A
-from ._cell import CellSource, run_cell, run_cell_async, run_cell_shipped, unshippable
 
 
 @magics_class
 class JobMagics(Magics):
     @magic_arguments()
-    @argument("-n", "--name", help="job name (default job-N)")
+    @A.job_options(("loop", "thread", "process", "dask"),
+                   "thread (default), loop (default when the cell uses await), process, dask",
+                   out_help="variable that gets the value when the job succeeds")
     @argument("-p", "--priority", type=A.integer("--priority"), default=0, help="higher runs first")
     @argument("--timeout", type=A.seconds("--timeout"), help="seconds per attempt")
     @argument("--retries", type=A.count("--retries"), default=0, help="re-runs after an exception")
-    @argument("--executor", type=A.executor_choice(("loop", "thread", "process", "dask")),
-              help="thread (default), loop (default when the cell uses await), process, dask")
     @argument("--after", nargs="+", default=[], metavar="NAME", help="jobs that must finish first")
-    @argument("--out", type=A.identifier("--out"), help="variable that gets the value when the job succeeds")
     @cell_magic
     def bg(self, line: str, cell: str):
         """Run this cell in the background; its card shows under the cell.
@@ -35,27 +34,11 @@ class JobMagics(Magics):
         A.check_executor(sched, args.executor)
         after = A.existing_jobs(sched, args.after)
         try:
-            src = CellSource(self.shell.transform_cell(cell))
-        except (SyntaxError, ValueError) as exc:
+            job = submit_cell(self.shell.transform_cell(cell), self.shell.user_ns, executor=args.executor,
+                              name=args.name, priority=args.priority, timeout=args.timeout,
+                              retries=args.retries, after=after, out=args.out, scheduler=sched)
+        except (SyntaxError, TypeError, ValueError) as exc:
             raise UsageError(f"%%bg: {exc}") from None
-        ns = self.shell.user_ns
-        executor = args.executor or ("loop" if src.uses_await else "thread")
-        if src.uses_await and executor != "loop":
-            raise UsageError("a cell that uses `await` runs with `--executor loop`")
-        call, cargs = (run_cell_async if executor == "loop" else run_cell), (src.body_source(), src.expr_source(), ns)
-        if executor in ("process", "dask"):
-            names = src.free_names(ns)
-            bad = unshippable(names)
-            if bad:
-                raise UsageError(f"cannot send `{bad[0]}` to a worker process ({bad[1]}); use --executor thread")
-            call, cargs = run_cell_shipped, (src.body_source(), src.expr_source(), names)
-        try:
-            job = sched.submit(call, *cargs, name=args.name, priority=args.priority, timeout=args.timeout,
-                               retries=args.retries, executor=executor, after=after, kind="cell",
-                               code=cell)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
-        A.assign_on_success(ns, args.out, job)
         A.show_job(self.shell, job)
 
     @magic_arguments()

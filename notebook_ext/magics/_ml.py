@@ -32,9 +32,7 @@ class MLMagics(Magics):
     @argument("--epochs", type=A.count("--epochs", 1), help="epochs (partial_fit) or stages (warm_start)")
     @argument("--scoring", help="scikit-learn scorer name for --eval")
     @argument("--save", help="joblib file the fitted model is written to (atomically)")
-    @argument("--out", type=A.identifier("--out"), help="variable that gets the fitted model")
-    @argument("-n", "--name", help="job name")
-    @argument("--executor", type=A.executor_choice(("thread", "process", "dask")), help="thread (default)")
+    @A.job_options(("thread", "process", "dask"), "thread (default)", out_help="variable that gets the fitted model")
     @line_magic
     def train(self, line: str):
         """Train a scikit-learn estimator in the background with live progress.
@@ -61,9 +59,7 @@ class MLMagics(Magics):
     @argument("--cv", type=A.count("--cv", 2), default=5, help="folds (default 5)")
     @argument("--n-iter", type=A.count("--n-iter", 1), help="random search: candidates to draw")
     @argument("--scoring", help="scikit-learn scorer name")
-    @argument("--out", type=A.identifier("--out"), help="variable that gets the search result")
-    @argument("-n", "--name", help="job name")
-    @argument("--executor", type=A.executor_choice(("thread", "process", "dask")), help="process (default)")
+    @A.job_options(("thread", "process", "dask"), "process (default)", out_help="variable that gets the search result")
     @line_magic
     def search(self, line: str):
         """Hyper-parameter search: one child job per candidate, a live leaderboard.
@@ -86,9 +82,7 @@ class MLMagics(Magics):
     @argument("items", help="variable holding the items (a list, an iterable, files …)")
     @argument("--workers", type=A.count("--workers", 1), help="items processed at once")
     @argument("--max-pending", type=A.count("--max-pending", 1), help="items in flight at most")
-    @argument("--executor", type=A.executor_choice(("thread", "process", "dask")), help="thread (default)")
-    @argument("--out", type=A.identifier("--out"), help="variable that gets the list of results")
-    @argument("-n", "--name", help="job name")
+    @A.job_options(("thread", "process", "dask"), "thread (default)", out_help="variable that gets the list of results")
     @line_magic
     def preprocess(self, line: str):
         """Apply a function to many items concurrently, with back-pressure.

@@ -2,9 +2,22 @@
 Stop-and-keep, hyper-parameter search, preprocessing with back-pressure,
 micro-batched serving."""
 
+from ._details import (
+    FailedItem,
+    LeaderboardRow,
+    PreprocessDetail,
+    SearchDetail,
+    ServingDetail,
+    ServingStats,
+    TrainDetail,
+)
 from ._preprocess import PreprocessResult, preprocess, retry_failed
-from ._serve import Predictor, learn_stream, serve
 from ._search import SearchResult, search
+from ._serve import Predictor, learn_stream, serve
 from ._train import STRATEGIES, strategy_for, train
 
-__all__ = ["Predictor", "learn_stream", "serve", "PreprocessResult", "preprocess", "retry_failed", "STRATEGIES", "SearchResult", "search", "strategy_for", "train"]
+__all__ = [
+    "STRATEGIES", "FailedItem", "LeaderboardRow", "Predictor", "PreprocessDetail", "PreprocessResult",
+    "SearchDetail", "SearchResult", "ServingDetail", "ServingStats", "TrainDetail", "learn_stream",
+    "preprocess", "retry_failed", "search", "serve", "strategy_for", "train",
+]

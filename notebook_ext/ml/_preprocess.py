@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..core import Job, current_job, get_scheduler, report
+from ._details import FailedItem, PreprocessDetail
 
 
 @dataclass
@@ -156,11 +157,13 @@ def preprocess(func: Callable[[Any], Any], items: Iterable[Any] | Any, *, worker
         _publish(me, stats, failed, total, final=True)
         return _merge(_base, results, failed, failed_items, position if _indices is None else None)
 
-    job = sched.submit(run, name=name, kind="preprocess", priority=priority,
-                       params={"func": getattr(func, "__name__", repr(func)), "items": total,
-                               "workers": workers, "max_pending": max_pending, "executor": executor})
-    job.set_info(retry=lambda old: retry_failed(old), _preprocess=(func, workers, executor, max_pending, retries))
-    return job
+    def again(old: Job) -> Job:  # %retry: only the failed items, merged into the earlier result
+        return _retry_failed(old, func, workers, executor, max_pending, retries, sched)
+
+    return sched.submit(run, name=name, kind="preprocess", priority=priority, retry_with=again,
+                        detail=PreprocessDetail(),
+                        params={"func": getattr(func, "__name__", repr(func)), "items": total,
+                                "workers": workers, "max_pending": max_pending, "executor": executor})
 
 
 def _publish(me: Job, stats: dict, failed: dict, total: int | None, final: bool = False) -> None:
@@ -169,8 +172,12 @@ def _publish(me: Job, stats: dict, failed: dict, total: int | None, final: bool 
     if final and n_failed:
         msg = f"{stats['done'] - n_failed} ok, {n_failed} failed: %retry {me.name} re-runs the failed items"
     report(stats["done"], total, msg)
-    me.info.update(in_flight=stats["in_flight"], max_in_flight=stats["max_in_flight"],
-                   failed_items=[{"index": i, "error": e} for i, e in sorted(failed.items())])
+    old = me.detail
+    if (isinstance(old, PreprocessDetail) and old.in_flight == stats["in_flight"]
+            and old.max_in_flight == stats["max_in_flight"] and len(old.failed_items) == len(failed)):
+        return  # nothing new to draw
+    me.set_detail(PreprocessDetail(in_flight=stats["in_flight"], max_in_flight=stats["max_in_flight"],
+                                   failed_items=tuple(FailedItem(i, e) for i, e in sorted(failed.items()))))
 
 
 def _merge(base: PreprocessResult | None, results: dict[int, Any], failed: dict[int, str],
@@ -185,7 +192,7 @@ def _merge(base: PreprocessResult | None, results: dict[int, Any], failed: dict[
     return PreprocessResult(merged, dict(sorted(failed.items())), dict(sorted(failed_items.items())))
 
 
-def retry_failed(job: Job, *, scheduler: Any = None) -> Job:
+def retry_failed(job: Job) -> Job:
     """Re-run only the failed items of a finished `preprocess` job.
 
     Returns a new job under the same name whose result is the complete,
@@ -197,13 +204,19 @@ def retry_failed(job: Job, *, scheduler: Any = None) -> Job:
     """
     if not job.done():
         raise ValueError(f"job {job.name!r} is still {job.state}; wait for it first")
-    if job.state != "done" or "_preprocess" not in job.info:
-        raise ValueError(f"job {job.name!r} is not a finished preprocessing job")
+    if job.kind != "preprocess" or job.retry_with is None:
+        raise ValueError(f"job {job.name!r} is not a preprocessing job")
+    return job.retry_with(job)
+
+
+def _retry_failed(job: Job, func: Callable[[Any], Any], workers: int, executor: str, max_pending: int,
+                  retries: int, sched: Any) -> Job:
+    if job.state != "done":
+        raise ValueError(f"job {job.name!r} is {job.state}, not done: run it again with preprocess()")
     previous: PreprocessResult = job.result()
     if not previous.failed:
         raise ValueError(f"job {job.name!r} has no failed items to retry")
-    func, workers, executor, max_pending, retries = job.info["_preprocess"]
     indices = list(previous.failed_items)
     return preprocess(func, [previous.failed_items[i] for i in indices], workers=workers, executor=executor,
-                      max_pending=max_pending, retries=retries, name=job.name,
-                      scheduler=scheduler or job._scheduler, _indices=indices, _base=previous)
+                      max_pending=max_pending, retries=retries, name=job.name, scheduler=sched,
+                      _indices=indices, _base=previous)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -20,6 +20,7 @@ from sklearn.metrics import check_scoring
 from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
 
 from ..core import Job, current_job, get_scheduler, report
+from ._details import LeaderboardRow, SearchDetail
 
 
 def _evaluate(estimator: Any, params: dict, X: Any, y: Any, splits: list, scoring: Any) -> dict:
@@ -153,7 +154,7 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
                  "state": "queued", "scores": []} for p in candidates]
         done = 0
         report(0, len(candidates), f"{len(candidates)} candidates x {len(splits)} folds")
-        waiters = {asyncio.ensure_future(c._wait_async()): i for i, c in enumerate(children)}
+        waiters = {asyncio.ensure_future(c.wait_async()): i for i, c in enumerate(children)}
         try:
             pending = set(waiters)
             while pending:
@@ -161,9 +162,10 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
                 for fut in finished:
                     i = waiters[fut]
                     row = rows[i]
-                    exc = fut.exception()
+                    child = children[i]
+                    exc = child.exception()
                     if exc is None:
-                        out = fut.result()
+                        out = child.result()
                         row.update(scores=out["scores"], mean_score=float(np.mean(out["scores"])),
                                    std_score=float(np.std(out["scores"])), state="done",
                                    fit_time=out["fit_time"])
@@ -174,8 +176,9 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
                 for r, rank in zip(rows, _rank(means)):
                     r["rank"] = int(rank) if not math.isnan(r["mean_score"]) else None
                 board = sorted((r for r in rows if r["state"] == "done"), key=lambda r: r["rank"])
-                me.set_info(leaderboard=[{k: r[k] for k in ("params", "mean_score", "std_score", "rank", "state")}
-                                         for r in board])
+                me.set_detail(replace(me.detail, leaderboard=tuple(
+                    LeaderboardRow(r["params"], r["mean_score"], r["std_score"], r["rank"], r["state"])
+                    for r in board)))
                 best = board[0]["mean_score"] if board else math.nan
                 report(done, len(candidates), f"best {best:.4f}" if board else "", best_score=best)
         except asyncio.CancelledError:
@@ -212,7 +215,6 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
         return SearchResult(best_estimator, candidates[best_index], float(means[best_index]), best_index,
                             cv_results, table)
 
-    job = sched.submit(run, name=name, kind="search", priority=priority,
-                       params={"estimator": estimator, "candidates": len(candidates), "cv": len(splits)})
-    job.set_info(curve="best_score", candidates=len(candidates))
-    return job
+    return sched.submit(run, name=name, kind="search", priority=priority,
+                        detail=SearchDetail(curve="best_score", candidates=len(candidates)),
+                        params={"estimator": estimator, "candidates": len(candidates), "cv": len(splits)})

@@ -18,7 +18,8 @@ from typing import Any, AsyncIterable, Callable
 
 import numpy as np
 
-from ..core import Job, current_job, get_scheduler, report
+from ..core import Job, JobDetail, current_job, get_scheduler, report
+from ._details import ServingDetail, ServingStats
 
 _CLOSE = object()
 
@@ -59,7 +60,7 @@ class Predictor:
             if self._signalled:
                 return
             self._signalled = True
-        self._sched._loop.call_soon_threadsafe(self._wake.set)  # type: ignore[union-attr]
+        self._sched.loop_thread.call_soon(self._wake.set)  # type: ignore[union-attr]
 
     async def predict(self, x: Any) -> Any:
         """Predict one sample (a 1-D feature row); answered from a batch."""
@@ -183,7 +184,7 @@ class Predictor:
         report(self.requests, None, f"{stats['requests_per_s']:.0f} req/s, batch {stats['mean_batch']:.1f}",
                p99_ms=stats["p99_ms"])
         if self.job is not None:
-            self.job.set_info(serving=stats)
+            self.job.set_detail(ServingDetail(curve="p99_ms", stats=ServingStats(**stats)))
 
 
 def _set_all(pairs: list, error: BaseException | None = None) -> None:
@@ -232,10 +233,9 @@ def serve(model: Any, *, max_batch: int = 64, max_wait_ms: float = 5, name: str 
         raise ValueError(f"`max_wait_ms` must be >= 0, got {max_wait_ms!r}")
     sched = scheduler or get_scheduler()
     predictor = Predictor(model, max_batch, max_wait_ms, sched)
-    job = sched.submit(predictor._run, name=name, kind="serve",
+    job = sched.submit(predictor._run, name=name, kind="serve", detail=ServingDetail(curve="p99_ms"),
                        params={"model": model, "max_batch": max_batch, "max_wait_ms": max_wait_ms})
     predictor.job = job
-    job.set_info(curve="p99_ms")
     return predictor
 
 
@@ -294,6 +294,5 @@ def learn_stream(source: AsyncIterable[tuple[Any, Any]], model: Any, *, classes:
             await step()
         return model
 
-    job = sched.submit(run, name=name, kind="stream", params={"model": model, "batch_size": batch_size})
-    job.set_info(curve="accuracy")
-    return job
+    return sched.submit(run, name=name, kind="stream", detail=JobDetail(curve="accuracy"),
+                        params={"model": model, "batch_size": batch_size})

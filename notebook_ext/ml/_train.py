@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone, is_classifier
 
-from ..core import Job, checkpoint, current_context, get_scheduler, report, stop_requested
-from ..core._job import JobCancelled
+from ..core import Job, checkpoint, get_scheduler, report, stop_requested
+from ._details import TrainDetail
 
 STRATEGIES = ("callback", "partial_fit", "warm_start", "fit")
 _SUBSAMPLE = 2000  # rows used for the training-set metric each step
@@ -238,19 +239,17 @@ def _train_job(estimator: Any, X: Any, y: Any, eval: Any, scoring: str | None, e
     model = clone(estimator)
     scorer = _Scorer(X, y, eval, scoring)
     model, stopped = _FITTERS[strategy](model, X, y, scorer, epochs, classes, batch_size)
-    if current_context() is not None and current_context().cancel_reason is not None:  # type: ignore[union-attr]
-        raise JobCancelled(current_context().cancel_reason)  # type: ignore[union-attr, arg-type]
+    checkpoint()  # cancelled inside an uninterruptible fit: end here, before any save
     saved = _save_atomic(model, save) if save else None
     return {"model": model, "stopped_early": stopped, "saved": saved}
 
 
 def _finalize(job: Job, outcome: dict[str, Any]) -> Any:
-    info: dict[str, Any] = {"stopped_early": outcome["stopped_early"]}
     if outcome["saved"]:
-        info["artifacts"] = [outcome["saved"]]
+        job.add_artifact(outcome["saved"])
     if outcome["stopped_early"]:
         job.ctx.message = "stopped early; the model so far is kept"
-    job.set_info(**info)
+        job.set_detail(replace(job.detail, stopped_early=True))  # type: ignore[arg-type]
     return outcome["model"]
 
 
@@ -322,12 +321,13 @@ def train(estimator: Any, X: Any, y: Any = None, *, eval: Any = None, scoring: s
             raise ValueError(f"`save`: folder {folder!r} does not exist")
     strategy = strategy_for(estimator)
     sched = scheduler or get_scheduler()
-    job = sched.submit(
+    detail = TrainDetail(
+        curve="val_score" if eval is not None else ("loss" if strategy == "partial_fit" else None),
+        can_stop=strategy != "fit", strategy=strategy, estimator=repr(estimator)[:200],
+    )
+    return sched.submit(
         _train_job, estimator, X, y, eval, scoring, epochs, classes, batch_size, strategy, save,
         name=name or None, kind="train", executor=executor or "thread", priority=priority, timeout=timeout,
         params={"estimator": estimator, "strategy": strategy, "epochs": epochs, "save": save},
-        finalize=_finalize,
+        finalize=_finalize, detail=detail,
     )
-    job.set_info(strategy=strategy, can_stop=strategy != "fit", estimator=repr(estimator)[:200],
-                 curve="val_score" if eval is not None else ("loss" if strategy == "partial_fit" else None))
-    return job

@@ -5,22 +5,29 @@ observer snapshots; never drives the kernel's event loop."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from ..core import Job, Scheduler, get_scheduler
 from ._pump import UpdatePump
-from ._render import jobs_table, history_table, snapshot_state, status_line, summary_html
-from ._widgets import Dashboard, JobCard
+from ._render import (
+    history_table,
+    jobs_table,
+    snapshot_state,
+    status_line,
+    summary_html,
+)
+from ._widgets import Dashboard, DashboardRow, JobCard
 
 __all__ = [
-    "Dashboard", "JobCard", "UpdatePump", "card", "dashboard", "get_pump", "history_table",
-    "jobs_table", "snapshot_state", "status_line", "summary_html",
+    "Dashboard", "DashboardRow", "JobCard", "UpdatePump", "card", "dashboard", "get_pump", "history_table",
+    "jobs_table", "show", "snapshot_state", "status_line", "summary_html",
 ]
 
 _pumps: dict[int, UpdatePump] = {}
 _lock = threading.Lock()
 
 
-def get_pump(scheduler: Scheduler | None = None) -> UpdatePump:
+def get_pump(scheduler: Any = None) -> UpdatePump:
     """The update pump of ``scheduler`` (default: the default scheduler)."""
     scheduler = scheduler or get_scheduler()
     with _lock:
@@ -37,7 +44,18 @@ def card(job: Job) -> JobCard:
     --------
     >>> card(notebook_ext.submit(work))        # doctest: +SKIP
     """
-    return get_pump(job._scheduler).card(job)
+    return get_pump(job.scheduler).card(job)
+
+
+def show(job: Job) -> JobCard:
+    """Display a live card for ``job`` under the running cell; its saved
+    text/HTML fallback is refreshed when the job ends."""
+    from IPython.display import display
+
+    pump = get_pump(job.scheduler)
+    widget = pump.card(job)
+    pump.set_display_handle(widget, display(widget, display_id=True))
+    return widget
 
 
 def dashboard(scheduler: Scheduler | None = None) -> Dashboard:

@@ -1,22 +1,35 @@
-"""The update pump: moves job snapshots into widgets from a thread of its own.
+"""The update pump: the controller between jobs and their widgets.
 
-It never runs on the kernel's event loop or main thread, so cards keep
-moving while a cell blocks. Per card at most `card_rate` messages a second;
-all cards and dashboards together at most `budget` a second (the Jupyter
-server drops IOPub traffic past 1,000 messages a second). Final states always
-go out.
+It receives job snapshots, draws them into cards and dashboards from a
+thread of its own (never the kernel's event loop or main thread, so cards
+keep moving while a cell blocks), and acts on their buttons (cancel, stop,
+retry). All bookkeeping is here: which card shows which job, when it was
+last drawn, its display handle; widgets only render.
+
+Per card at most `card_rate` messages a second; all cards and dashboards
+together at most `budget` a second (the Jupyter server drops IOPub traffic
+past 1,000 messages a second). Final states always go out.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
-from ..core import JobSnapshot, Scheduler
+from ..core import Job, JobSnapshot, Scheduler
 from ._render import children_summary
-from ._widgets import Dashboard, JobCard
+from ._widgets import Dashboard, DashboardRow, JobCard
+
+
+@dataclass
+class _CardEntry:
+    card: JobCard
+    job: Job
+    last_sent: float = float("-inf")
+    final_sent: bool = False
+    display_handle: Any = None
 
 
 class UpdatePump:
@@ -29,68 +42,79 @@ class UpdatePump:
         dashboard_rate: float = 2.0,
     ) -> None:
         self.scheduler = scheduler
+        self.clock = scheduler.clock
         self.card_interval = 1.0 / card_rate
         self.dashboard_interval = 1.0 / dashboard_rate
         self.budget = budget
         self._tokens = budget
-        self._lock = threading.Lock()
+        self._last_refill = self.clock.monotonic()
+        self._lock = threading.RLock()
         self._wake = threading.Event()
-        self._cards: dict[int, list[JobCard]] = {}  # job id -> cards
+        self._entries: dict[int, list[_CardEntry]] = {}  # job id -> its cards
+        self._by_card: dict[int, _CardEntry] = {}  # id(card) -> entry
         self._latest: dict[int, JobSnapshot] = {}  # job id -> newest undrawn snapshot
         self._children: dict[str, dict[str, str]] = {}  # parent name -> child name -> state
         self._group_dirty: set[str] = set()
+        self._rows: dict[int, DashboardRow] = {}  # every job seen, for dashboards
         self._dashboards: list[Dashboard] = []
         self._dash_dirty = False
-        self._dash_last = 0.0
+        self._dash_last = float("-inf")
         self._closed = False
-        self.sent = 0  # messages sent, for tests and benchmarks
+        self.sent = 0  # widget updates sent, for tests and benchmarks
+        for job in scheduler.all_jobs():  # jobs from before this pump
+            self._rows[job.id] = DashboardRow.of(job.snapshot())
         self._unsubscribe = scheduler.subscribe(self._on_snapshot)
         self._thread = threading.Thread(target=self._run, name="notebook_ext-ui-pump", daemon=True)
         self._thread.start()
 
-    # -- registration (any thread) ---------------------------------------------
-    def card(self, job: Any) -> JobCard:
+    # -- widgets (any thread) ------------------------------------------------------
+    def card(self, job: Job) -> JobCard:
         """A new card for ``job``, kept up to date from now on."""
-        card = JobCard(job, self)
+        card = JobCard(job.snapshot(), on_action=self._card_action)
+        entry = _CardEntry(card, job, last_sent=self.clock.monotonic())
         with self._lock:
-            self._cards.setdefault(job.id, []).append(card)
+            self._entries.setdefault(job.id, []).append(entry)
+            self._by_card[id(card)] = entry
             if job.children:
                 self._children[job.name] = {c.name: c.state for c in job.children}
                 self._group_dirty.add(job.name)
         self._wake.set()
         return card
 
-    def rebind(self, card: JobCard, job: Any) -> None:
-        """Point ``card`` at another job (after Retry)."""
+    def job_of(self, card: JobCard) -> Job:
+        """The job ``card`` shows now (it changes on Retry)."""
         with self._lock:
-            old = self._cards.get(card.job.id, [])
-            if card in old:
-                old.remove(card)
-            card.job = job
-            card.final_sent = False
-            self._cards.setdefault(job.id, []).append(card)
-            self._latest[job.id] = job.snapshot()
-        self._wake.set()
+            return self._by_card[id(card)].job
+
+    def set_display_handle(self, card: JobCard, handle: Any) -> None:
+        """The handle ``card`` was displayed with: its saved text/HTML
+        fallback is refreshed when the job ends."""
+        with self._lock:
+            self._by_card[id(card)].display_handle = handle
 
     def dashboard(self) -> Dashboard:
-        dash = Dashboard(self.scheduler)
+        """A new dashboard of every job, kept up to date until it is closed."""
+        dash = Dashboard(on_action=self._dashboard_action)
         with self._lock:
+            rows = list(self._rows.values())
             self._dashboards.append(dash)
+        dash.show(rows, self._dashboard_link())
         return dash
 
-    def resend(self, jobs: list[Any] | None = None) -> None:
-        """Send the cards of ``jobs`` (default: all) again from the calling
+    def resend(self, jobs: list[Job] | None = None) -> None:
+        """Draw the cards of ``jobs`` (default: all) again from the calling
         thread, so their final state is tagged with the cell running now
         (nbclient saves widget state only from the cell it runs)."""
+        ids = None if jobs is None else {j.id for j in jobs}
         with self._lock:
-            cards = [c for jid, cs in self._cards.items() for c in cs
-                     if jobs is None or any(j.id == jid for j in jobs)]
+            entries = [e for e in self._by_card.values() if ids is None or e.job.id in ids]
             dashboards = list(self._dashboards)
-        for card in cards:
-            card.show(card.job.snapshot(), self._group_summary(card.job.name))
-            card.send_state("snap")
+            rows = list(self._rows.values())
+        for entry in entries:
+            entry.card.show(entry.job.snapshot(), self._group_summary(entry.job.name))
+            entry.card.send_state("snap")
         for dash in dashboards:
-            dash.refresh()
+            dash.show(rows, self._dashboard_link())
             dash.send_state("view")
 
     def close(self) -> None:
@@ -99,14 +123,60 @@ class UpdatePump:
         self._wake.set()
         self._thread.join(2)
 
-    # -- input (notifier thread) -------------------------------------------------
+    # -- actions (any thread: with subshells, a click comes while a cell runs) -------
+    def _card_action(self, card: Any, content: dict) -> None:
+        action = content.get("action")
+        with self._lock:
+            entry = self._by_card.get(id(card))
+        if entry is None:
+            return
+        job = entry.job
+        try:
+            if action == "cancel":
+                job.cancel("cancelled from its card")
+            elif action == "stop":
+                job.request_stop()
+            elif action == "retry" and job.done():
+                self._rebind(entry, self.scheduler.retry(job))
+        except Exception:  # noqa: BLE001 - a click must never kill the kernel's comm handler
+            traceback.print_exc()
+
+    def _rebind(self, entry: _CardEntry, job: Job) -> None:
+        with self._lock:
+            old = self._entries.get(entry.job.id, [])
+            if entry in old:
+                old.remove(entry)
+            entry.job = job
+            entry.final_sent = False
+            self._entries.setdefault(job.id, []).append(entry)
+            self._latest[job.id] = job.snapshot()
+        self._wake.set()
+
+    def _dashboard_action(self, dash: Any, content: dict) -> None:
+        action, name = content.get("action"), content.get("name")
+        try:
+            if action == "cancel" and name:
+                self.scheduler.cancel(name, "cancelled from the dashboard")
+            elif action == "retry" and name:
+                self.scheduler.retry(name)
+            elif action == "cancel_all":
+                self.scheduler.cancel_all("cancelled from the dashboard")
+        except (KeyError, ValueError):
+            pass  # a job that went away or changed meanwhile
+        with self._lock:
+            self._dash_dirty = True
+            self._dash_last = float("-inf")  # answer a click at once
+        self._wake.set()
+
+    # -- input (notifier thread) ---------------------------------------------------
     def _on_snapshot(self, snap: JobSnapshot) -> None:
         with self._lock:
-            if snap.id in self._cards:
+            if snap.id in self._entries:
                 self._latest[snap.id] = snap
             if snap.parent is not None:
                 self._children.setdefault(snap.parent, {})[snap.name] = snap.state
                 self._group_dirty.add(snap.parent)
+            self._rows[snap.id] = DashboardRow.of(snap)
             self._dash_dirty = True
         if snap.finished:
             self._wake.set()
@@ -116,65 +186,91 @@ class UpdatePump:
             kids = self._children.get(name)
             return children_summary(kids.values()) if kids else None
 
-    # -- the thread --------------------------------------------------------------
+    def _dashboard_link(self) -> str | None:
+        for ex in self.scheduler.executors.values():
+            try:
+                link = ex.describe().get("dashboard_link")
+            except Exception:  # noqa: BLE001 - a cluster that went away
+                link = None
+            if link:
+                return link
+        return None
+
+    # -- the thread ------------------------------------------------------------------
     def _run(self) -> None:
-        last = time.monotonic()
         while not self._closed:
             self._wake.wait(0.05)
             self._wake.clear()
-            now = time.monotonic()
-            self._tokens = min(self.budget, self._tokens + (now - last) * self.budget)
-            last = now
             try:
-                self._flush(now)
+                self.flush()
             except Exception:  # never let a drawing bug stop the updates
                 traceback.print_exc()
 
-    def _flush(self, now: float) -> None:
+    def flush(self, now: float | None = None) -> int:
+        """Draw what is due at ``now`` (default: the clock's); returns the
+        number of widget updates sent. The pump's thread calls this."""
+        now = self.clock.monotonic() if now is None else now
+        self._tokens = min(self.budget, self._tokens + (now - self._last_refill) * self.budget)
+        self._last_refill = now
+        sent = 0
         with self._lock:
             latest = dict(self._latest)
             groups = set(self._group_dirty)
-            cards = {jid: list(cs) for jid, cs in self._cards.items()}
-        for jid, cs in cards.items():
+            entries = {jid: list(es) for jid, es in self._entries.items()}
+        for jid, es in entries.items():
             snap = latest.get(jid)
-            group = cs[0].job.name in groups if cs else False
+            name = es[0].job.name if es else None
+            group = name in groups
             if snap is None and not group:
                 continue
             final = snap is not None and snap.finished
-            for card in cs:
-                if not final and now - card.last_sent < self.card_interval:
+            for entry in es:
+                if not final and now - entry.last_sent < self.card_interval:
                     continue
                 if not final and self._tokens < 1:
                     continue
-                card.show(snap or card.job.snapshot(), self._group_summary(card.job.name))
+                entry.card.show(snap or entry.job.snapshot(), self._group_summary(entry.job.name))
+                entry.last_sent = now
                 self._tokens -= 1
-                self.sent += 1
+                sent += 1
                 if final:
-                    self._finalize(card)
+                    self._finalize(entry)
             with self._lock:
-                if all(c.last_sent >= now - 1e-9 for c in cs):
+                if all(e.last_sent >= now for e in es):
                     if self._latest.get(jid) is snap:
                         self._latest.pop(jid, None)
                     if group:
-                        self._group_dirty.discard(cs[0].job.name)
+                        self._group_dirty.discard(name)  # type: ignore[arg-type]
                 if final:
-                    self._cards[jid] = [c for c in self._cards.get(jid, []) if not c.final_sent]
-                    if not self._cards[jid]:
-                        del self._cards[jid]
-        if self._dashboards and self._dash_dirty and now - self._dash_last >= self.dashboard_interval:
+                    left = [e for e in self._entries.get(jid, []) if not e.final_sent]
+                    if left:
+                        self._entries[jid] = left
+                    else:
+                        self._entries.pop(jid, None)
+        sent += self._flush_dashboards(now)
+        self.sent += sent
+        return sent
+
+    def _flush_dashboards(self, now: float) -> int:
+        with self._lock:
+            self._dashboards = [d for d in self._dashboards if not d.closed]  # closed ones are dropped
+            if not (self._dashboards and self._dash_dirty and now - self._dash_last >= self.dashboard_interval):
+                return 0
             self._dash_dirty = False
             self._dash_last = now
-            for dash in list(self._dashboards):
-                dash.refresh()
-                self.sent += 1
-                self._tokens -= 1
+            dashboards = list(self._dashboards)
+            rows = list(self._rows.values())
+        link = self._dashboard_link()
+        for dash in dashboards:
+            dash.show(rows, link)
+            self._tokens -= 1
+        return len(dashboards)
 
-    def _finalize(self, card: JobCard) -> None:
-        card.final_sent = True
-        handle = card.display_handle
-        if handle is not None:
+    def _finalize(self, entry: _CardEntry) -> None:
+        entry.final_sent = True
+        if entry.display_handle is not None:
             # Refresh the saved text/html fallback for viewers without widgets.
             try:
-                handle.update(card)
-            except Exception:
+                entry.display_handle.update(entry.card)
+            except Exception:  # noqa: BLE001
                 pass

@@ -6,9 +6,17 @@ from __future__ import annotations
 import html
 import math
 import time
+from dataclasses import asdict
 from typing import Any, Iterable, Mapping
 
 from ..core import JobSnapshot
+from ..ml import (
+    LeaderboardRow,
+    PreprocessDetail,
+    SearchDetail,
+    ServingDetail,
+    TrainDetail,
+)
 
 CARD_OUTPUT_CHARS = 6_000  # the card shows the tail; job.output has more
 CURVE_POINTS = 200
@@ -54,8 +62,8 @@ def _thin(points: tuple, limit: int) -> list[list[float]]:
 
 
 def curve_metric(snap: JobSnapshot) -> str | None:
-    """Which metric the card plots: ``info["curve"]``, else the first one."""
-    name = snap.info.get("curve")
+    """Which metric the card plots: the job's ``detail.curve``, else the first one."""
+    name = snap.curve
     if name in snap.metrics:
         return name
     return next(iter(snap.metrics), None)
@@ -65,7 +73,7 @@ def snapshot_state(snap: JobSnapshot, children: Mapping[str, Any] | None = None)
     """The JSON a card draws (one comm message per update)."""
     p = snap.progress
     curve = curve_metric(snap)
-    info = snap.info
+    detail = snap.detail
     out = snap.output
     state: dict[str, Any] = {
         "id": snap.id,
@@ -91,36 +99,36 @@ def snapshot_state(snap: JobSnapshot, children: Mapping[str, Any] | None = None)
         "traceback": snap.traceback,
         "cancel_requested": snap.cancel_requested,
         "stop_requested": snap.stop_requested,
-        "can_stop": bool(info.get("can_stop")),
-        "stopped_early": bool(info.get("stopped_early")),
-        "abandoned": bool(info.get("abandoned")),
+        "can_stop": bool(detail is not None and detail.can_stop),
+        "stopped_early": isinstance(detail, TrainDetail) and detail.stopped_early,
+        "abandoned": snap.abandoned,
+        "cancel_note": snap.cancel_note,
         "after": list(snap.after),
         "parent": snap.parent,
-        "dashboard_link": info.get("dashboard_link"),
-        "strategy": info.get("strategy"),
+        "dashboard_link": snap.dashboard_link,
+        "strategy": detail.strategy if isinstance(detail, TrainDetail) else None,
         "children": dict(children) if children else None,
-        "leaderboard": _leaderboard(info.get("leaderboard")),
-        "failed_items": list(info.get("failed_items") or [])[:20],
-        "failed_count": len(info.get("failed_items") or []),
-        "serving": info.get("serving"),
+        "leaderboard": _leaderboard(detail.leaderboard) if isinstance(detail, SearchDetail) else None,
+        "failed_items": [], "failed_count": 0,
+        "serving": asdict(detail.stats) if isinstance(detail, ServingDetail) and detail.stats.requests else None,
         "sequence": snap.sequence,
     }
+    if isinstance(detail, PreprocessDetail):
+        state["failed_items"] = [{"index": f.index, "error": f.error} for f in detail.failed_items[:20]]
+        state["failed_count"] = len(detail.failed_items)
     return state
 
 
-def _leaderboard(rows: Any) -> list[dict[str, Any]] | None:
+def _leaderboard(rows: tuple[LeaderboardRow, ...]) -> list[dict[str, Any]] | None:
     if not rows:
         return None
-    out = []
-    for row in list(rows)[:LEADERBOARD_ROWS]:
-        out.append({
-            "rank": row.get("rank"),
-            "params": ", ".join(f"{k}={v!r}" for k, v in dict(row.get("params", {})).items()),
-            "mean": _num(row.get("mean_score")),
-            "std": _num(row.get("std_score")),
-            "state": row.get("state", ""),
-        })
-    return out
+    return [{
+        "rank": row.rank,
+        "params": ", ".join(f"{k}={v!r}" for k, v in row.params.items()),
+        "mean": _num(row.mean_score),
+        "std": _num(row.std_score),
+        "state": row.state,
+    } for row in rows[:LEADERBOARD_ROWS]]
 
 
 def children_summary(child_states: Iterable[str]) -> dict[str, int]:
@@ -161,7 +169,7 @@ def status_line(snap: JobSnapshot) -> str:
         parts.append(snap.progress.message)
     if snap.error and snap.state != "done":
         parts.append(snap.error)
-    if snap.info.get("stopped_early"):
+    if isinstance(snap.detail, TrainDetail) and snap.detail.stopped_early:
         parts.append("(stopped early, kept)")
     return "  ".join(parts)
 

@@ -1,29 +1,33 @@
 """The widgets: `JobCard` (one job, or a group) and `Dashboard` (all jobs).
 
-One anywidget model each: a card update is one comm message carrying one
-JSON snapshot; the browser draws it (``card.js``). Buttons send actions
-back; their handlers are thread-safe, since with kernel subshells they run
-on a subshell thread while a cell blocks the main one.
+They only render: a card draws the snapshots it is given; a dashboard draws
+rows made from snapshots. Button clicks become actions handed to an
+``on_action`` callback (the `UpdatePump`, which keeps all bookkeeping).
+With kernel subshells those clicks arrive on a subshell thread while a cell
+blocks the main one, so the callback must be thread-safe.
+
+One anywidget model each: an update is one comm message carrying one JSON
+state; the browser draws it (``card.js``).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Mapping
 
 import anywidget
 import traitlets
 
-from ..core import ACTIVE_STATES, Job, Scheduler
+from ..core import ACTIVE_STATES, JobSnapshot
 from . import _render
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._pump import UpdatePump
 
 _HERE = Path(__file__).parent
 _ESM = (_HERE / "card.js").read_text(encoding="utf-8")
 _CSS = (_HERE / "card.css").read_text(encoding="utf-8")
+
+Action = Callable[[Any, dict], None]  # (widget, message content)
 
 
 def _route_clicks(widget: Any) -> None:
@@ -40,138 +44,151 @@ class _Base(anywidget.AnyWidget):
     _css = _CSS
     kind = traitlets.Unicode("card").tag(sync=True)
 
+    def _init_actions(self, on_action: Action | None) -> None:
+        self._on_action = on_action
+        self.on_msg(self._received)
+        _route_clicks(self)
+
+    def _received(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and self._on_action is not None:
+            self._on_action(self, content)
+
+    @property
+    def closed(self) -> bool:
+        """True once the widget was closed (by the kernel or its front end)."""
+        return getattr(self, "comm", None) is None
+
 
 class JobCard(_Base):
     """The live card of one job (a group card when the job has children).
 
-    Made by the magics and `show`; updated from the `UpdatePump` thread.
+    Made by `notebook_ext.ui.card`; drawn from snapshots by the `UpdatePump`.
     """
 
     snap = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, job: Job, pump: "UpdatePump", **kwargs: Any) -> None:
+    def __init__(self, snapshot: JobSnapshot, on_action: Action | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.job = job
-        self.pump = pump
-        self.last_sent = 0.0
-        self.final_sent = False
-        self.display_handle: Any = None
         self.add_class("nbx-job-card")
-        self.on_msg(self._on_action)
-        _route_clicks(self)
-        self.show(job.snapshot())
+        self._init_actions(on_action)
+        self.show(snapshot)
 
-    def show(self, snap: Any, children: dict[str, int] | None = None) -> None:
-        """Draw ``snap`` (called by the pump; one comm message)."""
+    def show(self, snap: JobSnapshot, children: Mapping[str, int] | None = None) -> None:
+        """Draw ``snap`` (one comm message)."""
         self._last_snap = snap
         self.snap = _render.snapshot_state(snap, children)
-        self.last_sent = time.monotonic()
 
-    def _on_action(self, _widget: Any, content: dict, _buffers: Any) -> None:
-        action = content.get("action") if isinstance(content, dict) else None
-        job = self.job
-        if action == "cancel":
-            job.cancel("cancelled from its card")
-        elif action == "stop":
-            job.request_stop()
-        elif action == "retry" and job.done():
-            new = job._scheduler.retry(job)
-            self.pump.rebind(self, new)
+    @property
+    def last_snapshot(self) -> JobSnapshot:
+        return self._last_snap
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
-        snap = getattr(self, "_last_snap", None) or self.job.snapshot()
-        if isinstance(bundle, tuple):  # (data, metadata)
-            data = bundle[0]
-        else:
-            data = bundle
-        data["text/plain"] = _render.status_line(snap)
-        data["text/html"] = _render.summary_html(snap)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle  # (data, metadata)
+        data["text/plain"] = _render.status_line(self._last_snap)
+        data["text/html"] = _render.summary_html(self._last_snap)
         return bundle
 
 
+@dataclass(frozen=True)
+class DashboardRow:
+    """What the dashboard keeps of a job: a few fields of its latest snapshot."""
+
+    id: int
+    name: str
+    state: str
+    done: float
+    total: float | None
+    started: float | None
+    ended: float | None
+    priority: int
+    executor: str
+
+    @classmethod
+    def of(cls, snap: JobSnapshot) -> "DashboardRow":
+        p = snap.progress
+        return cls(snap.id, snap.name, snap.state, p.done, p.total, snap.started, snap.ended,
+                   snap.priority, snap.executor)
+
+
 _ORDER = {"running": 0, "queued": 1, "pending": 2, "failed": 3, "timed_out": 4, "cancelled": 5, "done": 6}
+SORTS = ("state", "priority", "name", "elapsed", "created")
 
 
 class Dashboard(_Base):
-    """Every job of a scheduler: counts, a sorted, filtered page of rows,
-    cancel / retry per job and cancel-all. One widget model however many
-    jobs there are; only the visible page is sent."""
+    """Every job: counts, a sorted, filtered page of rows, cancel / retry per
+    job and cancel-all. One widget model however many jobs there are; only
+    the visible page is sent. Sort, filter and page are its own view state;
+    job actions go to ``on_action``."""
 
     view = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, scheduler: Scheduler, page_size: int = 25, **kwargs: Any) -> None:
+    def __init__(self, on_action: Action | None = None, page_size: int = 25, **kwargs: Any) -> None:
         super().__init__(kind="dashboard", **kwargs)
-        self.scheduler = scheduler
         self.page_size = page_size
         self.sort, self.filter, self.page = "state", "all", 0
+        self._rows: list[DashboardRow] = []
+        self._link: str | None = None
         self.add_class("nbx-dashboard-widget")
-        self.on_msg(self._on_action)
-        _route_clicks(self)
-        self.refresh()
+        self._init_actions(on_action)
 
-    def rows(self) -> tuple[list[Job], dict[str, int]]:
-        jobs = self.scheduler.all_jobs()
+    def show(self, rows: list[DashboardRow], dashboard_link: str | None = None) -> None:
+        """Draw ``rows`` (one comm message)."""
+        self._rows, self._link = rows, dashboard_link
+        self._draw()
+
+    def visible(self) -> tuple[list[DashboardRow], dict[str, int]]:
+        """The rows matching the filter, sorted; and the count per state."""
+        rows = list(self._rows)
         counts: dict[str, int] = {}
-        for j in jobs:
-            counts[j.state] = counts.get(j.state, 0) + 1
+        for r in rows:
+            counts[r.state] = counts.get(r.state, 0) + 1
         if self.filter == "active":
-            jobs = [j for j in jobs if j.state in ACTIVE_STATES]
+            rows = [r for r in rows if r.state in ACTIVE_STATES]
         elif self.filter != "all":
-            jobs = [j for j in jobs if j.state == self.filter]
+            rows = [r for r in rows if r.state == self.filter]
         now = time.time()
         key = {
-            "state": lambda j: (_ORDER.get(j.state, 9), -j.priority, j.id),
-            "priority": lambda j: (-j.priority, _ORDER.get(j.state, 9), j.id),
-            "name": lambda j: j.name,
-            "elapsed": lambda j: -((j.ended or now) - j.started if j.started else 0),
-            "created": lambda j: -j.id,
+            "state": lambda r: (_ORDER.get(r.state, 9), -r.priority, r.id),
+            "priority": lambda r: (-r.priority, _ORDER.get(r.state, 9), r.id),
+            "name": lambda r: r.name,
+            "elapsed": lambda r: -(((r.ended or now) - r.started) if r.started else 0),
+            "created": lambda r: -r.id,
         }[self.sort]
-        jobs.sort(key=key)
-        return jobs, counts
+        rows.sort(key=key)
+        return rows, counts
 
-    def refresh(self) -> None:
-        """Redraw from the scheduler's jobs (one comm message)."""
-        jobs, counts = self.rows()
-        pages = max(1, -(-len(jobs) // self.page_size))
+    def _draw(self) -> None:
+        rows, counts = self.visible()
+        pages = max(1, -(-len(rows) // self.page_size))
         self.page = min(max(0, self.page), pages - 1)
         start = self.page * self.page_size
         now = time.time()
-        rows = []
-        for j in jobs[start:start + self.page_size]:
-            ctx = j.ctx
-            rows.append({
-                "name": j.name, "state": j.state, "done": ctx.done, "total": ctx.total,
-                "elapsed": ((j.ended or now) - j.started) if j.started else None,
-                "priority": j.priority, "executor": j.executor,
-            })
-        link = None
-        for ex in self.scheduler.executors.values():
-            link = link or ex.describe().get("dashboard_link")
+        page = [{
+            "name": r.name, "state": r.state, "done": _render._num(r.done), "total": _render._num(r.total),
+            "elapsed": ((r.ended or now) - r.started) if r.started else None,
+            "priority": r.priority, "executor": r.executor,
+        } for r in rows[start:start + self.page_size]]
         self.view = {
-            "rows": rows, "counts": counts, "total": sum(counts.values()), "matching": len(jobs),
-            "first": start + 1 if rows else 0, "last": start + len(rows), "page": self.page,
-            "sort": self.sort, "filter": self.filter, "dashboard_link": link,
+            "rows": page, "counts": counts, "total": sum(counts.values()), "matching": len(rows),
+            "first": start + 1 if page else 0, "last": start + len(page), "page": self.page,
+            "sort": self.sort, "filter": self.filter, "dashboard_link": self._link,
         }
 
-    def _on_action(self, _widget: Any, content: dict, _buffers: Any) -> None:
+    def _received(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict):
             return
         action = content.get("action")
-        name = content.get("name")
-        try:
-            if action == "cancel" and name:
-                self.scheduler.cancel(name, "cancelled from the dashboard")
-            elif action == "retry" and name:
-                self.scheduler.retry(name)
-            elif action == "cancel_all":
-                self.scheduler.cancel_all("cancelled from the dashboard")
-            elif action == "sort" and content.get("by") in ("state", "priority", "name", "elapsed", "created"):
-                self.sort = content["by"]
-            elif action == "filter":
-                self.filter = str(content.get("state", "all"))
-            elif action == "page":
+        if action == "sort" and content.get("by") in SORTS:
+            self.sort = content["by"]
+        elif action == "filter":
+            self.filter = str(content.get("state", "all"))
+        elif action == "page":
+            try:
                 self.page = int(content.get("page", 0))
-        except (KeyError, ValueError):
-            pass  # a job that went away meanwhile
-        self.refresh()
+            except (TypeError, ValueError):
+                return
+        else:
+            super()._received(_widget, content, _buffers)
+            return
+        self._draw()

@@ -3,11 +3,11 @@ blocks the kernel, Cancel acts during that cell, the dashboard lists the
 jobs, and a reloaded page shows the running job's card again."""
 
 import re
-import time
 
 import pytest
-
 from browser_harness import SCREENSHOTS, run_all, wait_for_kernel
+
+from notebook_ext.testing import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -44,23 +44,17 @@ def test_cards_in_jupyterlab(lab, page):
 
     # (b) progress moves while cell 4 blocks the kernel
     blocking = page.locator(".jp-CodeCell").nth(3)
-    deadline = time.monotonic() + 30
-    while "[*]" not in blocking.locator(".jp-InputPrompt").inner_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: "[*]" in blocking.locator(".jp-InputPrompt").inner_text(), timeout=30)
     assert "[*]" in blocking.locator(".jp-InputPrompt").inner_text()
     first = progress_of(page, "live")
-    time.sleep(1.5)
-    second = progress_of(page, "live")
-    assert second > first, (first, second)
+    wait_until(lambda: progress_of(page, "live") > first, timeout=5, message="the card did not move")
     done = lambda: "blocking cell done" in blocking.locator(".jp-OutputArea").inner_text()  # noqa: E731
     assert not done()
 
     # (c) Cancel during the blocking cell takes effect before it ends
     card(page, "victim").locator("button.nbx-cancel").click()
     state = card(page, "victim").locator(".nbx-state")
-    deadline = time.monotonic() + 5
-    while state.inner_text() != "cancelled" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: state.inner_text() == "cancelled", timeout=5)
     assert state.inner_text() == "cancelled"
     assert not done(), "the click acted only after the blocking cell ended"
     page.screenshot(path=str(SCREENSHOTS / "cancelled-during-blocking-cell.png"))
@@ -68,22 +62,14 @@ def test_cards_in_jupyterlab(lab, page):
     # (d) the dashboard renders and lists the jobs
     dash = page.locator(".nbx-dashboard")
     dash.wait_for(timeout=30_000)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        names = dash.locator(".nbx-row-name").all_inner_texts()
-        if {"live", "victim"} <= set(names):
-            break
-        time.sleep(0.2)
-    assert {"live", "victim"} <= set(names)
+    wait_until(lambda: {"live", "victim"} <= set(dash.locator(".nbx-row-name").all_inner_texts()), timeout=10)
     assert done()
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
 
     # (e) after a reload, the running job's card shows again and keeps moving
     # The user saves (or autosave does), then reloads the tab.
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
-    deadline = time.monotonic() + 10
-    while page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty") and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: not page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty"), timeout=10)
     page.reload()
     wait_for_kernel(page)
     try:
@@ -92,8 +78,6 @@ def test_cards_in_jupyterlab(lab, page):
         page.screenshot(path=str(SCREENSHOTS / "after-reload-failed.png"))
         raise
     a = progress_of(page, "live")
-    time.sleep(1.5)
-    b = progress_of(page, "live")
-    assert b > a, (a, b)
+    wait_until(lambda: progress_of(page, "live") > a, timeout=5, message="the card did not move after a reload")
     assert "Loading widget" not in page.locator("body").inner_text()
     page.screenshot(path=str(SCREENSHOTS / "after-reload.png"))

@@ -1,11 +1,16 @@
 """The browser harness itself: JupyterLab starts, a notebook's kernel starts,
 run-all runs every cell, and an ipywidget renders (no node build needed)."""
 
-import time
 
 import pytest
+from browser_harness import (
+    open_notebook_and_run_all,
+    screenshot,
+    text_by_class,
+    texts_by_class,
+)
 
-from browser_harness import open_notebook_and_run_all, screenshot, text_by_class, texts_by_class
+from notebook_ext.testing import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -23,9 +28,7 @@ def test_widget_renders_and_all_cells_run(jupyter_lab, page):
     page.locator(".jp-OutputArea-output", has_text="after-sleep").wait_for(timeout=30_000)
 
     # The slider shows its value; no widget error or placeholder anywhere in the outputs.
-    deadline = time.monotonic() + 5
-    while "7" not in text_by_class(page, "nbx-smoke") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: "7" in text_by_class(page, "nbx-smoke"), timeout=5)
     assert len(texts_by_class(page, "nbx-smoke")) == 1
     assert "7" in text_by_class(page, "nbx-smoke")
     outputs = text_by_class(page, "jp-OutputArea")

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from notebook_ext.core import CANCELLED, DONE, FAILED, WorkerDied, progress, report
+from notebook_ext.core import CANCELLED, FAILED, WorkerDied, progress, report
+from notebook_ext.testing import wait_until
 
 
 def count(n, delay=0.0):
@@ -78,16 +79,12 @@ def test_exception_in_worker_keeps_its_type_and_traceback(sched):
 
 def test_cancel_kills_the_worker_process(sched):
     job = sched.submit(count, 100_000, 0.01, executor="process")
-    deadline = time.monotonic() + 30
-    while job.progress.done < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: job.progress.done >= 5, timeout=30)
     pids = sched.executor("process").worker_pids()
     assert len(pids) == 1
     job.cancel("user pressed Cancel")
     assert job.wait(5) and job.state == CANCELLED
-    deadline = time.monotonic() + 5
-    while _alive(pids[0]) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not _alive(pids[0]), timeout=5)
     assert not _alive(pids[0])
     assert sched.submit(count, 3, executor="process").result(timeout=30) == 3
 
@@ -95,10 +92,8 @@ def test_cancel_kills_the_worker_process(sched):
 def test_sigkilled_worker_fails_its_job_and_the_pool_recovers(sched):
     other = sched.submit(count, 60, 0.02, executor="process")
     job = sched.submit(count, 100_000, 0.01, executor="process")
-    deadline = time.monotonic() + 30
-    while job.progress.done < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = sched.executor("process")._pids[job.id]
+    wait_until(lambda: job.progress.done >= 5, timeout=30)
+    pid = sched.executor("process").worker_pid(job)
     os.kill(pid, signal.SIGKILL)
     assert job.wait(5) and job.state == FAILED
     assert isinstance(job.exception(), WorkerDied) and "SIGKILL" in job.error

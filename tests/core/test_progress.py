@@ -5,8 +5,11 @@ import sys
 import threading
 import time
 
-from notebook_ext.core import DONE, Scheduler, progress, report, stop_requested
-from notebook_ext.core._notify import Notifier
+import pytest
+
+from notebook_ext.core import DONE, RUNNING, Scheduler, progress, report, stop_requested
+from notebook_ext.core.lowlevel import JobContext, Notifier
+from notebook_ext.testing import FakeClock, wait_until
 
 
 def test_report_a_million_times_is_throttled():
@@ -39,28 +42,37 @@ def test_progress_outside_a_job_just_iterates():
     assert stop_requested() is False
 
 
-def test_snapshots_are_immutable_and_carry_rate_and_eta(sched):
-    gate = threading.Event()
+def test_snapshots_are_immutable_and_carry_rate_and_eta():
+    clock = FakeClock()
+    s = Scheduler(slots=2, history=None, clock=clock)
+    step = threading.Semaphore(0)
+    at = []
 
     def work():
         for i in progress(range(50)):
-            time.sleep(0.01)
-            if i == 30:
-                gate.set()
-                time.sleep(0.3)
+            at.append(i)
+            step.acquire()
 
-    job = sched.submit(work)
-    assert gate.wait(5)
-    snap = job.snapshot()
-    assert snap.progress.total == 50 and 0 < snap.progress.done <= 50
-    assert snap.progress.rate and snap.progress.eta is not None
     try:
-        snap.state = "done"  # type: ignore[misc]
-    except AttributeError:
-        pass
-    else:
-        raise AssertionError("snapshot is mutable")
-    job.result(5)
+        job = s.submit(work)
+        for i in range(1, 31):  # one step per fake second
+            wait_until(lambda: len(at) == i)
+            clock.advance(1.0)
+            job.snapshot()  # the rate is smoothed over the snapshots taken
+            step.release()
+        wait_until(lambda: job.ctx.done == 30)
+        snap = job.snapshot()
+        assert snap.progress.total == 50 and snap.progress.done == 30
+        assert snap.progress.rate == pytest.approx(1.0, rel=0.05)
+        assert snap.progress.eta == pytest.approx(20, rel=0.05)
+        assert snap.elapsed == pytest.approx(30, abs=1)
+        with pytest.raises(AttributeError):
+            snap.state = "done"  # type: ignore[misc]
+        for _ in range(20):
+            step.release()
+        job.result(5)
+    finally:
+        s.shutdown()
 
 
 def test_final_state_always_delivered_even_for_instant_jobs(sched):
@@ -74,12 +86,13 @@ def test_final_state_always_delivered_even_for_instant_jobs(sched):
 
 
 def test_notifier_throttles_with_an_injected_clock():
-    now = [0.0]
+    clock = FakeClock()
 
     class FakeJob:
+        version = 0
+
         def __init__(self):
-            from notebook_ext.core._job import JobContext
-            self.id, self.state, self.ctx, self.info = 1, "running", JobContext(1), {}
+            self.id, self.state, self.ctx = 1, "running", JobContext(1)
 
         def done(self):
             return False
@@ -88,17 +101,23 @@ def test_notifier_throttles_with_an_injected_clock():
             return self.ctx.done
 
     job = FakeJob()
-    n = Notifier(lambda: [job], interval=0.1, clock=lambda: now[0])
-    n.close()  # stop its thread; drive _tick by hand with the fake clock
+    n = Notifier(lambda: [job], interval=0.1, clock=clock)
+    n.close()  # stop its thread; drive tick() by hand with the fake clock
     got = []
     n.subscribe(got.append)
     for step in range(100):  # 100 changes within 0.99 s of fake time
         job.ctx.done = step
-        now[0] = step * 0.01
-        n._tick(now[0])
-    assert 9 <= len(got) <= 11
-    n._tick(now[0])
-    assert len(got) <= 11  # nothing new without a change
+        clock.advance(0.01)
+        n.tick()
+    assert len(got) == 10 and got == sorted(got)
+    n.tick()
+    assert len(got) == 10  # within the interval: held back
+    clock.advance(0.1)
+    n.tick()
+    assert got[-1] == 99 and len(got) == 11  # the newest value goes out once the interval passed
+    clock.advance(1)
+    n.tick()
+    assert len(got) == 11  # nothing new without a change
 
 
 def test_job_prints_are_captured_per_job_not_on_stdout(sched, capsys):
@@ -136,17 +155,20 @@ def test_output_is_bounded_and_keeps_the_tail(sched):
 
 
 def test_stop_and_keep_is_seen_by_job_code(sched):
+    started = threading.Event()
+
     def epochs():
         done = 0
-        for _ in range(1000):
+        for _ in range(100_000):
+            started.set()
             if stop_requested():
                 break
-            time.sleep(0.01)
+            time.sleep(0.001)  # an epoch's work
             done += 1
         return done
 
     job = sched.submit(epochs)
-    time.sleep(0.1)
+    assert started.wait(5) and job.state == RUNNING
     assert job.request_stop()
     n = job.result(5)
-    assert 0 < n < 1000 and job.state == DONE
+    assert 0 < n < 100_000 and job.state == DONE and job.stop_requested

@@ -1,13 +1,13 @@
 """History: survives reopening, marks interrupted jobs, never blocks jobs."""
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from notebook_ext.core import HistoryStore, Scheduler, default_history_path
+from notebook_ext.core import Scheduler
+from notebook_ext.core.lowlevel import HistoryStore, default_history_path
 
 
 def test_history_survives_reopening(tmp_path):

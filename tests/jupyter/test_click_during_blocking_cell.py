@@ -16,9 +16,23 @@ def _subshell(kernel):
     return reply["content"]["subshell_id"]
 
 
+def _wait_until_running(kernel, msg_id, timeout=30):
+    """Until the kernel announces it started executing ``msg_id``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = kernel.kc.get_iopub_msg(timeout=0.2)
+        except Exception:
+            continue
+        kernel.stray.append(msg)
+        if msg["msg_type"] == "execute_input" and msg["parent_header"].get("msg_id") == msg_id:
+            return
+    raise AssertionError(f"the blocking cell did not start within {timeout} s")
+
+
 def _click_and_time(kernel, comm_id, subshell_id, block=5.0):
     blocking = kernel.kc.execute(f"time.sleep({block})")
-    time.sleep(0.5)  # the blocking cell is running now
+    _wait_until_running(kernel, blocking)
     click = kernel.kc.session.msg("comm_msg", {
         "comm_id": comm_id, "data": {"method": "custom", "content": {"action": "cancel"}}})
     click["header"]["subshell_id"] = subshell_id

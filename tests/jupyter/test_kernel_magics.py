@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 
@@ -38,15 +37,22 @@ def test_card_moves_while_a_cell_blocks_and_prints_stay_in_the_job(kernel):
 
 
 def test_failing_job_is_failed_with_traceback_and_others_finish(kernel):
-    kernel.execute("%%bg -n bad\ndef inner():\n    raise ValueError('broken input')\ninner()")
-    kernel.execute("%%bg -n good\ntime.sleep(0.3)\n'fine'")
-    kernel.execute("%wait bad good")
+    _, bad_msgs = kernel.execute("%%bg -n bad\ndef inner():\n    raise ValueError('broken input')\ninner()")
+    _, good_msgs = kernel.execute("%%bg -n good\ntime.sleep(0.3)\n'fine'")
+    _, wait_msgs = kernel.execute("%wait bad good")
     assert kernel.value("nx.jobs['bad'].state") == "'failed'"
     assert kernel.value("'inner' in nx.jobs['bad'].traceback") == "True"
     assert kernel.value("nx.jobs['good'].result()") == "'fine'"
-    assert kernel.value("nx.ui.get_pump()._cards == {} or True") == "True"
-    card_tb = kernel.value("nx.ui.snapshot_state(nx.jobs['bad'].snapshot())['traceback'] is not None")
-    assert card_tb == "True"
+    # What the frontend's cards show last: %wait returns only after both final states went out.
+    cards = {}
+    for m in sorted(bad_msgs + good_msgs + wait_msgs + kernel.stray, key=lambda m: m["header"]["date"]):
+        if m["msg_type"] in ("comm_open", "comm_msg"):
+            snap = m["content"]["data"].get("state", {}).get("snap")
+            if snap:
+                cards[snap["name"]] = snap
+    assert cards["bad"]["state"] == "failed" and "broken input" in cards["bad"]["error"]
+    assert "inner" in (cards["bad"]["traceback"] or ""), cards["bad"]["traceback"]
+    assert cards["good"]["state"] == "done" and cards["good"]["traceback"] is None
     reply, msgs = kernel.execute("%result bad", allow_error=True)
     assert reply["status"] == "error" and reply["ename"] == "ValueError"
     assert reply["evalue"] == "broken input"
@@ -109,10 +115,34 @@ def test_wait_returns_when_jobs_end_and_honours_timeout(kernel):
     assert 0.9 < took < 4 and "still running after 1 s: long" in kernel.stdout(msgs)
 
 
+def _main_thread_runs(kernel, func, timeout=20):
+    """Poll, over a kernel subshell (the main shell is busy), until the
+    kernel's main thread is inside ``func`` (an expression naming a function)."""
+    msg = kernel.kc.session.msg("create_subshell_request", {})
+    kernel.kc.control_channel.send(msg)
+    subshell_id = kernel.kc.control_channel.get_msg(timeout=10)["content"]["subshell_id"]
+    code = ("import sys, threading\n"
+            "f, codes = sys._current_frames()[threading.main_thread().ident], []\n"
+            "while f is not None:\n    codes.append(f.f_code); f = f.f_back\n"
+            f"({func}).__code__ in codes")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        request = kernel.kc.session.msg("execute_request", {
+            "code": code, "silent": False, "store_history": False, "user_expressions": {},
+            "allow_stdin": False, "stop_on_error": False})
+        request["header"]["subshell_id"] = subshell_id
+        kernel.kc.shell_channel.send(request)
+        _, msgs = kernel.collect(request["header"]["msg_id"], timeout=10)
+        if any(m["msg_type"] == "execute_result" and m["content"]["data"]["text/plain"] == "True" for m in msgs):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_interrupting_wait_leaves_jobs_running(kernel):
     kernel.execute("%%bg -n steady\nfor i in progress(range(300)):\n    time.sleep(0.05)")
     msg_id = kernel.kc.execute("%wait steady")
-    time.sleep(1.0)
+    assert _main_thread_runs(kernel, "type(nx.get_scheduler()).wait"), "%wait never blocked in Scheduler.wait"
     kernel.km.interrupt_kernel()
     _, msgs = kernel.collect(msg_id, timeout=20)
     assert "stopped waiting" in kernel.stdout(msgs)

@@ -13,8 +13,9 @@ X, y = load_digits(return_X_y=True)
 X_train, y_train, X_test, y_test = X[:1400], y[:1400], X[1400:], y[1400:]
 clf = SGDClassifier(random_state=0)
 grid = {"max_depth": [2, 4, 8]}
+fixed = []
 def double(x):
-    if x == 3:
+    if x == 3 and not fixed:
         raise ValueError("bad item 3")
     return 2 * x
 items = list(range(10))
@@ -33,7 +34,7 @@ def test_train_search_preprocess_magics(kernel):
     assert kernel.value("best.best_params_") in ("{'max_depth': 8}", "{'max_depth': 4}")
     assert kernel.value("doubled") == "[0, 2, 4, None, 8, 10, 12, 14, 16, 18]"
     assert kernel.value("nx.jobs['prep'].result().failed") == "{3: 'ValueError: bad item 3'}"
-    kernel.execute("def double(x):\n    return 2 * x\nnx.jobs['prep'].info['_preprocess'] = (double,) + nx.jobs['prep'].info['_preprocess'][1:]")
+    kernel.execute("fixed.append(True)")  # the bad input is repaired
     kernel.execute("%retry prep")
     kernel.execute("%wait prep")
     assert kernel.value("nx.jobs['prep'].result().results[3]") == "6"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from notebook_ext.core import Scheduler
-from notebook_ext.ml import preprocess, retry_failed
+from notebook_ext.ml import FailedItem, preprocess, retry_failed
+from notebook_ext.testing import wait_until
 
 
 @pytest.fixture
@@ -31,17 +32,17 @@ def square_unless_13(x):
 
 def test_one_failing_item_keeps_the_other_99_in_order_and_retry_reruns_only_it(sched):
     FLAKY["fixed"] = False
-    job = preprocess(square_unless_13, range(100), workers=4, scheduler=sched, name="prep")
+    calls = []
+    counting = lambda x: calls.append(x) or square_unless_13(x)  # noqa: E731
+    job = preprocess(counting, range(100), workers=4, scheduler=sched, name="prep")
     res = job.result(timeout=60)
     assert job.state == "done" and len(res) == 100
     assert res.failed == {13: "ValueError: corrupt chunk 13"} and res.failed_items == {13: 13}
     assert [r for i, r in enumerate(res.results) if i != 13] == [i * i for i in range(100) if i != 13]
-    assert job.info["failed_items"] == [{"index": 13, "error": "ValueError: corrupt chunk 13"}]
+    assert job.detail.failed_items == (FailedItem(13, "ValueError: corrupt chunk 13"),)
     assert "%retry prep" in job.progress.message
-    calls = []
+    calls.clear()
     FLAKY["fixed"] = True
-    counting = lambda x: calls.append(x) or square_unless_13(x)  # noqa: E731
-    job.info["_preprocess"] = (counting,) + job.info["_preprocess"][1:]
     again = sched.retry("prep")  # what %retry does
     merged = again.result(timeout=30)
     assert calls == [13] and merged.ok and merged.results == [i * i for i in range(100)]
@@ -69,12 +70,10 @@ def test_max_pending_bounds_items_in_flight(sched):
             yield i
 
     job = preprocess(work, source(), workers=4, max_pending=4, scheduler=sched)
-    deadline = time.monotonic() + 5
-    while taken[0] < 10 and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_until(lambda: taken[0] >= 10, timeout=5)
     assert taken[0] - job.progress.done <= 4 + 1  # never read far ahead of the work
     assert job.result(30).results == list(range(60))
-    assert job.info["max_in_flight"] <= 4 and peak[0] <= 4
+    assert job.detail.max_in_flight <= 4 and peak[0] <= 4
 
 
 def test_async_source_and_process_executor(sched):

@@ -8,7 +8,12 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    RandomizedSearchCV,
+    StratifiedKFold,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -16,6 +21,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from notebook_ext.core import Scheduler
 from notebook_ext.ml import search
+from notebook_ext.testing import wait_until
 
 
 @pytest.fixture
@@ -38,9 +44,9 @@ def test_scores_equal_gridsearchcv_on_the_same_splitter(sched):
     assert ours.best_params_ == ref.best_params_ and abs(ours.best_score_ - ref.best_score_) < 1e-9
     assert ours.best_estimator_.score(X, y) == pytest.approx(ref.best_estimator_.score(X, y))
     assert len(job.children) == 6 + 1  # candidates + refit
-    board = job.info["leaderboard"]
-    assert len(board) == 6 and board[0]["rank"] == 1
-    assert [r["mean_score"] for r in board] == sorted((r["mean_score"] for r in board), reverse=True)
+    board = job.detail.leaderboard
+    assert len(board) == 6 and board[0].rank == 1
+    assert [r.mean_score for r in board] == sorted((r.mean_score for r in board), reverse=True)
     assert ours.table[0]["rank"] == 1
 
 
@@ -61,7 +67,10 @@ def test_failing_candidate_is_recorded_and_the_search_goes_on(sched):
     grid = {"C": [1.0, -1.0], "max_iter": [200]}  # C must be positive
     res = search(LogisticRegression(), grid, X, y, cv=3, executor="thread", scheduler=sched).result(60)
     assert np.isnan(res.cv_results_["mean_test_score"][1]) and res.best_params_["C"] == 1.0
-    assert "InvalidParameterError" in res.table[-1]["error"] or "C" in res.table[-1]["error"]
+    ok, failed = res.table
+    assert ok["param_C"] == 1.0 and ok["error"] == ""
+    assert failed["param_C"] == -1.0
+    assert failed["error"].startswith("InvalidParameterError: The 'C' parameter of LogisticRegression"), failed
 
 
 class SlowClassifier(ClassifierMixin, BaseEstimator):
@@ -80,14 +89,11 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):
 def test_cancelling_the_search_cancels_its_children(sched):
     X, y = load_iris(return_X_y=True)
     job = search(SlowClassifier(), {"delay": [2.0, 2.1, 2.2, 2.3]}, X, y, cv=3, scheduler=sched)
-    deadline = time.monotonic() + 30
-    while not any(c.state == "running" for c in job.children) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: any(c.state == "running" for c in job.children), timeout=30)
+    assert any(c.state == "running" for c in job.children), [c.state for c in job.children]
     job.cancel("changed my mind")
     assert job.wait(10) and job.state == "cancelled"
-    deadline = time.monotonic() + 10
-    while not all(c.done() for c in job.children) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: all(c.done() for c in job.children), timeout=10)
     assert all(c.state == "cancelled" for c in job.children), [c.state for c in job.children]
 
 
@@ -111,7 +117,7 @@ def test_bad_grids_are_refused_before_scheduling(sched, params, match):
 @pytest.mark.slow
 def test_search_on_dask_gives_the_same_scores_as_local():
     pytest.importorskip("distributed")
-    from notebook_ext.core import use_dask
+    from notebook_ext import use_dask
 
     X, y = load_iris(return_X_y=True)
     grid = {"max_depth": [1, 2, 3], "min_samples_leaf": [1, 5]}
@@ -119,11 +125,11 @@ def test_search_on_dask_gives_the_same_scores_as_local():
     s = Scheduler(slots=2, history=None)
     try:
         use_dask(scheduler=s, n_workers=2)
-        on_dask = search(DecisionTreeClassifier(random_state=0), grid, X, y, cv=cv, executor="dask",
-                         scheduler=s).result(120)
+        job = search(DecisionTreeClassifier(random_state=0), grid, X, y, cv=cv, executor="dask", scheduler=s)
+        on_dask = job.result(120)
         local = search(DecisionTreeClassifier(random_state=0), grid, X, y, cv=cv, executor="process",
                        scheduler=s).result(120)
-        assert all(c.executor == "dask" for c in s.jobs.values() if c.kind == "candidate" and "search-1/" in c.name)
+        assert [c.executor for c in job.children if c.kind == "candidate"] == ["dask"] * 6
     finally:
         s.shutdown()
     np.testing.assert_allclose(on_dask.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"],

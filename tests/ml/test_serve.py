@@ -51,9 +51,9 @@ def test_thousand_concurrent_requests_are_batched_and_exact(sched, digits):
     predictor.close()
     job = predictor.job
     assert job.state == "done"
-    stats = job.info["serving"]
-    assert stats["requests"] == 1000 and stats["mean_batch"] > 10
-    assert stats["p50_ms"] > 0 and stats["p99_ms"] >= stats["p50_ms"]
+    stats = job.detail.stats
+    assert stats.requests == 1000 and stats.mean_batch > 10
+    assert stats.p50_ms > 0 and stats.p99_ms >= stats.p50_ms
 
 
 def test_close_drains_pending_requests(sched, digits):

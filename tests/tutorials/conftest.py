@@ -1,5 +1,4 @@
 import pytest
-
 from tutorial_runner import run_notebook
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from test_tutorials import check_quickstart
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,6 @@
 """Every tutorial runs in a fresh kernel and does what its prose promises."""
 
 import pytest
-
 from tutorial_runner import card_states, outputs_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]

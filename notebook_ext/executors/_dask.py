@@ -31,69 +31,50 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ._context import _current, install_output_capture
-from ._executors import Executor
-from ._job import JobCancelled, JobContext, WorkerDied
+from ..core import JobCancelled, WorkerDied
+from ..core.lowlevel import JobContext
+from ._base import ExecutorBase
+from ._shipping import ProgressRouter, pack_call, run_shipped, unpack_outcome
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._job import Job
+    from ..core import Job
 
 
 # -- worker side --------------------------------------------------------------
 
 
 def _dask_run(job_id: int, topic: str, cancel_event: str, stop_event: str, payload: bytes) -> tuple:
-    import cloudpickle
     from distributed import Event, get_worker
 
-    from ._process import _ShippedOutput, _Shipper
-
     worker = get_worker()
-    ctx = JobContext(job_id)
-    ctx.output = _ShippedOutput()
     worker.log_event(topic, ("start", job_id, worker.address))
-    shipper = _Shipper(ctx, job_id)
     # Bound to the worker's client: usable from the sender thread.
     cancel = Event(cancel_event, client=worker.client)
     stop = Event(stop_event, client=worker.client)
+    ticks = [0]
 
-    def ship() -> None:
-        n = 0
-        while not shipper.finished.wait(0.1):
-            n += 1
-            if n % 3 == 0:  # control flags: a scheduler round trip, so less often
-                try:
-                    if cancel.is_set():
-                        ctx.cancel_reason = ctx.cancel_reason or "cancelled"
-                    if stop.is_set():
-                        ctx.stop = True
-                except Exception:
-                    pass
-            delta = shipper.delta()
-            if delta is not None:
-                worker.log_event(topic, ("progress",) + delta)
+    def poll(ctx: JobContext) -> None:
+        ticks[0] += 1
+        if ticks[0] % 3:  # control flags cost a scheduler round trip: every third update
+            return
+        if cancel.is_set():
+            ctx.cancel_reason = ctx.cancel_reason or "cancelled"
+        if stop.is_set():
+            ctx.stop = True
 
-    sender = threading.Thread(target=ship, daemon=True)
-    sender.start()
-    install_output_capture()
-    token = _current.set(ctx)
-    try:
-        fn, args, kwargs = cloudpickle.loads(payload)
-        value = fn(*args, **kwargs)
-    finally:
-        _current.reset(token)
-        shipper.finished.set()
-        sender.join()
-        last = shipper.delta()
-        if last is not None:
-            worker.log_event(topic, ("progress",) + last)
-    return ("ok", value)
+    def send(msg: tuple) -> None:
+        worker.log_event(topic, msg)
+
+    outcome = run_shipped(job_id, payload, send, poll)
+    if outcome[-1] is not None:  # the last update also travels as an event, for live observers
+        send(("progress",) + outcome[-1])
+    return outcome
 
 
 # -- client side --------------------------------------------------------------
 
 
-class DaskExecutor(Executor):
+class DaskExecutor(ExecutorBase):
     """Runs jobs on a Dask cluster (see the module docstring for cancel).
 
     Parameters
@@ -129,14 +110,14 @@ class DaskExecutor(Executor):
         else:
             self.client = address_or_client
         self.topic = f"notebook_ext-{uuid.uuid4().hex[:8]}"
-        self._contexts: dict[int, JobContext] = {}
+        self._progress = ProgressRouter()
         self._starts: dict[int, list[str]] = {}
-        self._futures: dict[int, Any] = {}
+        self._running: dict[int, tuple[Any, str, str]] = {}  # job id -> (future, cancel, stop)
         self.client.subscribe_topic(self.topic, self._on_event)
         self.slots = max(1, sum(self.client.nthreads().values()))
 
-    def bind(self, scheduler: Any) -> None:
-        self.scheduler = scheduler  # keep the cluster's slot count
+    def bind(self, host: Any) -> None:
+        self.host = host  # keep the cluster's slot count
 
     def describe(self) -> dict[str, Any]:
         try:
@@ -145,39 +126,32 @@ class DaskExecutor(Executor):
             return {}
 
     def prepare(self, job: "Job") -> None:
-        from ._process import pack_call
-
-        pack_call(job, "the Dask cluster")
+        job.shipment = pack_call(job, "the Dask cluster")
 
     def _on_event(self, event: Any) -> None:
-        from ._process import _apply
-
         _, msg = event
         kind, job_id = msg[0], msg[1]
         if kind == "start":
             self._starts.setdefault(job_id, []).append(msg[2])
         elif kind == "progress":
-            ctx = self._contexts.get(job_id)
-            if ctx is not None:
-                _apply(ctx, msg[2:])
+            self._progress.deliver(msg)
 
     async def run(self, job: "Job") -> Any:
-        from distributed import Event
-
+        if job.cancel_called:
+            raise JobCancelled(job.ctx.cancel_reason or "cancelled")
         loop = asyncio.get_running_loop()
         key = f"nbx-{job.name}-{uuid.uuid4().hex[:8]}"
         cancel_name, stop_name = f"{key}-cancel", f"{key}-stop"
-        self._contexts[job.id] = job.ctx
+        self._progress.track(job)
         link = self.describe().get("dashboard_link")
         if link:
-            job.info["dashboard_link"] = link
-        fut = self.client.submit(
-            _dask_run, job.id, self.topic, cancel_name, stop_name, job.info["_payload"],
-            key=key, pure=False,
-        )
-        job.info["_dask"] = (fut, cancel_name, stop_name)
-        self._futures[job.id] = fut
+            job.dashboard_link = link
+            job.version += 1
+        fut = self.client.submit(_dask_run, job.id, self.topic, cancel_name, stop_name, job.shipment,
+                                 key=key, pure=False)
+        self._running[job.id] = (fut, cancel_name, stop_name)
         done: asyncio.Future = loop.create_future()
+
         def settle() -> None:
             if not done.done():
                 done.set_result(None)
@@ -186,31 +160,27 @@ class DaskExecutor(Executor):
         try:
             await done
             status = fut.status
-            if status == "cancelled" or job.ctx.cancel_reason is not None:
+            if status == "cancelled":
                 raise JobCancelled(job.ctx.cancel_reason or "cancelled on the cluster")
-            if status == "error":
+            if status == "error":  # our wrapper catches the job's own errors: this is the cluster's
                 exc = await loop.run_in_executor(None, fut.exception)
                 if type(exc).__name__ == "KilledWorker":
                     where = ", ".join(self._starts.get(job.id, [])) or "its worker"
                     raise WorkerDied(f"the Dask worker ({where}) died while running {job.name!r}") from None
-                if isinstance(exc, JobCancelled):
-                    raise exc
-                tb = await loop.run_in_executor(None, fut.traceback)
-                if tb is not None:
-                    import traceback as _tb
-
-                    exc.__notebook_ext_traceback__ = "".join(  # type: ignore[union-attr]
-                        _tb.format_exception(type(exc), exc, tb))
                 raise exc  # type: ignore[misc]
             outcome = await loop.run_in_executor(None, fut.result)
-            return outcome[1]
+            return unpack_outcome(job.ctx, outcome)
         finally:
-            self._contexts.pop(job.id, None)
-            self._futures.pop(job.id, None)
+            self._progress.forget(job)
+            self._running.pop(job.id, None)
             self._starts.pop(job.id, None)
-            job.info.pop("_dask", None)
             if job.ctx.cancel_reason is not None:
                 loop.run_in_executor(None, self._signal, cancel_name)
+
+    def worker_of(self, job: "Job") -> str | None:
+        """Address of the Dask worker that started ``job`` (None before it started)."""
+        starts = self._starts.get(job.id)
+        return starts[-1] if starts else None
 
     def _signal(self, name: str) -> None:
         from distributed import Event
@@ -221,27 +191,28 @@ class DaskExecutor(Executor):
             pass
 
     def interrupt(self, job: "Job") -> None:
-        fut = self._futures.get(job.id)
-        if fut is None:
-            return
-        job.info["cancel_note"] = ("Dask cannot stop a running task: it stops at its next "
-                                   "progress/report/checkpoint; the job is cancelled now")
-        name = job.info.get("_dask", (None, None, None))[1]
+        running = self._running.get(job.id)
+        if running is None:
+            return  # not submitted yet: run() sees the cancel flag itself
+        fut, cancel_name, _ = running
+        job.cancel_note = ("Dask cannot stop a running task: it stops at its next "
+                           "progress/report/checkpoint; the job is cancelled now")
+        job.version += 1
 
         def cancel() -> None:
-            if name:
-                self._signal(name)
+            self._signal(cancel_name)
             try:
                 self.client.cancel(fut, force=True)
             except Exception:
                 pass
 
-        threading.Thread(target=cancel, daemon=True).start()
+        threading.Thread(target=cancel, name="notebook_ext-dask-cancel", daemon=True).start()
 
     def request_stop(self, job: "Job") -> None:
-        stop_name = job.info.get("_dask", (None, None, None))[2]
-        if stop_name:
-            threading.Thread(target=self._signal, args=(stop_name,), daemon=True).start()
+        running = self._running.get(job.id)
+        if running is not None:
+            threading.Thread(target=self._signal, args=(running[2],), name="notebook_ext-dask-stop",
+                             daemon=True).start()
 
     def shutdown(self) -> None:
         try:

@@ -18,20 +18,19 @@ import asyncio
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
-from ._context import _current, install_output_capture
-from ._executors import Executor
-from ._job import JobCancelled, JobContext, WorkerDied, _Output
+from ..core import JobCancelled, WorkerDied
+from ..core.lowlevel import JobContext
+from ._base import ExecutorBase
+from ._shipping import ProgressRouter, pack_call, run_shipped, unpack_outcome
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._job import Job
+    from ..core import Job
 
 # -- worker side --------------------------------------------------------------
 
@@ -64,103 +63,17 @@ def _worker_init(conn: Any, stop_flag: Any, nice: int, threads: int = 0) -> None
             pass
 
 
-class _ShippedOutput(_Output):
-    """Worker-side output buffer that also remembers what is not sent yet."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._unsent: list[str] = []
-
-    def write(self, text: str) -> None:
-        super().write(text)
-        with self._lock:
-            self._unsent.append(text)
-
-    def take(self) -> str | None:
-        with self._lock:
-            if not self._unsent:
-                return None
-            text, self._unsent = "".join(self._unsent), []
-            return text
-
-
-class _Shipper:
-    """Worker-side: sends what changed in the job's context, 10 times a second."""
-
-    def __init__(self, ctx: JobContext, job_id: int) -> None:
-        self.ctx, self.job_id = ctx, job_id
-        self.sent_metrics: dict[str, int] = {}
-        self.last: tuple = ()
-        self.finished = threading.Event()
-
-    def delta(self) -> tuple | None:
-        ctx = self.ctx
-        metrics: dict[str, list] = {}
-        for key, series in list(ctx.metrics.items()):
-            n = self.sent_metrics.get(key, 0)
-            if len(series) > n:
-                metrics[key] = series[n:]
-                self.sent_metrics[key] = n + len(metrics[key])
-        out = ctx.output.take()  # type: ignore[attr-defined]
-        head = (ctx.done, ctx.total, ctx.message)
-        if head == self.last and not metrics and out is None:
-            return None
-        self.last = head
-        return (self.job_id, ctx.done, ctx.total, ctx.message, metrics, out)
-
-    def loop(self) -> None:
-        while not self.finished.wait(0.1):
-            if _stop_flag is not None and _stop_flag.value:
-                self.ctx.stop = True
-            d = self.delta()
-            if d is not None:
-                _send(("progress",) + d)
+def _poll(ctx: JobContext) -> None:
+    if _stop_flag is not None and _stop_flag.value:
+        ctx.stop = True
 
 
 def _run_payload(job_id: int, payload: bytes) -> tuple:
-    import cloudpickle
-
-    ctx = JobContext(job_id)
-    ctx.output = _ShippedOutput()
     _send(("start", job_id, os.getpid()))
-    install_output_capture()
-    shipper = _Shipper(ctx, job_id)
-    sender = threading.Thread(target=shipper.loop, daemon=True)
-    sender.start()
-    token = _current.set(ctx)
-    try:
-        fn, args, kwargs = cloudpickle.loads(payload)
-        value = fn(*args, **kwargs)
-        outcome: tuple = ("ok", cloudpickle.dumps(value))
-    except BaseException as exc:  # noqa: BLE001 - shipped to the parent
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        try:
-            blob = cloudpickle.dumps(exc)
-        except Exception:
-            blob = None
-        outcome = ("error", blob, f"{type(exc).__name__}: {exc}", tb)
-    finally:
-        _current.reset(token)
-        sys.stdout.flush()
-        shipper.finished.set()
-        sender.join()
-    return outcome + (shipper.delta(),)
+    return run_shipped(job_id, payload, _send, _poll)
 
 
 # -- parent side --------------------------------------------------------------
-
-
-def pack_call(job: "Job", where: str) -> None:
-    """Pickle the job's call now, so an unsendable one is refused at submit."""
-    import cloudpickle
-
-    try:
-        job.info["_payload"] = cloudpickle.dumps((job.fn, job.args, job.kwargs))
-    except Exception as exc:
-        raise TypeError(
-            f"cannot send {getattr(job.fn, '__name__', job.fn)!r} or its arguments to {where} "
-            f"({type(exc).__name__}: {exc}); use executor='thread'"
-        ) from None
 
 
 def _start_method() -> str:
@@ -168,7 +81,7 @@ def _start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-class ProcessExecutor(Executor):
+class ProcessExecutor(ExecutorBase):
     """Runs plain functions in worker processes (one per slot), killable.
 
     Parameters
@@ -196,14 +109,14 @@ class ProcessExecutor(Executor):
         self._started = False
         self._closing = False
         self._receiver: threading.Thread | None = None
-        self._contexts: dict[int, JobContext] = {}
+        self._progress = ProgressRouter()
         self._pids: dict[int, int] = {}
         self._kill_pending: set[int] = set()
         self._slot_of: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def prepare(self, job: "Job") -> None:
-        pack_call(job, "a worker process")
+        job.shipment = pack_call(job, "a worker process")
 
     def _ensure_started(self) -> None:
         if self._started:
@@ -281,19 +194,17 @@ class ProcessExecutor(Executor):
             if kill:
                 self._kill(job_id)
         elif kind == "progress":
-            ctx = self._contexts.get(job_id)
-            if ctx is not None:
-                _apply(ctx, msg[2:])
+            self._progress.deliver(msg)
 
     async def run(self, job: "Job") -> Any:
-        import cloudpickle
-
+        if job.cancel_called:
+            raise JobCancelled(job.ctx.cancel_reason or "cancelled")
         self._ensure_started()
         slot = self._free.pop()
         self._slot_of[job.id] = slot
-        self._contexts[job.id] = job.ctx
+        self._progress.track(job)
         self._stop_flags[slot].value = 1 if job.ctx.stop else 0
-        payload = job.info["_payload"]
+        payload = job.shipment
         try:
             fut = self._pool(slot).submit(_run_payload, job.id, payload)
             self._release_writer(slot)  # the worker process exists now
@@ -313,24 +224,13 @@ class ProcessExecutor(Executor):
             self._replace(slot)
             raise
         finally:
-            self._contexts.pop(job.id, None)
+            self._progress.forget(job)
             self._slot_of.pop(job.id, None)
             with self._lock:
                 self._pids.pop(job.id, None)
                 self._kill_pending.discard(job.id)
             self._free.append(slot)
-        if outcome[-1] is not None:
-            _apply(job.ctx, outcome[-1][1:])
-        if outcome[0] == "ok":
-            return cloudpickle.loads(outcome[1])
-        _, blob, line, tb = outcome[:4]
-        exc: BaseException
-        try:
-            exc = cloudpickle.loads(blob) if blob is not None else RuntimeError(line)
-        except Exception:
-            exc = RuntimeError(line)
-        exc.__notebook_ext_traceback__ = tb  # type: ignore[attr-defined, union-attr]
-        raise exc
+        return unpack_outcome(job.ctx, outcome)
 
     def _exitcode(self, slot: int, pid: int | None) -> str:
         pool = self._pools[slot]
@@ -380,6 +280,11 @@ class ProcessExecutor(Executor):
         if slot is not None:
             self._stop_flags[slot].value = 1
 
+    def worker_pid(self, job: "Job") -> int | None:
+        """Process id of the worker running ``job`` (None when it runs nowhere)."""
+        with self._lock:
+            return self._pids.get(job.id)
+
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (for tests and tools)."""
         pids: list[int] = []
@@ -414,11 +319,3 @@ class ProcessExecutor(Executor):
             for slot in list(self._writers):
                 self._release_writer(slot)
 
-
-def _apply(ctx: JobContext, delta: tuple) -> None:
-    done, total, message, metrics, out = delta
-    ctx.done, ctx.total, ctx.message = done, total, message
-    for key, points in metrics.items():
-        ctx.metrics.setdefault(key, []).extend(points)
-    if out is not None:
-        ctx.output.write(out)

@@ -1,12 +1,16 @@
-"""Turning a notebook cell into a job: compile it, find the value of its last
-expression, and ship it to a worker process when asked."""
+"""Turning a notebook cell into a job (what ``%%bg`` does): compile it, find
+the value of its last expression, ship its names to a worker process when
+asked. No IPython here: `submit_cell` works from plain Python and tests."""
 
 from __future__ import annotations
 
 import ast
 import builtins
 import inspect
-from typing import Any, Mapping
+import keyword
+from typing import Any, Mapping, Sequence
+
+from .core import Job, Scheduler, get_scheduler
 
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 # Names IPython puts in every namespace; never shipped to a worker.
@@ -94,3 +98,52 @@ def unshippable(names: Mapping[str, Any]) -> tuple[str, str] | None:
         except Exception as exc:  # noqa: BLE001 - any pickling failure refuses the cell
             return name, f"{type(exc).__name__}: {exc}"
     return None
+
+
+def submit_cell(source: str, namespace: dict, *, executor: str | None = None, name: str | None = None,
+                priority: int = 0, timeout: float | None = None, retries: int = 0,
+                after: Sequence["Job | str"] = (), out: str | None = None,
+                scheduler: Scheduler | None = None) -> Job:
+    """Run a cell's ``source`` in the background, in ``namespace``; its last
+    expression is the job's value.
+
+    ``executor`` defaults to ``loop`` when the cell uses top-level
+    ``await``, else ``thread``; with ``process`` or ``dask`` the names the
+    cell reads are sent by value. ``out`` names a variable of
+    ``namespace`` that gets the value when the job succeeds.
+
+    Raises `SyntaxError` or `ValueError` for a cell that cannot run that
+    way (one line each, naming the fix).
+
+    Examples
+    --------
+    >>> job = submit_cell("import time\\ntime.sleep(1)\\n6 * 7", {})   # doctest: +SKIP
+    >>> job.result()                                                      # doctest: +SKIP
+    42
+    """
+    sched = scheduler or get_scheduler()
+    src = CellSource(source)
+    if out is not None and not (out.isidentifier() and not keyword.iskeyword(out)):
+        raise ValueError(f"`out` must be a Python variable name, got {out!r}")
+    executor = executor or ("loop" if src.uses_await else "thread")
+    if src.uses_await and executor != "loop":
+        raise ValueError("a cell that uses `await` runs with `--executor loop` (executor='loop')")
+    body, expr = src.body_source(), src.expr_source()
+    if executor in ("process", "dask"):
+        names = src.free_names(namespace)
+        bad = unshippable(names)
+        if bad:
+            raise ValueError(f"cannot send `{bad[0]}` to a worker process ({bad[1]}); use `--executor thread`")
+        job = sched.submit(run_cell_shipped, body, expr, names, name=name, priority=priority, timeout=timeout,
+                           retries=retries, executor=executor, after=after, kind="cell", code=source)
+    else:
+        call = run_cell_async if executor == "loop" else run_cell
+        job = sched.submit(call, body, expr, namespace, name=name, priority=priority, timeout=timeout,
+                           retries=retries, executor=executor, after=after, kind="cell", code=source)
+    if out is not None:
+        def assign(j: Job) -> None:
+            if j.state == "done":
+                namespace[out] = j.result()
+
+        job.add_done_callback(assign)
+    return job

@@ -1,0 +1,84 @@
+"""The `Executor` protocol: where a job's code runs.
+
+The scheduler only awaits `Executor.run` on its loop and calls
+`Executor.interrupt` / `Executor.request_stop`; an executor never decides
+scheduling, and it cancels its own work (nobody else reaches into it).
+Implementations live in `notebook_ext.executors`; the scheduler loads its
+default table from there by name, so the core imports none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._clock import Clock
+    from ._job import Job
+    from ._loopthread import LoopThread
+
+
+class ExecutorHost(Protocol):
+    """What an executor may know of the scheduler it serves."""
+
+    slots: int
+    clock: "Clock"
+    loop_thread: "LoopThread"
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """An engine that runs job code.
+
+    ``compute`` is True when a running job holds one of the scheduler's
+    global CPU slots; ``slots`` bounds this executor's own running jobs
+    (None: the scheduler's slots, filled in by `bind`).
+    """
+
+    name: str
+    compute: bool
+    slots: int | None
+
+    def bind(self, host: ExecutorHost) -> None:
+        """Called once when added to a scheduler."""
+
+    def prepare(self, job: "Job") -> None:
+        """Check (and pack) a job at submit time; raise `TypeError` /
+        `ValueError` to refuse it."""
+
+    async def run(self, job: "Job") -> Any:
+        """Run one attempt of ``job`` with its context current; return its value."""
+
+    def interrupt(self, job: "Job") -> None:
+        """Stop a running job as hard as this engine can (its cancel is flagged)."""
+
+    def request_stop(self, job: "Job") -> None:
+        """Pass "stop and keep" on to a running job."""
+
+    def shutdown(self) -> None:
+        """Release everything this executor started."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for cards and dashboards (e.g. a cluster's dashboard link)."""
+
+
+#: executors every scheduler starts with, as ``module:Class`` (loaded on first use)
+DEFAULT_EXECUTORS = (
+    "notebook_ext.executors:LoopExecutor",
+    "notebook_ext.executors:ThreadExecutor",
+    "notebook_ext.executors:ProcessExecutor",
+)
+
+
+def load_executor(path: str) -> Executor:
+    """An instance of the executor class named ``module:Class``."""
+    module, _, cls = path.partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def with_defaults(given: Iterable[Executor]) -> list[Executor]:
+    """The default executors not replaced by one of ``given`` (same name), then ``given``."""
+    given = list(given)
+    names = {ex.name for ex in given}
+    defaults = [load_executor(path) for path in DEFAULT_EXECUTORS]
+    return [ex for ex in defaults if ex.name not in names] + given

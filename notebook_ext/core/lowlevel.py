@@ -1,0 +1,21 @@
+"""The engine's machinery, for executors, renderers and tests (trio's
+``lowlevel`` is the model): what a user of jobs never needs, in one place,
+so the rest of the package imports nothing private across packages."""
+
+from ._clock import SYSTEM_CLOCK, Clock, SystemClock, TimerHandle
+from ._context import (
+    OUTPUT_LIMIT, JobContext, JobOutputRouter, Output, current_context, install_output_capture, job_context,
+)
+from ._dispatch import Dispatcher
+from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, load_executor
+from ._job import JobControl
+from ._loopthread import LoopThread
+from ._notify import Notifier, Observer
+from ._store import HistoryStore, default_history_path
+
+__all__ = [
+    "DEFAULT_EXECUTORS", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Executor",
+    "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
+    "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "current_context",
+    "default_history_path", "install_output_capture", "job_context", "load_executor",
+]

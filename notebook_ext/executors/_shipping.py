@@ -1,0 +1,191 @@
+"""Shipping a job to another process and its progress back: one module for
+the process and the Dask executors.
+
+Parent side: `pack_call` pickles the call at submit time (an unsendable call
+is refused there, not in a worker), `apply_delta` folds progress into the
+job's context, `unpack_outcome` gives the value or raises the job's error
+with the worker's own traceback.
+
+Worker side: `run_shipped` runs the call inside `job_context`; a sender
+thread ships what changed (progress, metrics, output) at most ten times a
+second through the ``send`` the executor gives it, and polls the executor's
+control flags (cancel, stop and keep).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..core.lowlevel import JobContext, Output, job_context
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core import Job
+
+SHIP_INTERVAL = 0.1  # seconds between updates from a worker
+
+
+def pack_call(job: "Job", where: str) -> bytes:
+    """The job's call as cloudpickle bytes; `TypeError` naming what cannot go."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps((job.fn, job.args, job.kwargs))
+    except Exception as exc:
+        raise TypeError(
+            f"cannot send {getattr(job.fn, '__name__', job.fn)!r} or its arguments to {where} "
+            f"({type(exc).__name__}: {exc}); use executor='thread'"
+        ) from None
+
+
+def apply_delta(ctx: JobContext, delta: tuple) -> None:
+    """Fold one update from a worker into the job's context."""
+    done, total, message, metrics, out = delta
+    ctx.done, ctx.total, ctx.message = done, total, message
+    for key, points in metrics.items():
+        ctx.metrics.setdefault(key, []).extend(points)
+    if out is not None:
+        ctx.output.write(out)
+
+
+class ProgressRouter:
+    """Parent side: updates from workers go to the context of their job
+    (while it runs; late updates of a finished job are dropped)."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[int, JobContext] = {}
+
+    def track(self, job: "Job") -> None:
+        self._contexts[job.id] = job.ctx
+
+    def forget(self, job: "Job") -> None:
+        self._contexts.pop(job.id, None)
+
+    def deliver(self, msg: tuple) -> None:
+        """Apply a ("progress", job_id, …) message."""
+        ctx = self._contexts.get(msg[1])
+        if ctx is not None:
+            apply_delta(ctx, msg[2:])
+
+
+def unpack_outcome(ctx: JobContext, outcome: tuple) -> Any:
+    """The value a worker sent back, or raise the error it sent."""
+    import cloudpickle
+
+    if outcome[-1] is not None:
+        apply_delta(ctx, outcome[-1][1:])
+    if outcome[0] == "ok":
+        return cloudpickle.loads(outcome[1])
+    _, blob, line, tb = outcome[:4]
+    exc: BaseException
+    try:
+        exc = cloudpickle.loads(blob) if blob is not None else RuntimeError(line)
+    except Exception:
+        exc = RuntimeError(line)
+    if not isinstance(exc, BaseException):
+        exc = RuntimeError(line)
+    exc.__notebook_ext_traceback__ = tb  # type: ignore[attr-defined]
+    raise exc
+
+
+# -- worker side --------------------------------------------------------------
+
+
+class ShippedOutput(Output):
+    """Worker-side output buffer that also remembers what is not sent yet."""
+
+    __slots__ = ("_unsent",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._unsent: list[str] = []
+
+    def write(self, text: str) -> None:
+        super().write(text)
+        with self._lock:
+            self._unsent.append(text)
+
+    def take(self) -> str | None:
+        with self._lock:
+            if not self._unsent:
+                return None
+            text, self._unsent = "".join(self._unsent), []
+            return text
+
+
+class Shipper:
+    """Worker-side: what changed in the job's context since the last call."""
+
+    def __init__(self, ctx: JobContext, job_id: int) -> None:
+        self.ctx, self.job_id = ctx, job_id
+        self.sent_metrics: dict[str, int] = {}
+        self.last: tuple = ()
+        self.finished = threading.Event()
+
+    def delta(self) -> tuple | None:
+        ctx = self.ctx
+        metrics: dict[str, list] = {}
+        for key, series in list(ctx.metrics.items()):
+            n = self.sent_metrics.get(key, 0)
+            if len(series) > n:
+                metrics[key] = series[n:]
+                self.sent_metrics[key] = n + len(metrics[key])
+        out = ctx.output.take()  # type: ignore[attr-defined]
+        head = (ctx.done, ctx.total, ctx.message)
+        if head == self.last and not metrics and out is None:
+            return None
+        self.last = head
+        return (self.job_id, ctx.done, ctx.total, ctx.message, metrics, out)
+
+
+def run_shipped(job_id: int, payload: bytes, send: Callable[[tuple], None],
+                poll: Callable[[JobContext], None] | None = None) -> tuple:
+    """Run a packed call in this (worker) process; returns the outcome tuple
+    `unpack_outcome` reads. ``send(msg)`` carries ("progress", …) updates
+    home; ``poll(ctx)`` may set ``ctx.cancel_reason`` / ``ctx.stop``."""
+    import cloudpickle
+
+    ctx = JobContext(job_id)
+    ctx.output = ShippedOutput()
+    shipper = Shipper(ctx, job_id)
+
+    def ship() -> None:
+        while not shipper.finished.wait(SHIP_INTERVAL):
+            try:
+                if poll is not None:
+                    poll(ctx)
+                delta = shipper.delta()
+                if delta is not None:
+                    send(("progress",) + delta)
+            except Exception:  # noqa: BLE001 - a lost update must not stop the job
+                pass
+
+    sender = threading.Thread(target=ship, name="notebook_ext-shipper", daemon=True)
+    sender.start()
+    try:
+        with job_context(ctx):
+            fn, args, kwargs = cloudpickle.loads(payload)
+            value = fn(*args, **kwargs)
+        outcome: tuple = ("ok", cloudpickle.dumps(value))
+    except BaseException as exc:  # noqa: BLE001 - shipped to the parent
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            blob = cloudpickle.dumps(exc)
+        except Exception:
+            blob = None
+        try:
+            line = f"{type(exc).__name__}: {exc}"
+        except Exception:  # noqa: BLE001 - a broken __str__
+            line = type(exc).__name__
+        outcome = ("error", blob, line, tb)
+    finally:
+        try:
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        shipper.finished.set()
+        sender.join()
+    return outcome + (shipper.delta(),)
+
