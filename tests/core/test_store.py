@@ -34,10 +34,9 @@ def test_job_active_when_its_process_died_is_interrupted(tmp_path):
         from notebook_ext.core import Scheduler
         s = Scheduler(slots=1, history={str(path)!r})
         job = s.submit(time.sleep, 60, name="long-fit")
-        while job.state != "running":
-            time.sleep(0.01)
-        time.sleep(0.3)
-        s.store.flush()
+        # load() flushes the writer first: wait until the running row is on disk
+        while not any(r["state"] == "running" for r in s.store.load(sessions="current")):
+            pass
         os._exit(0)   # the kernel dies: no shutdown
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

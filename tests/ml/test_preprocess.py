@@ -88,7 +88,7 @@ def test_async_source_and_process_executor(sched):
 
 def test_cancel_stops_taking_items(sched):
     job = preprocess(time.sleep, [0.2] * 200, workers=2, scheduler=sched)
-    time.sleep(0.5)
+    wait_until(lambda: job.progress.done >= 2)  # it is taking items
     job.cancel()
     assert job.wait(5) and job.state == "cancelled"
     assert job.progress.done < 50

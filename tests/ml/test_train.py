@@ -2,7 +2,6 @@
 keeps a working model; cancel stops within one step; bad input schedules nothing."""
 
 import os
-import time
 
 import joblib
 import numpy as np
@@ -18,6 +17,7 @@ from sklearn.svm import SVC
 
 from notebook_ext.core import Scheduler
 from notebook_ext.ml import strategy_for, train
+from notebook_ext.testing import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,7 @@ def intermediate(sched, job):
 
 
 def wait_steps(job, n, timeout=60):
-    deadline = time.monotonic() + timeout
-    while job.progress.done < n and time.monotonic() < deadline and not job.done():
-        time.sleep(0.02)
+    wait_until(lambda: job.progress.done >= n or job.done(), timeout=timeout)
 
 
 @pytest.mark.parametrize("make, expected", [
