@@ -8,7 +8,7 @@ import ast
 import builtins
 import inspect
 import keyword
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .core import Job, Scheduler, get_scheduler
 
@@ -140,10 +140,17 @@ def submit_cell(source: str, namespace: dict, *, executor: str | None = None, na
         call = run_cell_async if executor == "loop" else run_cell
         job = sched.submit(call, body, expr, namespace, name=name, priority=priority, timeout=timeout,
                            retries=retries, executor=executor, after=after, kind="cell", code=source)
-    if out is not None:
-        def assign(j: Job) -> None:
-            if j.state == "done":
-                namespace[out] = j.result()
-
-        job.add_done_callback(assign)
+    assign_on_success(namespace, out, job)
     return job
+
+
+def assign_on_success(namespace: dict, var: str | None, job: Job,
+                      pick: Callable[[Any], Any] = lambda value: value) -> None:
+    """Put ``pick(value)`` in ``namespace[var]`` when ``job`` succeeds (what
+    ``--out VAR`` does); nothing when it fails or is cancelled."""
+    def assign(j: Job) -> None:
+        if j.state == "done":
+            namespace[var] = pick(j.result())  # type: ignore[index]
+
+    if var:
+        job.add_done_callback(assign)

@@ -18,7 +18,7 @@ import itertools
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ._job import Job, _one_line
+from ._job import Job, describe_error
 from ._states import CANCELLED, DONE, FAILED, PENDING, QUEUED, RUNNING, TIMED_OUT, JobCancelled, JobTimedOut
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,8 +66,7 @@ class Dispatcher:
             if job.done():
                 continue  # cancelled before the loop saw it
             if job.cancel_called:
-                self._finish(job, CANCELLED, exc=JobCancelled(job.ctx.cancel_reason or "cancelled"),
-                             caught=True)
+                self._cancel_now(job)
                 continue
             waiting = False
             for dep in job.after:
@@ -119,7 +118,7 @@ class Dispatcher:
     def _start(self, job: Job) -> None:
         ex = self.executors[job.executor]
         if job.cancel_called:  # cancelled between queue and start
-            self._finish(job, CANCELLED, exc=JobCancelled(job.ctx.cancel_reason or "cancelled"), caught=True)
+            self._cancel_now(job)
             return
         job._set_state(RUNNING)
         job.attempts += 1
@@ -177,8 +176,6 @@ class Dispatcher:
             self._finish(job, DONE, task.result())
         elif isinstance(exc, JobCancelled):
             self._stopped(job, exc)
-        elif isinstance(exc, asyncio.CancelledError) and job.cancel_called:
-            self._stopped(job, None)
         elif job.cancel_called:
             # Requested is not caught: the job's own error stands.
             job.cancel_note = f"{job.ctx.cancel_reason}, but the job raised {type(exc).__name__} first"
@@ -187,6 +184,10 @@ class Dispatcher:
             self._retry(job, exc)
         else:
             self._finish(job, FAILED, exc=exc)
+
+    def _cancel_now(self, job: Job) -> None:
+        """End a job that has not started (or waits between attempts) as cancelled."""
+        self._finish(job, CANCELLED, exc=JobCancelled(job.ctx.cancel_reason or "cancelled"), caught=True)
 
     def _stopped(self, job: Job, err: JobCancelled | None) -> None:
         reason = job.ctx.cancel_reason or (err.reason if err is not None else None) or "cancelled"
@@ -197,7 +198,7 @@ class Dispatcher:
 
     def _retry(self, job: Job, exc: BaseException) -> None:
         delay = job.backoff * 2 ** (job.attempts - 1)
-        line = _one_line(exc)
+        line = describe_error(exc)
         job._note_attempt_error(line)
         job._set_state(QUEUED)
         ctx = job.ctx
@@ -232,7 +233,7 @@ class Dispatcher:
             timer = self._timers.pop(job.id, None)
             if timer is not None:
                 timer.cancel()
-            self._finish(job, CANCELLED, exc=JobCancelled(job.ctx.cancel_reason or "cancelled"), caught=True)
+            self._cancel_now(job)
             self.dispatch()
             return
         self._interrupt(job, abandon_after=0.0 if abandon else None)
@@ -282,7 +283,7 @@ class Dispatcher:
                 timer = self._timers.pop(job.id, None)
                 if timer is not None:
                     timer.cancel()
-                self._finish(job, CANCELLED, exc=JobCancelled(job.ctx.cancel_reason or "shut down"), caught=True)
+                self._cancel_now(job)
         for job in list(self.running.values()):
             try:
                 self.executors[job.executor].interrupt(job)

@@ -212,7 +212,7 @@ class Job:
             return None
         if isinstance(exc, JobCancelled) and self.cancelled_caught:
             return exc.reason
-        return _one_line(exc)
+        return describe_error(exc)
 
     @property
     def traceback(self) -> str | None:
@@ -415,7 +415,7 @@ class Job:
                 traceback.print_exc()
 
 
-def _one_line(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """``Type: message``, whatever the exception's ``__str__`` does."""
     try:
         text = str(exc)

@@ -123,9 +123,6 @@ class LoopThread:
         """A task on this loop (loop thread only); its owner must await or cancel it."""
         return self._loop.create_task(coro, name=name)
 
-    def loop_time(self) -> float:
-        return self._loop.time()
-
     # -- inside ----------------------------------------------------------------
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)

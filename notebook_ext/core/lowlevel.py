@@ -8,7 +8,7 @@ from ._context import (
 )
 from ._dispatch import Dispatcher
 from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, load_executor
-from ._job import JobControl
+from ._job import JobControl, describe_error
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
 from ._store import HistoryStore, default_history_path
@@ -17,5 +17,5 @@ __all__ = [
     "DEFAULT_EXECUTORS", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Executor",
     "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "current_context",
-    "default_history_path", "install_output_capture", "job_context", "load_executor",
+    "default_history_path", "describe_error", "install_output_capture", "job_context", "load_executor",
 ]

@@ -137,8 +137,6 @@ class DaskExecutor(ExecutorBase):
             self._progress.deliver(msg)
 
     async def run(self, job: "Job") -> Any:
-        if job.cancel_called:
-            raise JobCancelled(job.ctx.cancel_reason or "cancelled")
         loop = asyncio.get_running_loop()
         key = f"nbx-{job.name}-{uuid.uuid4().hex[:8]}"
         cancel_name, stop_name = f"{key}-cancel", f"{key}-stop"
@@ -193,7 +191,7 @@ class DaskExecutor(ExecutorBase):
     def interrupt(self, job: "Job") -> None:
         running = self._running.get(job.id)
         if running is None:
-            return  # not submitted yet: run() sees the cancel flag itself
+            return  # not submitted yet: the dispatcher checks the flag before run()
         fut, cancel_name, _ = running
         job.cancel_note = ("Dask cannot stop a running task: it stops at its next "
                            "progress/report/checkpoint; the job is cancelled now")

@@ -6,7 +6,6 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from ..core import JobCancelled
 from ..core.lowlevel import job_context
 from ._base import ExecutorBase
 
@@ -30,8 +29,6 @@ class LoopExecutor(ExecutorBase):
         self._tasks: dict[int, asyncio.Task] = {}
 
     async def run(self, job: "Job") -> Any:
-        if job.cancel_called:
-            raise JobCancelled(job.ctx.cancel_reason or "cancelled")
         task = asyncio.current_task()
         assert task is not None
         self._tasks[job.id] = task
@@ -47,5 +44,5 @@ class LoopExecutor(ExecutorBase):
 
     def interrupt(self, job: "Job") -> None:
         task = self._tasks.get(job.id)
-        if task is not None:  # not started yet: run() sees the cancel flag itself
+        if task is not None:  # not started yet: the dispatcher checks the flag before run()
             task.cancel(job.ctx.cancel_reason)

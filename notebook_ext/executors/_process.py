@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -197,8 +196,6 @@ class ProcessExecutor(ExecutorBase):
             self._progress.deliver(msg)
 
     async def run(self, job: "Job") -> Any:
-        if job.cancel_called:
-            raise JobCancelled(job.ctx.cancel_reason or "cancelled")
         self._ensure_started()
         slot = self._free.pop()
         self._slot_of[job.id] = slot
@@ -211,7 +208,7 @@ class ProcessExecutor(ExecutorBase):
             outcome = await asyncio.wrap_future(fut)
         except BrokenProcessPool:
             pid = self._pids.get(job.id)
-            code = self._exitcode(slot, pid)
+            code = await self._exitcode(slot, pid)
             self._replace(slot)
             if job.ctx.cancel_reason is not None:
                 raise JobCancelled(job.ctx.cancel_reason) from None
@@ -232,13 +229,14 @@ class ProcessExecutor(ExecutorBase):
             self._free.append(slot)
         return unpack_outcome(job.ctx, outcome)
 
-    def _exitcode(self, slot: int, pid: int | None) -> str:
+    async def _exitcode(self, slot: int, pid: int | None) -> str:
         pool = self._pools[slot]
         procs = getattr(pool, "_processes", None) or {}
         proc = procs.get(pid) if pid else None
-        deadline = time.monotonic() + 1.0
-        while proc is not None and proc.exitcode is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        for _ in range(100):  # up to 1 s for the exit to be reaped, without blocking the loop
+            if proc is None or proc.exitcode is not None:
+                break
+            await asyncio.sleep(0.01)
         code = getattr(proc, "exitcode", None)
         if code is None:
             return " (killed or crashed)"

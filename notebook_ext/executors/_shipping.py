@@ -19,7 +19,7 @@ import threading
 import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..core.lowlevel import JobContext, Output, job_context
+from ..core.lowlevel import JobContext, Output, describe_error, job_context
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import Job
@@ -175,11 +175,7 @@ def run_shipped(job_id: int, payload: bytes, send: Callable[[tuple], None],
             blob = cloudpickle.dumps(exc)
         except Exception:
             blob = None
-        try:
-            line = f"{type(exc).__name__}: {exc}"
-        except Exception:  # noqa: BLE001 - a broken __str__
-            line = type(exc).__name__
-        outcome = ("error", blob, line, tb)
+        outcome = ("error", blob, describe_error(exc), tb)
     finally:
         try:
             sys.stdout.flush()

@@ -103,16 +103,6 @@ def lookup(ns: dict, name: str, what: str, shell: Any = None) -> Any:
         raise UsageError(f"{what}: cannot evaluate {name!r} ({type(exc).__name__}: {exc})") from None
 
 
-def assign_on_success(ns: dict, var: str | None, job: Job, pick: Callable[[Any], Any] = lambda v: v) -> None:
-    """``--out VAR``: put the job's value in the namespace only if it succeeds."""
-    def assign(j: Job) -> None:
-        if j.state == "done":
-            ns[var] = pick(j.result())  # type: ignore[index]
-
-    if var:
-        job.add_done_callback(assign)
-
-
 def has_widget_frontend(shell: Any) -> bool:
     """Terminal IPython has no widget frontend: show text there."""
     return type(shell).__name__ != "TerminalInteractiveShell" and "ipykernel" in sys.modules

@@ -11,6 +11,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import ml
+from ..cells import assign_on_success
 from . import _args as A
 
 
@@ -48,7 +49,7 @@ class MLMagics(Magics):
         A.check_executor(A.scheduler(), args.executor)
         job = _call(ml.train, est, X, y, eval=ev, scoring=args.scoring, epochs=args.epochs,
                     save=args.save, name=args.name, executor=args.executor)
-        A.assign_on_success(ns, args.out, job)
+        assign_on_success(ns, args.out, job)
         A.show_job(self.shell, job)
 
     @magic_arguments()
@@ -74,7 +75,7 @@ class MLMagics(Magics):
         A.check_executor(A.scheduler(), args.executor)
         job = _call(ml.search, est, params, X, y, cv=args.cv, n_iter=args.n_iter, scoring=args.scoring,
                     name=args.name, executor=args.executor)
-        A.assign_on_success(ns, args.out, job)
+        assign_on_success(ns, args.out, job)
         A.show_job(self.shell, job)
 
     @magic_arguments()
@@ -98,7 +99,7 @@ class MLMagics(Magics):
         A.check_executor(A.scheduler(), args.executor)
         job = _call(ml.preprocess, func, items, workers=args.workers, executor=args.executor,
                     max_pending=args.max_pending, name=args.name)
-        A.assign_on_success(ns, args.out, job, pick=lambda r: getattr(r, "results", r))
+        assign_on_success(ns, args.out, job, pick=lambda r: getattr(r, "results", r))
         A.show_job(self.shell, job)
 
 
