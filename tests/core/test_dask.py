@@ -11,7 +11,7 @@ import pytest
 
 from notebook_ext import use_dask
 from notebook_ext.core import Scheduler, WorkerDied, progress, report
-from notebook_ext.testing import wait_until
+from notebook_ext.testing import FakeClock, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -90,9 +90,20 @@ def _die_once(tag):
     return "second try"
 
 
-def test_timeout_applies_to_dask_jobs(dsched):
-    job = dsched.submit(count, 100_000, 0.01, executor="dask", timeout=0.5)
-    assert job.wait(5) and job.state == "timed_out"
+def test_timeout_applies_to_dask_jobs():
+    pytest.importorskip("distributed")
+    clock = FakeClock()
+    s = Scheduler(slots=2, history=None, clock=clock)
+    try:
+        use_dask(scheduler=s, n_workers=1)
+        job = s.submit(count, 100_000, 0.01, executor="dask", timeout=0.5)
+        wait_until(lambda: job.progress.done >= 1, timeout=60)  # really running on the cluster
+        clock.advance(0.499)
+        assert job.state == "running"
+        clock.advance(0.001)
+        assert job.wait(10) and job.state == "timed_out" and job.timed_out
+    finally:
+        s.shutdown()
 
 
 def test_no_network_listener_without_use_dask():

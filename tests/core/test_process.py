@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from notebook_ext.core import CANCELLED, FAILED, WorkerDied, progress, report
-from notebook_ext.testing import wait_until
+from notebook_ext.core import CANCELLED, FAILED, Scheduler, WorkerDied, progress, report
+from notebook_ext.testing import FakeClock, wait_until
 
 
 def count(n, delay=0.0):
@@ -101,6 +101,17 @@ def test_sigkilled_worker_fails_its_job_and_the_pool_recovers(sched):
     assert sched.submit(count, 3, executor="process").result(timeout=30) == 3
 
 
-def test_timeout_kills_a_process_job(sched):
-    job = sched.submit(time.sleep, 30, executor="process", timeout=0.5)
-    assert job.wait(3) and job.state == "timed_out"
+def test_timeout_kills_a_process_job():
+    clock = FakeClock()
+    s = Scheduler(slots=1, history=None, clock=clock)
+    try:
+        job = s.submit(count, 100_000, 0.01, executor="process", timeout=0.5)
+        wait_until(lambda: job.progress.done >= 1, timeout=60)  # really running in its worker
+        pid = s.executor("process").worker_pid(job)
+        clock.advance(0.499)
+        assert job.state == "running"
+        clock.advance(0.001)
+        assert job.wait(10) and job.state == "timed_out" and job.timed_out
+        wait_until(lambda: not _alive(pid), timeout=10)
+    finally:
+        s.shutdown()
