@@ -18,6 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, TextIO, TypeVar
 
 from ._states import JobCancelled
+from ._text import clean
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._job import Job
@@ -45,6 +46,7 @@ class Output:
     def write(self, text: str) -> None:
         if not text:
             return
+        text = clean(text)  # a lone surrogate would break every reader downstream
         if len(text) > self._limit:  # one huge write: keep its tail, not a single oversized chunk
             self._dropped += len(text) - self._limit
             text = text[-self._limit:]
@@ -198,7 +200,7 @@ def report(
     if done is not None:
         ctx.done = done
     if message is not None:
-        ctx.message = str(message)
+        ctx.message = clean(str(message))
     if metrics:
         for key, value in metrics.items():
             series = ctx.metrics.get(key)
@@ -230,7 +232,7 @@ def progress(
     ctx.total = total
     ctx.done = n = 0
     if message is not None:
-        ctx.message = message
+        ctx.message = clean(str(message))
     for item in iterable:
         if ctx.cancel_reason is not None:
             raise JobCancelled(ctx.cancel_reason)

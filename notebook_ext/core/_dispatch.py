@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ._job import Job, describe_error
+from ._text import clean
 from ._states import CANCELLED, DONE, FAILED, PENDING, QUEUED, RUNNING, TIMED_OUT, JobCancelled, JobTimedOut
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -261,6 +262,8 @@ class Dispatcher:
     def _finish(self, job: Job, state: str, result: Any = None, exc: BaseException | None = None,
                 caught: bool = False) -> None:
         tb = getattr(exc, "__notebook_ext_traceback__", None) if exc is not None else None
+        if isinstance(tb, str):
+            tb = clean(tb)  # a worker's traceback text
         if caught:
             job.cancelled_caught = True
         job._finish(state, result, exc, tb)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from ._clock import Clock
 from ._context import JobContext
+from ._text import clean
 from ._states import (
     CANCELLED,
     DONE,
@@ -421,12 +422,12 @@ def describe_error(exc: BaseException) -> str:
         text = str(exc)
     except Exception as err:  # noqa: BLE001 - a user's broken __str__
         text = f"<str() of this exception raised {type(err).__name__}>"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return clean(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 def _format_traceback(exc: BaseException) -> str:
     try:
-        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return clean("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     except Exception as err:  # noqa: BLE001 - a user's broken __str__
         return f"{type(exc).__name__} (its traceback could not be formatted: {type(err).__name__})"
 

@@ -39,6 +39,7 @@ class Notifier:
         self._last_sig: dict[int, tuple] = {}
         self._closed = False
         self.delivered = 0
+        self.errors = 0  # faults survived (a snapshot or a tick that raised)
         self._thread = threading.Thread(target=self._run, name="notebook_ext-notifier", daemon=True)
         self._thread.start()
 
@@ -86,9 +87,13 @@ class Notifier:
         )
 
     def _deliver(self, job: "Job", now: float) -> None:
-        snap = job.snapshot()
+        try:
+            snap = job.snapshot()
+            self._last_sig[job.id] = self._signature(job)
+        except Exception:  # noqa: BLE001 - a job whose facts cannot be read is skipped, not fatal
+            self._fault()
+            return
         self._last_sent[job.id] = now
-        self._last_sig[job.id] = self._signature(job)
         self.delivered += 1
         for observer in self._observers:
             try:
@@ -96,7 +101,20 @@ class Notifier:
             except Exception:  # one broken observer must not silence the others
                 traceback.print_exc()
 
+    def _fault(self) -> None:
+        self.errors += 1
+        if self.errors == 1:  # said once; the thread goes on
+            traceback.print_exc()
+
     def _run(self) -> None:
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception:  # noqa: BLE001 - nothing may end this thread but close()
+                self._fault()
+
+    def _loop(self) -> None:
         next_tick = self._clock()
         while True:
             with self._wake:

@@ -8,6 +8,7 @@ import threading
 from typing import Any, Callable, Mapping
 
 from ._job import Job
+from ._text import clean
 
 
 def check_call(fn: Callable[..., Any], options: Mapping[str, Any]) -> None:
@@ -49,7 +50,7 @@ class JobRegistry:
         old = self._by_name.get(name)
         if old is not None and not old.done():
             raise ValueError(f"a job named {name!r} is still {old.state}; cancel it or choose another name")
-        return name
+        return clean(name)
 
     def add(self, job: Job) -> None:
         with self.lock:

@@ -21,6 +21,7 @@ from ._states import PENDING, QUEUED, JobDetail
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
 from ._store import HistoryStore, default_history_path
+from ._text import clean
 
 _DEFAULT = object()
 _CANCEL_CONFIRM = 1.0  # seconds cancel() waits for the loop to confirm a queued job's end
@@ -217,7 +218,7 @@ class Scheduler:
         if job.done():
             return False
         if job.ctx.cancel_reason is None:
-            job.ctx.cancel_reason = reason or "cancelled by the user"
+            job.ctx.cancel_reason = clean(str(reason)) if reason else "cancelled by the user"
         # Queued: confirmed before returning; running: interrupted soon after.
         self.loop_thread.call_soon_confirmed(self._dispatcher.cancel, job, abandon,
                                              timeout=_CANCEL_CONFIRM if job.state in (PENDING, QUEUED) else 0)

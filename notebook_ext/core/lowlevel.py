@@ -12,10 +12,12 @@ from ._job import JobControl, describe_error
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
 from ._store import HistoryStore, default_history_path
+from ._text import clean, printable, safe_repr
 
 __all__ = [
     "DEFAULT_EXECUTORS", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Executor",
     "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
-    "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "current_context",
+    "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "install_output_capture", "job_context", "load_executor",
+    "printable", "safe_repr",
 ]

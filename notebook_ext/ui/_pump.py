@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import Job, JobSnapshot, Scheduler
+from ..core.lowlevel import describe_error
 from ._render import children_summary
 from ._widgets import Dashboard, DashboardRow, JobCard
 
@@ -30,6 +31,7 @@ class _CardEntry:
     last_sent: float = float("-inf")
     final_sent: bool = False
     display_handle: Any = None
+    draw_failed: bool = False
 
 
 class UpdatePump:
@@ -61,6 +63,7 @@ class UpdatePump:
         self._dash_last = float("-inf")
         self._closed = False
         self.sent = 0  # widget updates sent, for tests and benchmarks
+        self.draw_errors = 0  # updates that raised (each job is told once, on its output)
         for job in scheduler.all_jobs():  # jobs from before this pump
             self._rows[job.id] = DashboardRow.of(job.snapshot())
         self._unsubscribe = scheduler.subscribe(self._on_snapshot)
@@ -78,6 +81,10 @@ class UpdatePump:
             if job.children:
                 self._children[job.name] = {c.name: c.state for c in job.children}
                 self._group_dirty.add(job.name)
+            if job.done() and not card.last_snapshot.finished and job.id not in self._latest:
+                # It ended between the card's first drawing and now: its final
+                # snapshot went by before this card was registered.
+                self._latest[job.id] = job.snapshot()
         self._wake.set()
         return card
 
@@ -229,7 +236,10 @@ class UpdatePump:
                     continue
                 if not final and self._tokens < 1:
                     continue
-                entry.card.show(snap or entry.job.snapshot(), self._group_summary(entry.job.name))
+                try:
+                    entry.card.show(snap or entry.job.snapshot(), self._group_summary(entry.job.name))
+                except Exception as exc:  # noqa: BLE001 - one undrawable job must not stop the others
+                    self._draw_failed(entry, exc)
                 entry.last_sent = now
                 self._tokens -= 1
                 sent += 1
@@ -265,6 +275,14 @@ class UpdatePump:
             dash.show(rows, link)
             self._tokens -= 1
         return len(dashboards)
+
+    def _draw_failed(self, entry: _CardEntry, exc: Exception) -> None:
+        # Said once, on the job itself; the pump goes on with the other cards.
+        self.draw_errors += 1
+        if not entry.draw_failed:
+            entry.draw_failed = True
+            entry.job.ctx.output.write(f"\n[notebook_ext: this job's card could not be drawn: "
+                                       f"{describe_error(exc)}]\n")
 
     def _finalize(self, entry: _CardEntry) -> None:
         entry.final_sent = True

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any, Iterable, Mapping
 
 from ..core import JobSnapshot
+from ..core.lowlevel import printable
 from ..ml import (
     LeaderboardRow,
     PreprocessDetail,
@@ -171,7 +172,7 @@ def status_line(snap: JobSnapshot) -> str:
         parts.append(snap.error)
     if isinstance(snap.detail, TrainDetail) and snap.detail.stopped_early:
         parts.append("(stopped early, kept)")
-    return "  ".join(parts)
+    return printable("  ".join(parts))
 
 
 def summary_html(snap: JobSnapshot) -> str:
@@ -226,6 +227,7 @@ def history_table(records: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> tuple[str, str]:
+    rows = [tuple(printable(str(c)) for c in r) for r in rows]  # names come from users: no raw escapes
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     text = "\n".join([line(header), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])

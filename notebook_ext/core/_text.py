@@ -1,0 +1,46 @@
+"""Text from user objects, made safe to send anywhere.
+
+Job output, error messages, names and reprs come from user code: a lone
+surrogate (what ``os.fsdecode`` makes of a non-UTF-8 file name) cannot be
+encoded as UTF-8, so a comm message, a JSON row or a terminal write carrying
+it raises. `clean` turns such characters into backslash escapes; `printable`
+also shows control characters (ANSI escapes among them) as escapes, for one
+line of text in a table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# C0 and C1 control characters except tab and newline.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def clean(text: str) -> str:
+    """``text`` with lone surrogates as backslash escapes (it is returned
+    unchanged, cheaply, when it has none)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def printable(text: str) -> str:
+    """`clean` text with control characters (tab and newline kept) shown as
+    ``\\x1b``-style escapes: what a table or a terminal line may show."""
+    return clean(text).translate(_CONTROL)
+
+
+def safe_repr(value: Any, limit: int = 500) -> str:
+    """``repr(value)``, clean and at most ``limit`` characters, whatever the
+    object's ``__repr__`` does."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - a user's broken __repr__
+        text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return clean(text)

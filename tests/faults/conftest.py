@@ -1,0 +1,55 @@
+"""Shared pieces of the fault suite: every case ends with the process's
+threads, file descriptors and child processes back where they started."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import psutil
+import pytest
+
+from notebook_ext.testing import wait_until
+
+
+def resources() -> dict[str, int]:
+    """Threads, open file descriptors and live child processes of this process."""
+    me = psutil.Process()
+    children = [c for c in me.children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]
+    return {
+        "threads": threading.active_count(),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "children": len(children),
+    }
+
+
+def assert_flat(before: dict[str, int], slack: int = 0) -> None:
+    """Wait (a few seconds at most) until threads, fds and children are back
+    to ``before`` (plus ``slack`` fds for caches the interpreter keeps)."""
+
+    def back() -> bool:
+        now = resources()
+        return (now["threads"] <= before["threads"] and now["children"] <= before["children"]
+                and now["fds"] <= before["fds"] + slack)
+
+    wait_until(back, timeout=10, message=f"not flat: before {before}, now {resources()}")
+
+
+@pytest.fixture
+def flat():
+    """Baseline taken before the test; asserted flat after it (the test
+    shuts its schedulers down itself)."""
+    before = resources()
+    yield before
+    assert_flat(before, slack=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_process_machinery():
+    """The forkserver and multiprocessing's resource tracker live as long
+    as the test process once started: start them before any baseline."""
+    from notebook_ext.core import Scheduler
+
+    with Scheduler(slots=1, history=None) as s:
+        assert s.submit(os.getpid, executor="process").result(timeout=60) != os.getpid()
+    yield

@@ -1,0 +1,50 @@
+"""Races between jobs ending and cards being made, forced deterministically."""
+
+from __future__ import annotations
+
+import threading
+
+import comm
+import pytest
+from comm.base_comm import BaseComm
+
+from notebook_ext.core import Scheduler
+from notebook_ext.testing import wait_until
+from notebook_ext.ui import JobCard, UpdatePump
+
+
+class QuietComm(BaseComm):
+    def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+        pass
+
+
+@pytest.fixture(autouse=True)
+def quiet_comms(monkeypatch):
+    monkeypatch.setattr(comm, "create_comm", lambda *a, **k: QuietComm(*a, **k))
+
+
+def test_a_card_made_while_its_job_ends_still_shows_the_end(monkeypatch, flat):
+    release = threading.Event()
+    with Scheduler(slots=1, history=None) as sched:
+        pump = UpdatePump(sched)
+        try:
+            job = sched.submit(release.wait, 30)
+            wait_until(lambda: job.state == "running")
+            delivered = []
+            sched.subscribe(lambda s: delivered.append(s.state) if s.id == job.id else None)
+            first_show = JobCard.show
+
+            def show_then_let_the_job_end(card, snap, children=None):
+                first_show(card, snap, children)
+                monkeypatch.setattr(JobCard, "show", first_show)
+                # The card has drawn "running"; before the pump knows the card,
+                # the job ends and its final snapshot goes by.
+                release.set()
+                wait_until(lambda: "done" in delivered, timeout=10)
+
+            monkeypatch.setattr(JobCard, "show", show_then_let_the_job_end)
+            card = pump.card(job)
+            wait_until(lambda: card.snap["state"] == "done", timeout=10,
+                       message=f"the card stays {card.snap['state']!r}")
+        finally:
+            pump.close()
