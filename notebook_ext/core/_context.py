@@ -309,6 +309,57 @@ def install_output_capture() -> None:
                     handler.setStream(router)  # type: ignore[arg-type]
 
 
+_thread_start = threading.Thread.start
+_pool_submit: Any = None
+
+
+def _start_in_job(thread: threading.Thread) -> None:
+    # A thread started by job code belongs to that job: its prints, progress
+    # and checkpoints go there (Python copies no context into new threads).
+    ctx = _current.get()
+    if ctx is not None and not thread.name.startswith("notebook_ext-"):
+        run = thread.run
+
+        def run_in_job() -> None:
+            token = _current.set(ctx)
+            try:
+                run()
+            finally:
+                _current.reset(token)
+
+        thread.run = run_in_job  # type: ignore[method-assign]
+    _thread_start(thread)
+
+
+def _submit_in_caller_job(pool: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    # Pool threads outlive the job that started them: each task runs in the
+    # job of whoever submitted it (or in none).
+    ctx = _current.get()
+
+    def in_job() -> Any:
+        token = _current.set(ctx)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _current.reset(token)
+
+    return _pool_submit(pool, in_job)
+
+
+def follow_jobs_into_threads() -> None:
+    """Make threads and thread-pool tasks started by job code run in that
+    job (idempotent; `job_context` calls it)."""
+    global _pool_submit
+    with _install_lock:
+        if _pool_submit is not None:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool_submit = ThreadPoolExecutor.submit
+        ThreadPoolExecutor.submit = _submit_in_caller_job  # type: ignore[method-assign, assignment]
+        threading.Thread.start = _start_in_job  # type: ignore[method-assign, assignment]
+
+
 @contextlib.contextmanager
 def job_context(ctx: JobContext) -> Iterator[JobContext]:
     """Make ``ctx`` the current job in this thread (or task) for the block:
@@ -318,6 +369,8 @@ def job_context(ctx: JobContext) -> Iterator[JobContext]:
     worker processes alike.
     """
     install_output_capture()
+    if _pool_submit is None:
+        follow_jobs_into_threads()
     token = _current.set(ctx)
     try:
         yield ctx

@@ -57,6 +57,7 @@ class Dispatcher:
         self._dependents: dict[int, list[Job]] = {}
         self._tasks: dict[int, asyncio.Task] = {}
         self._timers: dict[int, Any] = {}
+        self._lent: dict[int, int] = {}  # job id -> depth of its waits on other jobs
         self._seq = itertools.count()
         self.closing = False
 
@@ -125,11 +126,7 @@ class Dispatcher:
         job.attempts += 1
         if job.started is None:
             job.started = self.lt.clock.time()
-        self._running_by_ex[ex.name] = self._running_by_ex.get(ex.name, 0) + 1
-        if ex.compute:
-            self.compute_running += 1
-            if self.compute_running > self.max_running_seen:
-                self.max_running_seen = self.compute_running
+        self._take_slot(ex, +1)
         self.running[job.id] = job
         self._changed(job, RUNNING)
         task = self.lt.create_task(self._attempt(job, ex))
@@ -137,6 +134,37 @@ class Dispatcher:
         task.add_done_callback(partial(self._attempt_ended, job, ex))
         if job.timeout is not None:
             self._timers[job.id] = self.lt.call_later(job.timeout, self._on_timeout, job, job.attempts)
+
+    def _take_slot(self, ex: "Executor", n: int) -> None:
+        self._running_by_ex[ex.name] = self._running_by_ex.get(ex.name, 0) + n
+        if ex.compute:
+            self.compute_running += n
+            if self.compute_running > self.max_running_seen:
+                self.max_running_seen = self.compute_running
+
+    # -- lending: a job blocked waiting on other jobs lends them its slot ---------
+    def lend(self, job: Job) -> None:
+        """``job`` waits on other jobs: its slot serves others meanwhile
+        (nested waits count; the first gives the slot, the last takes it back)."""
+        if self.running.get(job.id) is not job:
+            return
+        depth = self._lent.get(job.id, 0)
+        self._lent[job.id] = depth + 1
+        if depth == 0:
+            self._take_slot(self.executors[job.executor], -1)
+            self.dispatch()
+
+    def reclaim(self, job: Job) -> None:
+        """``job`` waits no more: it takes a slot again at once (running
+        over the limit until enough others end, rather than stalling it)."""
+        depth = self._lent.get(job.id)
+        if depth is None:
+            return
+        if depth > 1:
+            self._lent[job.id] = depth - 1
+            return
+        del self._lent[job.id]
+        self._take_slot(self.executors[job.executor], +1)
 
     @staticmethod
     async def _attempt(job: Job, ex: "Executor") -> Any:
@@ -156,9 +184,8 @@ class Dispatcher:
         if timer is not None:
             timer.cancel()
         self.running.pop(job.id, None)
-        self._running_by_ex[ex.name] -= 1
-        if ex.compute:
-            self.compute_running -= 1
+        if self._lent.pop(job.id, None) is None:  # a lent slot was given back already
+            self._take_slot(ex, -1)
         try:
             self._settle(job, task)
         finally:

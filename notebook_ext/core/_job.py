@@ -10,15 +10,16 @@ ended the job. A job that raised its own error after a cancel request ends
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import namedtuple
 import itertools
 import threading
 import time
 import traceback
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from ._clock import Clock
-from ._context import JobContext
+from ._context import JobContext, current_context
 from ._text import clean
 from ._states import (
     CANCELLED,
@@ -54,6 +55,10 @@ class JobControl(Protocol):
     def retry(self, job: "Job | str") -> "Job": ...
 
     def changed(self, job: "Job", *, record: bool = False) -> None: ...
+
+    def lend_slot(self, job: "Job") -> None: ...
+
+    def reclaim_slot(self, job: "Job") -> None: ...
 
 
 _ids = itertools.count(1)
@@ -277,7 +282,8 @@ class Job:
                 event = self._event = threading.Event()
             if self.done():
                 event.set()
-        return event.wait(timeout)
+        with lending_slot(self._control, self):
+            return event.wait(timeout)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the job and return its value, or raise its exception.
@@ -326,7 +332,8 @@ class Job:
                 pass
 
         self.add_done_callback(wake)
-        await fut
+        with lending_slot(self._control, self):
+            await fut
 
     def add_done_callback(self, fn: Callable[["Job"], None]) -> None:
         """Call ``fn(job)`` once the job ends (at once if it has), from any thread."""
@@ -432,6 +439,22 @@ def _format_traceback(exc: BaseException) -> str:
         return f"{type(exc).__name__} (its traceback could not be formatted: {type(err).__name__})"
 
 
+@contextlib.contextmanager
+def lending_slot(control: JobControl, awaited: Job | None = None) -> Iterator[None]:
+    """While the job running this code blocks on other jobs of ``control``,
+    its slot serves them: fan-out from inside jobs cannot deadlock."""
+    ctx = current_context()
+    waiter = ctx.job if ctx is not None else None
+    if waiter is None or waiter is awaited or waiter._control is not control or waiter._state != RUNNING:
+        yield
+        return
+    control.lend_slot(waiter)
+    try:
+        yield
+    finally:
+        control.reclaim_slot(waiter)
+
+
 WaitResult = namedtuple("WaitResult", "done pending")
 
 
@@ -439,9 +462,12 @@ def wait_all(jobs: "list[Job]", timeout: float | None) -> None:
     """Wait for every job to end, at most ``timeout`` real seconds in all
     (in short waits, so Ctrl-C interrupts it)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    for job in jobs:
-        while not job.done():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return
-            job.wait(0.2 if left is None else min(0.2, left))
+    if not jobs or all(job.done() for job in jobs):
+        return
+    with lending_slot(jobs[0]._control):
+        for job in jobs:
+            while not job.done():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                job.wait(0.2 if left is None else min(0.2, left))

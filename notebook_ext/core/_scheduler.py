@@ -250,6 +250,14 @@ class Scheduler:
             detail=job.detail, **job.kwargs,
         )
 
+    def lend_slot(self, job: Job) -> None:
+        """``job`` blocks waiting on other jobs: lend its slot meanwhile."""
+        self.loop_thread.call_soon(self._dispatcher.lend, job)
+
+    def reclaim_slot(self, job: Job) -> None:
+        """``job`` waits no more: it takes its slot back."""
+        self.loop_thread.call_soon(self._dispatcher.reclaim, job)
+
     def cancel_all(self, reason: str | None = None) -> int:
         """Cancel every active job; returns how many were asked."""
         return sum(1 for job in self.all_jobs() if not job.done() and self.cancel(job, reason))
