@@ -410,6 +410,10 @@ class Job:
         self.ended = self._control.clock.time()
         # Inputs are no longer needed by anyone but Retry, which re-packs them.
         self.shipment = None
+        if state == DONE and (self.parent is not None or self.retry_with is not None):
+            # Nobody re-runs this call as it was (a child is retried through
+            # its parent; `retry_with` says how): let its inputs go.
+            self.fn, self.args, self.kwargs = _dropped, (), {}
         self._state = state  # last: readers that see a final state see its result
         with _LOCK:
             event = self._event
@@ -421,6 +425,10 @@ class Job:
                 cb(self)
             except Exception:  # a broken observer must not break the scheduler
                 traceback.print_exc()
+
+
+def _dropped(*_args: Any, **_kwargs: Any) -> Any:
+    raise RuntimeError("this job finished and let go of its inputs; submit the call again")
 
 
 def describe_error(exc: BaseException) -> str:

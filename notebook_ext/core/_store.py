@@ -6,23 +6,31 @@ disables the history), else ``$XDG_DATA_HOME/notebook_ext/history.sqlite3``
 
 A job that was still active when its kernel died is shown as ``interrupted``
 the next time any scheduler opens the history.
+
+A new file is made private (mode 0600, SQLite gives its ``-wal`` and
+``-shm`` files the same mode), and so is each folder the store makes (0700).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import socket
 import sqlite3
 import threading
+import time
 import uuid
 import warnings
+from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._job import describe_error
 from ._states import ACTIVE_STATES, INTERRUPTED
+from ._text import clean, safe_repr
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._job import Job
@@ -42,6 +50,11 @@ CREATE TABLE IF NOT EXISTS transitions (
 );
 CREATE INDEX IF NOT EXISTS jobs_session ON jobs(session);
 """
+_INSERT_JOB = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+#: Seconds between tries while another connection locks the file: 61 s in
+#: all, then every 30 s for as long as the lock lasts.
+RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
 def default_history_path() -> Path | None:
@@ -63,12 +76,51 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")
-    con.executescript(_SCHEMA)
+def _connect(path: Path, timeout: float = 10) -> sqlite3.Connection:
+    con = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.executescript(_SCHEMA)
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def _create_private(path: Path) -> None:
+    """Make the missing folders of ``path`` (0700) and the file (0600);
+    what exists is left as it is."""
+    missing = []
+    folder = path.parent
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _busy(exc: Exception) -> bool:
+    """Another connection holds the file: worth waiting for."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED and their extended codes
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _bad_value(exc: Exception) -> bool:
+    """A value of one record SQLite cannot take, not a fault of the file."""
+    return not isinstance(exc, sqlite3.Error) or isinstance(
+        exc, (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.DataError))
+
+
+def _text(value: object) -> str | None:
+    """``value`` as text any reader can decode (None stays None)."""
+    if value is None:
+        return None
+    return clean(value) if isinstance(value, str) else safe_repr(value)
 
 
 class HistoryStore:
@@ -77,19 +129,33 @@ class HistoryStore:
     Writes go through a queue to a writer thread (batched, one transaction
     per batch), never on the scheduler's loop. If the file cannot be written,
     jobs still run and one warning says why.
+
+    While another connection locks the file the writer waits
+    ``retry_delays`` between tries (the last delay repeats as long as the
+    lock lasts) and keeps at most ``backlog_limit`` records in memory: the
+    oldest go first, `dropped` counts them and one warning tells how many
+    once the file is written again. A record that cannot be stored as it
+    is (a value SQLite refuses) is stored in part, with the reason as its
+    ``error``. Both limits may be changed on a running store.
     """
 
-    def __init__(self, path: str | os.PathLike | None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, path: str | os.PathLike | None, clock: Clock = SYSTEM_CLOCK, *,
+                 retry_delays: Sequence[float] = RETRY_DELAYS, backlog_limit: int = 10_000) -> None:
         self.path = Path(path) if path is not None else None
         self.clock = clock
         self.session = uuid.uuid4().hex[:12]
         self.enabled = False
+        self.retry_delays = retry_delays
+        self.backlog_limit = backlog_limit
+        self.retries = 0  #: failed tries on a locked file since the last write
+        self.dropped = 0  #: records dropped because the backlog was full
+        self._reported = 0  # of `dropped`, told in a warning
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             con = _connect(self.path)
             with con:
                 self._mark_interrupted(con)
@@ -140,59 +206,129 @@ class HistoryStore:
             self._queue.put(("job", job, state or job.state, self.clock.time()))
 
     def _row(self, job: Job) -> tuple:
-        artifacts = job.artifacts
-        metrics = {k: v[-1][1] for k, v in list(job.ctx.metrics.items()) if v}
-        params = {k: repr(v)[:500] for k, v in job.params.items()}
+        metrics = {clean(k): v[-1][1] for k, v in list(job.ctx.metrics.items()) if v}
+        params = {_text(k): safe_repr(v) for k, v in list(job.params.items())}
         return (
-            f"{self.session}:{job.id}", self.session, job.id, job.name, job.kind, job.executor,
-            job.priority, json.dumps(params), job.code, job.state, job.attempts, job.created,
-            job.started, job.ended, job.error, job.traceback, json.dumps(metrics),
-            json.dumps([str(a) for a in artifacts]), job.parent.name if job.parent else None,
+            f"{self.session}:{job.id}", self.session, job.id, _text(job.name), _text(job.kind),
+            _text(job.executor), job.priority, json.dumps(params), _text(job.code), job.state, job.attempts,
+            job.created, job.started, job.ended, _text(job.error), _text(job.traceback), json.dumps(metrics),
+            json.dumps([_text(a) for a in job.artifacts]), _text(job.parent.name) if job.parent else None,
         )
+
+    def _partial_row(self, job: Job, state: str, exc: Exception) -> tuple:
+        """What can be kept of a job whose full row SQLite refused."""
+        error = f"notebook_ext could not store this job's full record: {describe_error(exc)}"
+        return (f"{self.session}:{job.id}", self.session, job.id, _text(job.name), None, None, None, None,
+                None, state, None, None, None, None, error, None, None, None, None)
 
     def _writer(self) -> None:
         assert self.path is not None
-        con = _connect(self.path)
+        pending: deque[tuple] = deque()
+        flushes: list[threading.Event] = []
+        con: sqlite3.Connection | None = None
+        stop = False
         try:
             while True:
-                item = self._queue.get()
-                batch = [item]
-                while True:
+                stop = self._take(pending, flushes, wait=not (pending or stop)) or stop
+                if pending:
                     try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                stop = False
-                with con:
-                    for entry in batch:
-                        if entry is None:
-                            stop = True
-                            continue
-                        if entry[0] == "job":
-                            _, job, state, t = entry
-                            con.execute(
-                                "INSERT OR REPLACE INTO jobs VALUES "
-                                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                self._row(job),
-                            )
-                            con.execute(
-                                "INSERT INTO transitions VALUES (?, ?, ?)",
-                                (f"{self.session}:{job.id}", state, t),
-                            )
-                        elif entry[0] == "end":
-                            con.execute("UPDATE sessions SET ended=? WHERE id=?", (entry[1], self.session))
-                        elif entry[0] == "flush":
-                            entry[1].set()
-                for entry in batch:
-                    if entry is not None and entry[0] == "flush":
-                        entry[1].set()
+                        if con is None:
+                            con = _connect(self.path, timeout=0)  # waiting is ours: retry_delays
+                        self._write(con, pending)
+                    except sqlite3.Error as exc:
+                        if not _busy(exc):
+                            raise
+                        if stop and self.retries >= len(self.retry_delays):
+                            self.dropped += len(pending)
+                            self._report_drops(f"{self.path} was still locked when the scheduler shut down")
+                            return
+                        delay = self.retry_delays[min(self.retries, len(self.retry_delays) - 1)]
+                        self.retries += 1
+                        stop = self._hold(pending, flushes, delay) or stop
+                        continue
+                    pending.clear()
+                    self.retries = 0
+                    self._report_drops(f"{self.path} was locked by another connection and at most "
+                                       f"backlog_limit={self.backlog_limit} records wait in memory")
+                for done in flushes:
+                    done.set()
+                flushes.clear()
                 if stop:
                     return
-        except sqlite3.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - the file is unusable: history off, jobs go on
             self.enabled = False
             warnings.warn(f"notebook_ext: job history stopped ({exc})", RuntimeWarning, stacklevel=1)
         finally:
-            con.close()
+            if con is not None:
+                con.close()
+            for done in flushes:
+                done.set()
+
+    def _take(self, pending: deque[tuple], flushes: list[threading.Event], wait: bool) -> bool:
+        """Move the queued entries to ``pending``, waiting for a first one
+        when ``wait``; True when `close` asked to stop."""
+        stop = False
+        try:
+            item = self._queue.get(wait)
+            while True:
+                stop = self._sort(item, pending, flushes) or stop
+                item = self._queue.get_nowait()
+        except queue.Empty:
+            return stop
+
+    def _hold(self, pending: deque[tuple], flushes: list[threading.Event], seconds: float) -> bool:
+        """Wait ``seconds`` before the next try, taking new entries
+        meanwhile and keeping at most `backlog_limit` (the oldest go);
+        True, at once, when `close` asked to stop."""
+        deadline = time.monotonic() + seconds
+        while True:
+            excess = len(pending) - self.backlog_limit
+            for _ in range(excess):
+                pending.popleft()
+            self.dropped += max(excess, 0)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                item = self._queue.get(timeout=left)
+            except queue.Empty:
+                return False
+            if self._sort(item, pending, flushes):
+                return True
+
+    @staticmethod
+    def _sort(item: tuple | None, pending: deque[tuple], flushes: list[threading.Event]) -> bool:
+        if item is None:
+            return True
+        if item[0] == "flush":
+            flushes.append(item[1])
+        else:
+            pending.append(item)
+        return False
+
+    def _write(self, con: sqlite3.Connection, entries: Iterable[tuple]) -> None:
+        """``entries`` in one transaction: all of them or, raising, none."""
+        with con:
+            for entry in entries:
+                if entry[0] == "end":
+                    con.execute("UPDATE sessions SET ended=? WHERE id=?", (entry[1], self.session))
+                    continue
+                _, job, state, t = entry
+                try:
+                    con.execute(_INSERT_JOB, self._row(job))
+                except Exception as exc:  # noqa: BLE001 - one odd job must not stop the history
+                    if not _bad_value(exc):
+                        raise
+                    con.execute(_INSERT_JOB, self._partial_row(job, state, exc))
+                uid = f"{self.session}:{job.id}"
+                con.execute("INSERT INTO transitions VALUES (?, ?, ?)", (uid, state, t))
+
+    def _report_drops(self, why: str) -> None:
+        lost = self.dropped - self._reported
+        if lost:
+            self._reported = self.dropped
+            warnings.warn(f"notebook_ext: job history dropped {lost} record(s), the oldest first: {why}",
+                          RuntimeWarning, stacklevel=1)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything recorded so far is on disk."""
@@ -214,7 +350,8 @@ class HistoryStore:
     # -- reading -----------------------------------------------------------
     def load(self, *, sessions: str = "all", limit: int = 1000) -> list[dict[str, Any]]:
         """Job records, newest first. ``sessions``: ``"all"``, ``"current"``
-        or ``"earlier"``."""
+        or ``"earlier"``. A file SQLite cannot read raises one
+        `sqlite3.DatabaseError` that names it."""
         if self.path is None or not self.path.exists():
             return []
         self.flush()
@@ -223,30 +360,28 @@ class HistoryStore:
             where, args = "WHERE session=?", (self.session,)
         elif sessions == "earlier":
             where, args = "WHERE session!=?", (self.session,)
-        con = _connect(self.path)
-        try:
-            con.row_factory = sqlite3.Row
-            rows = con.execute(
-                f"SELECT * FROM jobs {where} ORDER BY created DESC LIMIT ?", (*args, limit)
-            ).fetchall()
-            out = []
-            for r in rows:
-                d = dict(r)
-                for key in ("params", "metrics", "artifacts"):
-                    d[key] = json.loads(d[key]) if d[key] else ({} if key != "artifacts" else [])
-                out.append(d)
-            return out
-        finally:
-            con.close()
+        out = []
+        for r in self._read(f"SELECT * FROM jobs {where} ORDER BY created DESC LIMIT ?", (*args, limit)):
+            d = dict(r)
+            for key in ("params", "metrics", "artifacts"):
+                d[key] = json.loads(d[key]) if d[key] else ({} if key != "artifacts" else [])
+            out.append(d)
+        return out
 
     def transitions(self, uid: str) -> list[tuple[str, float]]:
         if self.path is None or not self.path.exists():
             return []
         self.flush()
-        con = _connect(self.path)
+        rows = self._read("SELECT state, t FROM transitions WHERE uid=? ORDER BY rowid", (uid,))
+        return [tuple(r) for r in rows]
+
+    def _read(self, sql: str, args: tuple) -> list[sqlite3.Row]:
+        assert self.path is not None
         try:
-            return [tuple(r) for r in con.execute(
-                "SELECT state, t FROM transitions WHERE uid=? ORDER BY rowid", (uid,)
-            )]
-        finally:
-            con.close()
+            with contextlib.closing(_connect(self.path)) as con:
+                con.row_factory = sqlite3.Row
+                return con.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise sqlite3.DatabaseError(
+                f"job history file {clean(str(self.path))} is unreadable ({exc}); "
+                "move it aside or set NOTEBOOK_EXT_HISTORY to another file") from None

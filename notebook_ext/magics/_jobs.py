@@ -57,7 +57,14 @@ class JobMagics(Magics):
         text, html = jobs_table([j.snapshot() for j in sched.all_jobs()])
         display({"text/plain": text, "text/html": html}, raw=True)
         if args.history:
-            text, html = history_table(sched.store.load(sessions="earlier", limit=200))
+            import sqlite3
+
+            try:
+                records = sched.store.load(sessions="earlier", limit=200)
+            except sqlite3.Error as exc:  # says which file and what to do, in one line
+                print(f"earlier sessions: {exc}")
+                return
+            text, html = history_table(records)
             display({"text/plain": "earlier sessions:\n" + text,
                      "text/html": "<b>earlier sessions</b>" + html}, raw=True)
 

@@ -3,6 +3,7 @@ threads, file descriptors and child processes back where they started."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
@@ -28,6 +29,7 @@ def assert_flat(before: dict[str, int], slack: int = 0) -> None:
     to ``before`` (plus ``slack`` fds for caches the interpreter keeps)."""
 
     def back() -> bool:
+        gc.collect()  # pools in reference cycles close their pipes when collected
         now = resources()
         return (now["threads"] <= before["threads"] and now["children"] <= before["children"]
                 and now["fds"] <= before["fds"] + slack)
