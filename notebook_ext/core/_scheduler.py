@@ -17,13 +17,14 @@ from ._dispatch import Dispatcher
 from ._executor import Executor, with_defaults
 from ._job import Job, WaitResult, wait_all
 from ._registry import JobRegistry, check_call
-from ._states import PENDING, QUEUED, JobDetail
+from ._states import DONE, INTERRUPTED, PENDING, QUEUED, JobDetail
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
 from ._store import HistoryStore, default_history_path
 from ._text import clean
 
 _DEFAULT = object()
+_SHUTDOWN = "the scheduler was shut down"
 _CANCEL_CONFIRM = 1.0  # seconds cancel() waits for the loop to confirm a queued job's end
 
 
@@ -265,13 +266,13 @@ class Scheduler:
     def changed(self, job: Job, *, record: bool = False) -> None:
         """A job's facts changed: observers get a fresh snapshot (and the
         history a fresh row when ``record``)."""
-        self.notifier.changed(job)
-        if record or job.done():
-            self.store.record(job)
+        self._on_change(job, job.state if record or job.done() else None)
 
     def _on_change(self, job: Job, state: str | None) -> None:
         self.notifier.changed(job)
         if state is not None:
+            if self._closing and state != DONE and job.ctx.cancel_reason == _SHUTDOWN:
+                state = INTERRUPTED  # in the history, as if the kernel had died
             self.store.record(job, state)
 
     # -- shutdown --------------------------------------------------------------
@@ -284,7 +285,7 @@ class Scheduler:
         jobs = self.all_jobs()
         for job in jobs:
             if not job.done() and job.ctx.cancel_reason is None:
-                job.ctx.cancel_reason = "the scheduler was shut down"
+                job.ctx.cancel_reason = _SHUTDOWN
         if self.loop_thread.running:
             try:
                 self.loop_thread.submit(self._dispatcher.close(jobs, self.thread_grace)).result(timeout)

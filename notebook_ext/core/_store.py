@@ -54,6 +54,8 @@ _INSERT_JOB = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?
 
 #: Seconds between tries while another connection locks the file: 61 s in
 #: all, then every 30 s for as long as the lock lasts.
+_SHUTDOWN_ERROR = "the kernel stopped while this job was active"
+
 RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
@@ -205,13 +207,16 @@ class HistoryStore:
         if self.enabled:
             self._queue.put(("job", job, state or job.state, self.clock.time()))
 
-    def _row(self, job: Job) -> tuple:
+    def _row(self, job: Job, state: str) -> tuple:
         metrics = {clean(k): v[-1][1] for k, v in list(job.ctx.metrics.items()) if v}
         params = {_text(k): safe_repr(v) for k, v in list(job.params.items())}
+        # A job the shutdown stopped is `interrupted` (as after a kernel crash),
+        # whatever its executor made of the stop.
+        row_state, error = (state, _SHUTDOWN_ERROR) if state == INTERRUPTED else (job.state, _text(job.error))
         return (
             f"{self.session}:{job.id}", self.session, job.id, _text(job.name), _text(job.kind),
-            _text(job.executor), job.priority, json.dumps(params), _text(job.code), job.state, job.attempts,
-            job.created, job.started, job.ended, _text(job.error), _text(job.traceback), json.dumps(metrics),
+            _text(job.executor), job.priority, json.dumps(params), _text(job.code), row_state, job.attempts,
+            job.created, job.started, job.ended, error, _text(job.traceback), json.dumps(metrics),
             json.dumps([_text(a) for a in job.artifacts]), _text(job.parent.name) if job.parent else None,
         )
 
@@ -315,7 +320,7 @@ class HistoryStore:
                     continue
                 _, job, state, t = entry
                 try:
-                    con.execute(_INSERT_JOB, self._row(job))
+                    con.execute(_INSERT_JOB, self._row(job, state))
                 except Exception as exc:  # noqa: BLE001 - one odd job must not stop the history
                     if not _bad_value(exc):
                         raise

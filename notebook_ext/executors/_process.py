@@ -9,7 +9,19 @@ cloudpickle bytes, so functions defined in a notebook work.
 Progress, metrics and output travel back over one pipe per slot (only that
 slot's worker writes to it, so a worker killed mid-write can corrupt nothing
 but its own pipe, which is replaced with its pool): the worker's sender
-thread ships at most ten updates a second.
+thread ships at most ten updates a second. One receiver thread reads all the
+pipes; nothing a worker sends, and no pipe torn down under it, ends it.
+
+Workers ignore SIGINT: a kernel "Interrupt" signals the kernel's whole
+process group, workers included (the forkserver ignores it already). A
+worker exits as soon as the process that started it is gone, even SIGKILLed:
+a thread waits on multiprocessing's parent sentinel, a pipe only that parent
+holds. (Not ``PR_SET_PDEATHSIG``: a worker's parent is the forkserver, not
+the kernel, and the forkserver's death signal would fire when the *thread*
+that started it, a scheduler's loop thread, ends.) Without workers the
+forkserver sees end-of-file on its "alive" pipe and exits, and then so does
+multiprocessing's resource tracker. A worker stuck in C code that holds the
+GIL exits when it lets go of it.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -47,9 +60,20 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "B
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
+def _exit_with_parent() -> None:
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    assert parent is not None
+    wait([parent.sentinel])  # end-of-file: the parent is gone
+    os._exit(1)
+
+
 def _worker_init(conn: Any, stop_flag: Any, nice: int, threads: int = 0) -> None:
     global _conn, _stop_flag
     _conn, _stop_flag = conn, stop_flag
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, name="notebook_ext-parent-watch", daemon=True).start()
     if threads:
         # N workers each running a BLAS with one thread per core would
         # oversubscribe the machine (as joblib's loky workers avoid too).
@@ -80,6 +104,18 @@ def _start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+def _main_problem() -> str | None:
+    """Why a new worker cannot re-run the main module, as spawn and forkserver
+    workers do (``python - < script.py``: it is ``<stdin>``), if it cannot."""
+    from multiprocessing import spawn
+
+    path = spawn.get_preparation_data("check").get("init_main_from_path")
+    if path is None or os.path.exists(path):
+        return None
+    return (f"multiprocessing re-runs the main module in each worker and {path!r} is not a "
+            "file; run this code from a file, or use executor='thread'")
+
+
 class ProcessExecutor(ExecutorBase):
     """Runs plain functions in worker processes (one per slot), killable.
 
@@ -102,12 +138,14 @@ class ProcessExecutor(ExecutorBase):
         self._stop_flags: list[Any] = []
         self._free: list[int] = []
         self._conns: dict[int, Any] = {}  # slot -> read end of its pipe
+        self._retired: list[Any] = []  # read ends for the receiver to close
         self._writers: dict[int, Any] = {}  # slot -> write end, until its worker has it
         self._wake_r: Any = None
         self._wake_w: Any = None
         self._started = False
         self._closing = False
         self._receiver: threading.Thread | None = None
+        self.receiver_errors = 0  #: unexpected errors the receiver thread caught and survived
         self._progress = ProgressRouter()
         self._pids: dict[int, int] = {}
         self._kill_pending: set[int] = set()
@@ -158,29 +196,42 @@ class ProcessExecutor(ExecutorBase):
             writer.close()
 
     def _receive(self) -> None:
+        while not self._closing:
+            try:
+                self._receive_once()
+            except Exception:  # noqa: BLE001 - nothing may end this thread
+                self.receiver_errors += 1
+
+    def _receive_once(self) -> None:
         from multiprocessing.connection import wait
 
-        while not self._closing:
-            with self._lock:
-                conns = dict(self._conns)
-            by_conn = {c: slot for slot, c in conns.items()}
-            try:
-                ready = wait(list(by_conn) + [self._wake_r], timeout=1.0)
-            except (OSError, ValueError):
-                continue  # a pipe was closed under us; rebuild the list
-            for conn in ready:
-                try:
-                    msg = conn.recv()  # type: ignore[union-attr, call-arg]
-                except (EOFError, OSError, ValueError):
-                    if conn is not self._wake_r:
-                        self._drop_conn(by_conn.get(conn), conn)
-                    continue
-                if conn is not self._wake_r:
-                    self._handle(msg)  # type: ignore[arg-type]
-
-    def _drop_conn(self, slot: int | None, conn: Any) -> None:
+        # Only this thread closes read ends, so none is closed under a wait or a recv.
         with self._lock:
-            if slot is not None and self._conns.get(slot) is conn:
+            retired, self._retired = self._retired, []
+            by_conn = {c: slot for slot, c in self._conns.items()}
+        for conn in retired:
+            conn.close()
+        for conn in wait(list(by_conn) + [self._wake_r], timeout=1.0):
+            if conn is self._wake_r:
+                conn.recv_bytes()  # type: ignore[union-attr]
+                continue
+            try:
+                data = conn.recv_bytes()  # type: ignore[union-attr]
+            except EOFError:  # its worker is gone
+                self._drop_conn(by_conn[conn], conn)
+                continue
+            except Exception:  # noqa: BLE001 - e.g. a pipe that broke mid-message
+                self.receiver_errors += 1
+                self._drop_conn(by_conn[conn], conn)
+                continue
+            try:  # a whole message was read, so a bad one leaves the pipe in step
+                self._handle(pickle.loads(data))
+            except Exception:  # noqa: BLE001
+                self.receiver_errors += 1
+
+    def _drop_conn(self, slot: int, conn: Any) -> None:
+        with self._lock:
+            if self._conns.get(slot) is conn:
                 del self._conns[slot]
         conn.close()
 
@@ -207,14 +258,15 @@ class ProcessExecutor(ExecutorBase):
             self._release_writer(slot)  # the worker process exists now
             outcome = await asyncio.wrap_future(fut)
         except BrokenProcessPool:
-            pid = self._pids.get(job.id)
-            code = await self._exitcode(slot, pid)
+            pid, code = await self._death(slot, job.id)
             self._replace(slot)
             if job.ctx.cancel_reason is not None:
                 raise JobCancelled(job.ctx.cancel_reason) from None
+            if pid is None:  # it never started the job
+                problem = _main_problem() or "its error went to this process's stderr"
+                raise WorkerDied(f"the worker process could not start{code}: {problem}") from None
             raise WorkerDied(
-                f"the worker process{f' (pid {pid})' if pid else ''} died while running "
-                f"{job.name!r}{code}"
+                f"the worker process (pid {pid}) died while running {job.name!r}{code}"
             ) from None
         except asyncio.CancelledError:
             self._kill(job.id)
@@ -229,31 +281,44 @@ class ProcessExecutor(ExecutorBase):
             self._free.append(slot)
         return unpack_outcome(job.ctx, outcome)
 
-    async def _exitcode(self, slot: int, pid: int | None) -> str:
-        pool = self._pools[slot]
-        procs = getattr(pool, "_processes", None) or {}
-        proc = procs.get(pid) if pid else None
-        for _ in range(100):  # up to 1 s for the exit to be reaped, without blocking the loop
-            if proc is None or proc.exitcode is not None:
+    async def _death(self, slot: int, job_id: int) -> tuple[int | None, str]:
+        """The dead worker's pid (None if it never started the job) and how it
+        ended, once the receiver has read its pipe to the end and the pool has
+        reaped it (up to 1 s, without blocking the loop)."""
+        procs = getattr(self._pools[slot], "_processes", None) or {}
+        pid, code = None, None
+        for _ in range(100):
+            with self._lock:
+                drained = slot not in self._conns
+                pid = self._pids.get(job_id)
+            proc = procs.get(pid) if pid else next(iter(procs.values()), None)
+            # Read what the pool's own join stored: polling the process from
+            # this thread too would race that join for the exit status.
+            code = getattr(getattr(proc, "_popen", None), "returncode", None)
+            if drained and code is not None:
                 break
             await asyncio.sleep(0.01)
-        code = getattr(proc, "exitcode", None)
         if code is None:
-            return " (killed or crashed)"
+            return pid, " (killed or crashed)"
         if code < 0:
             try:
-                return f" (killed by {signal.Signals(-code).name})"
+                return pid, f" (killed by {signal.Signals(-code).name})"
             except ValueError:
-                return f" (signal {-code})"
-        return f" (exit code {code})"
+                return pid, f" (signal {-code})"
+        return pid, f" (exit code {code})"
 
     def _replace(self, slot: int) -> None:
         pool = self._pools[slot]
         self._pools[slot] = None
         with self._lock:
             conn = self._conns.pop(slot, None)
+            if conn is not None:
+                self._retired.append(conn)
         if conn is not None:
-            conn.close()
+            try:
+                self._wake_w.send(b"")  # the receiver closes it
+            except (OSError, ValueError):
+                pass  # shut down meanwhile: `shutdown` closes it
         self._release_writer(slot)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -311,7 +376,8 @@ class ProcessExecutor(ExecutorBase):
             if self._receiver is not None:
                 self._receiver.join(timeout=2)
             with self._lock:
-                conns, self._conns = list(self._conns.values()), {}
+                conns, self._conns = list(self._conns.values()) + self._retired, {}
+                self._retired = []
             for conn in conns + [self._wake_r, self._wake_w]:
                 conn.close()
             for slot in list(self._writers):
