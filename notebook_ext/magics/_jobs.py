@@ -22,7 +22,7 @@ class JobMagics(Magics):
     @argument("-p", "--priority", type=A.integer("--priority"), default=0, help="higher runs first")
     @argument("--timeout", type=A.seconds("--timeout"), help="seconds per attempt")
     @argument("--retries", type=A.count("--retries"), default=0, help="re-runs after an exception")
-    @argument("--after", nargs="+", default=[], metavar="NAME", help="jobs that must finish first")
+    @argument("--after", nargs="+", default=[], metavar="NAME", type=A.job_name, help="jobs that must finish first")
     @cell_magic
     def bg(self, line: str, cell: str):
         """Run this cell in the background; its card shows under the cell.
@@ -69,7 +69,7 @@ class JobMagics(Magics):
                      "text/html": "<b>earlier sessions</b>" + html}, raw=True)
 
     @magic_arguments()
-    @argument("name", help="the job")
+    @argument("name", type=A.job_name, help="the job")
     @line_magic
     def job(self, line: str):
         """Show a job's card again."""
@@ -78,7 +78,7 @@ class JobMagics(Magics):
         A.show_job(self.shell, job)
 
     @magic_arguments()
-    @argument("names", nargs="*", metavar="NAME")
+    @argument("names", nargs="*", metavar="NAME", type=A.job_name)
     @argument("--all", action="store_true", help="cancel every active job")
     @line_magic
     def cancel(self, line: str):
@@ -94,7 +94,7 @@ class JobMagics(Magics):
             print(f"{job.name}: {'cancel requested' if job.cancel('cancelled with %cancel') else job.state}")
 
     @magic_arguments()
-    @argument("names", nargs="*", metavar="NAME", help="default: every active job")
+    @argument("names", nargs="*", metavar="NAME", type=A.job_name, help="default: every active job")
     @argument("--timeout", type=A.seconds("--timeout"), help="stop waiting after this many seconds")
     @line_magic
     def wait(self, line: str):
@@ -118,7 +118,7 @@ class JobMagics(Magics):
             print(f"still running after {args.timeout:g} s: {', '.join(j.name for j in pending)}")
 
     @magic_arguments()
-    @argument("name", help="the job")
+    @argument("name", type=A.job_name, help="the job")
     @line_magic
     def result(self, line: str):
         """The job's value; re-raises its exception if it failed."""
@@ -136,7 +136,7 @@ class JobMagics(Magics):
         return job.result()
 
     @magic_arguments()
-    @argument("name", help="the job")
+    @argument("name", type=A.job_name, help="the job")
     @line_magic
     def retry(self, line: str):
         """Run a finished job again (a preprocessing job: only its failed items)."""

@@ -5,6 +5,7 @@ observer snapshots; never drives the kernel's event loop."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from ..core import Job, Scheduler, get_scheduler
@@ -19,7 +20,7 @@ from ._render import (
 from ._widgets import Dashboard, DashboardRow, JobCard
 
 __all__ = [
-    "Dashboard", "DashboardRow", "JobCard", "UpdatePump", "card", "dashboard", "get_pump", "history_table",
+    "CARDS_PER_CELL", "Dashboard", "DashboardRow", "JobCard", "UpdatePump", "card", "dashboard", "get_pump", "history_table",
     "jobs_table", "show", "snapshot_state", "status_line", "summary_html",
 ]
 
@@ -47,12 +48,58 @@ def card(job: Job) -> JobCard:
     return get_pump(job.scheduler).card(job)
 
 
-def show(job: Job) -> JobCard:
+#: Cards one cell shows; the cell's later jobs share one group card (a
+#: dashboard of just them), so a loop making thousands of jobs stays far
+#: under the Jupyter server's IOPub limit (1,000 messages a second).
+CARDS_PER_CELL = 20
+
+
+@dataclass
+class _CellCards:
+    shown: int = 0
+    group: Dashboard | None = None
+
+
+_cells: dict[tuple[int, int], _CellCards] = {}
+
+
+def _cell_cards() -> _CellCards | None:
+    """The bookkeeping of the cell running now (None outside IPython)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return None
+    key = (id(shell), shell.execution_count)
+    with _lock:
+        cell = _cells.get(key)
+        if cell is None:
+            _cells.clear()  # earlier cells are finished with
+            cell = _cells[key] = _CellCards()
+        return cell
+
+
+def show(job: Job) -> JobCard | Dashboard:
     """Display a live card for ``job`` under the running cell; its saved
-    text/HTML fallback is refreshed when the job ends."""
+    text/HTML fallback is refreshed when the job ends. Past
+    `CARDS_PER_CELL` cards in one cell, the job joins that cell's group
+    card instead, which is returned."""
     from IPython.display import display
 
     pump = get_pump(job.scheduler)
+    cell = _cell_cards()
+    if cell is not None:
+        with _lock:
+            cell.shown += 1
+            grouped, new_group = cell.shown > CARDS_PER_CELL, cell.group is None
+            if grouped and new_group:
+                cell.group = pump.dashboard(title="more jobs of this cell", only=set())
+            group = cell.group
+        if grouped and group is not None:
+            pump.add_to_group(group, job)
+            if new_group:
+                display(group)
+            return group
     widget = pump.card(job)
     pump.set_display_handle(widget, display(widget, display_id=True))
     return widget

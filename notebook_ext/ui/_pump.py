@@ -99,14 +99,25 @@ class UpdatePump:
         with self._lock:
             self._by_card[id(card)].display_handle = handle
 
-    def dashboard(self) -> Dashboard:
-        """A new dashboard of every job, kept up to date until it is closed."""
-        dash = Dashboard(on_action=self._dashboard_action)
+    def dashboard(self, *, title: str = "notebook_ext jobs", only: set[int] | None = None) -> Dashboard:
+        """A new dashboard of every job (or of the jobs whose ids are in
+        ``only``), kept up to date until it is closed."""
+        dash = Dashboard(on_action=self._dashboard_action, title=title, only=only)
         with self._lock:
             rows = list(self._rows.values())
             self._dashboards.append(dash)
         dash.show(rows, self._dashboard_link())
         return dash
+
+    def add_to_group(self, dash: Dashboard, job: Job) -> None:
+        """Show ``job`` in the group card ``dash`` (a dashboard of some jobs)."""
+        row = DashboardRow.of(job.snapshot())
+        with self._lock:
+            self._rows.setdefault(job.id, row)
+            assert dash.only is not None
+            dash.only.add(job.id)
+            self._dash_dirty = True
+        self._wake.set()
 
     def resend(self, jobs: list[Job] | None = None) -> None:
         """Draw the cards of ``jobs`` (default: all) again from the calling
@@ -166,6 +177,9 @@ class UpdatePump:
                 self.scheduler.cancel(name, "cancelled from the dashboard")
             elif action == "retry" and name:
                 self.scheduler.retry(name)
+            elif action == "cancel_all" and dash.only is not None:  # a group card: its own jobs
+                for job in [j for j in self.scheduler.all_jobs() if j.id in dash.only and not j.done()]:
+                    self.scheduler.cancel(job, "cancelled from the dashboard")
             elif action == "cancel_all":
                 self.scheduler.cancel_all("cancelled from the dashboard")
         except (KeyError, ValueError):

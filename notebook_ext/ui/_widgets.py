@@ -39,10 +39,28 @@ def _route_clicks(widget: Any) -> None:
     route_by_message_subshell(widget)
 
 
+_layout: Any = None
+
+
+def _shared_layout() -> Any:
+    # Every DOM widget gets a Layout widget of its own by default: a second
+    # comm to open per card. Ours never change theirs, so all share one.
+    global _layout
+    if _layout is None or getattr(_layout, "comm", None) is None:
+        import ipywidgets
+
+        _layout = ipywidgets.Layout()
+    return _layout
+
+
 class _Base(anywidget.AnyWidget):
     _esm = _ESM
     _css = _CSS
     kind = traitlets.Unicode("card").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("layout", _shared_layout())
+        super().__init__(**kwargs)
 
     def _init_actions(self, on_action: Action | None) -> None:
         self._on_action = on_action
@@ -123,9 +141,13 @@ class Dashboard(_Base):
 
     view = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, on_action: Action | None = None, page_size: int = 25, **kwargs: Any) -> None:
+    def __init__(self, on_action: Action | None = None, page_size: int = 25, *, title: str = "notebook_ext jobs",
+                 only: set[int] | None = None, **kwargs: Any) -> None:
         super().__init__(kind="dashboard", **kwargs)
         self.page_size = page_size
+        self.title = title
+        #: ids of the jobs shown (None: every job); a group card's jobs
+        self.only = only
         self.sort, self.filter, self.page = "state", "all", 0
         self._rows: list[DashboardRow] = []
         self._link: str | None = None
@@ -134,6 +156,8 @@ class Dashboard(_Base):
 
     def show(self, rows: list[DashboardRow], dashboard_link: str | None = None) -> None:
         """Draw ``rows`` (one comm message)."""
+        if self.only is not None:
+            rows = [r for r in rows if r.id in self.only]
         self._rows, self._link = rows, dashboard_link
         self._draw()
 
@@ -172,7 +196,7 @@ class Dashboard(_Base):
         self.view = {
             "rows": page, "counts": counts, "total": sum(counts.values()), "matching": len(rows),
             "first": start + 1 if page else 0, "last": start + len(page), "page": self.page,
-            "sort": self.sort, "filter": self.filter, "dashboard_link": self._link,
+            "sort": self.sort, "filter": self.filter, "dashboard_link": self._link, "title": self.title,
         }
 
     def _received(self, _widget: Any, content: Any, _buffers: Any) -> None:

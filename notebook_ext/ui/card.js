@@ -201,7 +201,7 @@ function drawDashboard(root, v, model) {
   });
   root.replaceChildren(
     h("div", { class: "nbx-dash-header" },
-      h("b", {}, "notebook_ext jobs "), h("span", { class: "nbx-dash-total" }, `${v.total} jobs`), " ", ...counts, " ",
+      h("b", {}, `${v.title || "notebook_ext jobs"} `), h("span", { class: "nbx-dash-total" }, `${v.total} jobs`), " ", ...counts, " ",
       sortSel, filterSel, pager,
       h("button", { class: "nbx-cancel-all", onclick: () => send({ action: "cancel_all" }) }, "Cancel all"),
       v.dashboard_link ? h("a", { class: "nbx-link", href: v.dashboard_link, target: "_blank" }, " Dask dashboard") : null),

@@ -66,6 +66,9 @@ BAD_CALLS = [
     ("%%bg --executor gpu\n1", "`--executor` must be one of"),
     ("%%bg --after nosuchjob\n1", "no job named 'nosuchjob'"),
     ("%%bg --out 3x\n1", "`--out` must be a Python variable name"),
+    ("%%bg --out for\n1", "`--out` must be a Python variable name"),
+    ("%%bg -n ''\n1", "name"),
+    ("%%bg -n '   '\n1", "name"),
     ("%%bg --bogus\n1", "unrecognized arguments"),
     ("%%bg\n", "the cell body is empty"),
     ("%%bg\nx = (", "line"),
@@ -223,3 +226,14 @@ def test_dashboard_over_5000_jobs_makes_a_bounded_number_of_widgets(kernel):
     assert 1 <= len(opens) <= 3, len(opens)
     assert kernel.value("len(nx.ui.get_pump()._dashboards[0].view['rows'])") == "25"
     assert kernel.value("nx.ui.get_pump()._dashboards[0].view['total']") == "5000"
+
+
+def test_quoted_names_are_unquoted_and_escapes_are_shown_escaped(kernel):
+    kernel.execute("%%bg -n 'two words'\nx = 1")
+    kernel.execute("%wait 'two words' --timeout 10")
+    assert kernel.value("nx.jobs['two words'].state") == "'done'"
+    kernel.execute("nx.submit(len, 'ab', name='\\x1b[31mred').wait(10)")
+    _, msgs = kernel.execute("%jobs")
+    text = "".join(m["content"]["data"].get("text/plain", "") for m in msgs if m["msg_type"] == "display_data")
+    assert "two words" in text and "'two words'" not in text
+    assert "\\x1b[31mred" in text and "\x1b" not in text
