@@ -53,11 +53,24 @@ class Output:
         with self._lock:
             self._chunks.append(text)
             self._size += len(text)
-            while self._size > self._limit and len(self._chunks) > 1:
-                gone = self._chunks.popleft()
-                self._size -= len(gone)
-                self._dropped += len(gone)
+            if self._size > self._limit + self._limit // 4:  # trimmed now and then, not per write
+                self._trim()
             self.version += 1
+
+    def _trim(self) -> None:
+        # Down to the limit: whole chunks first, then the head of the oldest
+        # kept one (so a huge write followed by "\n" keeps its tail).
+        while self._size > self._limit:
+            excess = self._size - self._limit
+            first = self._chunks[0]
+            if len(first) <= excess:
+                self._chunks.popleft()
+                self._size -= len(first)
+                self._dropped += len(first)
+            else:
+                self._chunks[0] = first[excess:]
+                self._size -= excess
+                self._dropped += excess
 
     def text(self) -> str:
         with self._lock:
