@@ -26,6 +26,15 @@ async def aspin(marker):
         await asyncio.sleep(0.01)
 
 
+def shut_down_and_read(sched, path):
+    """Shut ``sched`` down; its session's rows (name -> row), as the next
+    session's scheduler reads them."""
+    session = sched.store.session
+    sched.shutdown()
+    with Scheduler(slots=1, history=path) as again:
+        return {r["name"]: r for r in again.store.load(sessions="earlier") if r["session"] == session}
+
+
 @pytest.mark.parametrize("executor", ["loop", "thread", "process"])
 def test_running_and_queued_jobs_are_interrupted_in_the_history(executor, tmp_path, flat):
     path = tmp_path / "history.sqlite3"
@@ -37,13 +46,7 @@ def test_running_and_queued_jobs_are_interrupted_in_the_history(executor, tmp_pa
     running = [sched.submit(body, str(tmp_path / f"r{i}"), executor=executor, name=f"run{i}") for i in range(slots)]
     sched.submit(body, str(tmp_path / "q"), executor=executor, name="waiting")
     wait_until(lambda: all(os.path.exists(tmp_path / f"r{i}") for i in range(slots)), timeout=30)
-    session = sched.store.session
-    sched.shutdown()
-    again = Scheduler(slots=1, history=path)
-    try:
-        rows = {r["name"]: r for r in again.store.load(sessions="earlier") if r["session"] == session}
-    finally:
-        again.shutdown()
+    rows = shut_down_and_read(sched, path)
     assert rows["finished"]["state"] == "done"
     for name in [j.name for j in running] + ["waiting"]:
         assert rows[name]["state"] == "interrupted", (name, rows[name]["state"], rows[name]["error"])
@@ -57,11 +60,5 @@ def test_a_job_cancelled_by_the_user_before_shutdown_stays_cancelled(tmp_path, f
     wait_until(lambda: os.path.exists(tmp_path / "m"), timeout=30)
     job.cancel("I stopped it")
     job.wait(10)
-    session = sched.store.session
-    sched.shutdown()
-    again = Scheduler(slots=1, history=path)
-    try:
-        rows = {r["name"]: r for r in again.store.load(sessions="earlier") if r["session"] == session}
-    finally:
-        again.shutdown()
+    rows = shut_down_and_read(sched, path)
     assert rows["mine"]["state"] == "cancelled" and rows["mine"]["error"] == "I stopped it"
