@@ -22,17 +22,24 @@ marked cancelled at once and its card says so.
 A worker that dies fails the job with `WorkerDied` (owned clusters set
 ``allowed-failures`` to 0, so Dask does not silently re-run it); our
 ``retries`` then decide.
+
+What travels by msgpack (events, task keys) is made plain first: a lone
+surrogate or an integer past 64 bits there would break the worker's (or the
+client's) stream to the scheduler. An event the client cannot use is counted
+in `DaskExecutor.event_errors` (and told once), never raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import numbers
 import threading
 import uuid
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..core import JobCancelled, WorkerDied
-from ..core.lowlevel import JobContext
+from ..core.lowlevel import JobContext, clean, describe_error
 from ._base import ExecutorBase
 from ._shipping import ProgressRouter, pack_call, run_shipped, unpack_outcome
 
@@ -41,6 +48,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # -- worker side --------------------------------------------------------------
+
+
+def _wire(value: Any) -> Any:
+    """``value`` as msgpack carries it: strings clean, numbers plain (an
+    integer past 64 bits, or no number at all, becomes a float or None)."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, (tuple, list)):
+        return [_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {clean(str(k)): _wire(v) for k, v in value.items()}
+    if value is None or isinstance(value, float):
+        return value
+    try:
+        if isinstance(value, numbers.Integral) and -2**63 <= int(value) < 2**64:
+            return int(value)
+        return float(value)
+    except Exception:  # noqa: BLE001 - a user's object in a number's place
+        return None
 
 
 def _dask_run(job_id: int, topic: str, cancel_event: str, stop_event: str, payload: bytes) -> tuple:
@@ -63,7 +89,7 @@ def _dask_run(job_id: int, topic: str, cancel_event: str, stop_event: str, paylo
             ctx.stop = True
 
     def send(msg: tuple) -> None:
-        worker.log_event(topic, msg)
+        worker.log_event(topic, _wire(msg))
 
     outcome = run_shipped(job_id, payload, send, poll)
     if outcome[-1] is not None:  # the last update also travels as an event, for live observers
@@ -113,6 +139,7 @@ class DaskExecutor(ExecutorBase):
         self._progress = ProgressRouter()
         self._starts: dict[int, list[str]] = {}
         self._running: dict[int, tuple[Any, str, str]] = {}  # job id -> (future, cancel, stop)
+        self.event_errors = 0  #: events from the topic the client could not use (and survived)
         self.client.subscribe_topic(self.topic, self._on_event)
         self.slots = max(1, sum(self.client.nthreads().values()))
 
@@ -129,16 +156,27 @@ class DaskExecutor(ExecutorBase):
         job.shipment = pack_call(job, "the Dask cluster")
 
     def _on_event(self, event: Any) -> None:
-        _, msg = event
-        kind, job_id = msg[0], msg[1]
-        if kind == "start":
-            self._starts.setdefault(job_id, []).append(msg[2])
-        elif kind == "progress":
-            self._progress.deliver(msg)
+        """An event on our topic (on the client's loop): whatever it holds,
+        this returns; what it cannot use is counted, and told once."""
+        try:
+            _, msg = event
+            kind, job_id = msg[0], msg[1]
+            if kind == "start":
+                self._starts.setdefault(job_id, []).append(msg[2])
+            elif kind == "progress":
+                self._progress.deliver(msg)
+            else:
+                raise ValueError(f"unknown kind {kind!r}")
+        except Exception as exc:  # noqa: BLE001 - nothing may end this callback
+            self.event_errors += 1
+            if self.event_errors == 1:
+                warnings.warn(f"notebook_ext: an event on {self.topic} could not be used "
+                              f"({describe_error(exc)}); later ones are only counted in event_errors",
+                              RuntimeWarning, stacklevel=1)
 
     async def run(self, job: "Job") -> Any:
         loop = asyncio.get_running_loop()
-        key = f"nbx-{job.name}-{uuid.uuid4().hex[:8]}"
+        key = f"nbx-{clean(job.name)}-{uuid.uuid4().hex[:8]}"
         cancel_name, stop_name = f"{key}-cancel", f"{key}-stop"
         self._progress.track(job)
         link = self.describe().get("dashboard_link")

@@ -55,3 +55,33 @@ def _warm_process_machinery():
     with Scheduler(slots=1, history=None) as s:
         assert s.submit(os.getpid, executor="process").result(timeout=60) != os.getpid()
     yield
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.fixture
+def paths(tmp_path):
+    """Marker files a job body touches (works across processes and hosts
+    of a LocalCluster): ``marker(name)``, ``ran(name)``, and one gate,
+    ``release``, opened by ``open_gate()``."""
+
+    class Paths:
+        release = str(tmp_path / "release")
+
+        def marker(self, name: str) -> str:
+            return str(tmp_path / f"{name}.ran")
+
+        def ran(self, name: str) -> bool:
+            return os.path.exists(self.marker(name))
+
+        def open_gate(self) -> None:
+            open(self.release, "a").close()
+
+    return Paths()

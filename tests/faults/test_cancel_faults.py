@@ -63,23 +63,6 @@ def body(executor: str, sync, coro):
     return coro if executor == "loop" else sync
 
 
-@pytest.fixture
-def paths(tmp_path):
-    class P:
-        def marker(self, name: str) -> str:
-            return str(tmp_path / f"{name}.ran")
-
-        release = str(tmp_path / "release")
-
-        def ran(self, name: str) -> bool:
-            return os.path.exists(self.marker(name))
-
-        def open_gate(self) -> None:
-            open(self.release, "a").close()
-
-    return P()
-
-
 def next_job_runs(sched: Scheduler, executor: str) -> None:
     """The executor's slot came back: a fresh job runs to done."""
     job = sched.submit(body(executor, quick, quick_async), 7, executor=executor)

@@ -30,7 +30,7 @@ from notebook_ext.core import (
 )
 from notebook_ext.testing import wait_until
 
-from .conftest import assert_flat, resources
+from .conftest import assert_flat, pid_alive, resources
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -101,15 +101,6 @@ def big_result(n: int) -> bytes:
 
 # -- helpers ---------------------------------------------------------------------
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 def _beats(path: str) -> int:
     try:
         return os.path.getsize(path)
@@ -135,7 +126,7 @@ def _env() -> dict[str, str]:
 
 def _sigkill_all(pids) -> None:
     for pid in pids:  # processes this test started, if a failed run left them
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -162,13 +153,13 @@ def test_sigint_to_the_forkserver_does_not_break_later_jobs(flat):
     with Scheduler(slots=1, history=None) as s:
         first = s.submit(os.getpid, executor="process").result(timeout=30)
         server = multiprocessing.forkserver._forkserver._forkserver_pid
-        assert server is not None and _alive(server)
+        assert server is not None and pid_alive(server)
         os.kill(server, signal.SIGINT)
-        wait_until(lambda: not _alive(server) or not _sigint_pending(server), timeout=10)
+        wait_until(lambda: not pid_alive(server) or not _sigint_pending(server), timeout=10)
         crash = s.submit(exit_now, 3, executor="process")  # so the next job needs a new worker
         assert crash.wait(30) and crash.state == FAILED
         second = s.submit(os.getpid, executor="process").result(timeout=30)
-        assert second != first and _alive(server)
+        assert second != first and pid_alive(server)
 
 
 def test_sigint_to_the_whole_process_group_spares_the_jobs(tmp_path, flat):
@@ -254,14 +245,14 @@ def test_no_process_outlives_a_sigkilled_parent(tmp_path, flat):
     try:
         info = json.loads(proc.stdout.readline())
         pids = info["workers"] + [info["forkserver"], info["tracker"]]
-        assert len(set(pids)) == 4 and all(_alive(p) for p in pids)
+        assert len(set(pids)) == 4 and all(pid_alive(p) for p in pids)
         proc.kill()
         proc.wait()
         t0 = time.monotonic()
         try:
-            wait_until(lambda: not any(_alive(p) for p in pids), timeout=10)
+            wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=10)
         finally:
-            left = {name: [p for p in (v if isinstance(v, list) else [v]) if _alive(p)]
+            left = {name: [p for p in (v if isinstance(v, list) else [v]) if pid_alive(p)]
                     for name, v in info.items()}
         assert not any(left.values()), f"still alive 10 s after the parent died: {left}"
         assert time.monotonic() - t0 < 10
