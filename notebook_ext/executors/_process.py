@@ -116,6 +116,32 @@ def _main_problem() -> str | None:
             "file; run this code from a file, or use executor='thread'")
 
 
+def _one_reader(proc: Any) -> None:
+    """Let one thread at a time read a forkserver worker's exit status.
+
+    The status comes over a socket that only one reader can drain: when two
+    threads poll at once (a pool joining its dead worker while another pool
+    starts a process, which polls every child), the loser reads end-of-file
+    and CPython records exit code 255 instead of the real one.
+    """
+    popen = getattr(proc, "_popen", None)
+    if popen is None or getattr(popen, "_nbx_one_reader", False) or not hasattr(popen, "sentinel"):
+        return
+    from multiprocessing.connection import wait
+
+    lock = threading.Lock()
+    poll = popen.poll
+
+    def poll_one_at_a_time(flag: int = os.WNOHANG) -> Any:
+        if flag != os.WNOHANG and popen.returncode is None:
+            wait([popen.sentinel])  # block outside the lock: others may still poll
+        with lock:
+            return poll(os.WNOHANG)
+
+    popen.poll = poll_one_at_a_time
+    popen._nbx_one_reader = True
+
+
 class ProcessExecutor(ExecutorBase):
     """Runs plain functions in worker processes (one per slot), killable.
 
@@ -254,8 +280,11 @@ class ProcessExecutor(ExecutorBase):
         self._stop_flags[slot].value = 1 if job.ctx.stop else 0
         payload = job.shipment
         try:
-            fut = self._pool(slot).submit(_run_payload, job.id, payload)
+            pool = self._pool(slot)
+            fut = pool.submit(_run_payload, job.id, payload)
             self._release_writer(slot)  # the worker process exists now
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                _one_reader(proc)
             outcome = await asyncio.wrap_future(fut)
         except BrokenProcessPool:
             pid, code = await self._death(slot, job.id)

@@ -388,3 +388,44 @@ def test_resources_are_flat_after_a_fault_case_and_its_shutdown():
     assert resources()["children"] > before["children"]
     s.shutdown()
     assert_flat(before, slack=2)
+
+
+# -- exit status read by two threads -------------------------------------------
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_exit_status_read_by_two_threads_at_once(guarded, monkeypatch, flat):
+    """CPython lets two threads drain a forkserver worker's one status
+    message; the loser records 255. Forced here: both readers meet at a
+    barrier inside the read. Our guard lets one read at a time."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    from notebook_ext.executors._process import _one_reader
+
+    proc = multiprocessing.get_context("forkserver").Process(target=os._exit, args=(3,))
+    proc.start()
+    if guarded:
+        _one_reader(proc)
+    from multiprocessing.connection import wait
+    wait([proc.sentinel], 30)  # dead: its status is waiting on the socket
+    both_inside = threading.Barrier(2)
+    read = forkserver.read_signed
+
+    def read_when_both_are_inside(fd):
+        try:
+            both_inside.wait(timeout=1)  # the guard keeps the second reader out: gives up
+        except threading.BrokenBarrierError:
+            pass
+        return read(fd)
+
+    monkeypatch.setattr(forkserver, "read_signed", read_when_both_are_inside)
+    codes = []
+    readers = [threading.Thread(target=lambda: codes.append(proc._popen.poll())) for _ in range(2)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join(10)
+    if guarded:
+        assert codes == [3, 3]
+    else:  # the race the guard is for, shown: one reader got end-of-file
+        assert sorted(codes) == [3, 255]
