@@ -273,7 +273,7 @@ class Job:
         return rate if rate and rate > 0 else r0
 
     # -- results -----------------------------------------------------------
-    def _wait_event(self, timeout: float | None) -> bool:
+    def _wait_event(self, timeout: float | None, lend: bool = True) -> bool:
         if self.done():
             return True
         with _LOCK:
@@ -282,6 +282,8 @@ class Job:
                 event = self._event = threading.Event()
             if self.done():
                 event.set()
+        if not lend:  # the caller lends the slot around all its waits
+            return event.wait(timeout)
         with lending_slot(self._control, self):
             return event.wait(timeout)
 
@@ -478,4 +480,4 @@ def wait_all(jobs: "list[Job]", timeout: float | None) -> None:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return
-                job.wait(0.2 if left is None else min(0.2, left))
+                job._wait_event(0.2 if left is None else min(0.2, left), lend=False)

@@ -47,10 +47,11 @@ class JobRegistry:
                     return name
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"`name` must be a non-empty string, got {name!r}")
+        name = clean(name)  # the name it is kept (and looked up) under
         old = self._by_name.get(name)
         if old is not None and not old.done():
             raise ValueError(f"a job named {name!r} is still {old.state}; cancel it or choose another name")
-        return clean(name)
+        return name
 
     def add(self, job: Job) -> None:
         with self.lock:

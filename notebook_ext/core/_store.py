@@ -317,20 +317,22 @@ class HistoryStore:
 
     def _write(self, con: sqlite3.Connection, entries: Iterable[tuple]) -> None:
         """``entries`` in one transaction: all of them or, raising, none."""
+        latest: dict[int, tuple] = {}  # a job's row is written once per batch, however often it moved
         with con:
             for entry in entries:
                 if entry[0] == "end":
                     con.execute("UPDATE sessions SET ended=? WHERE id=?", (entry[1], self.session))
                     continue
                 _, job, state, t = entry
+                latest[job.id] = entry
+                con.execute("INSERT INTO transitions VALUES (?, ?, ?)", (f"{self.session}:{job.id}", state, t))
+            for _, job, state, _t in latest.values():
                 try:
                     con.execute(_INSERT_JOB, self._row(job, state))
                 except Exception as exc:  # noqa: BLE001 - one odd job must not stop the history
                     if not _bad_value(exc):
                         raise
                     con.execute(_INSERT_JOB, self._partial_row(job, state, exc))
-                uid = f"{self.session}:{job.id}"
-                con.execute("INSERT INTO transitions VALUES (?, ?, ?)", (uid, state, t))
 
     def _report_drops(self, why: str) -> None:
         lost = self.dropped - self._reported

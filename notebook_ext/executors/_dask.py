@@ -176,7 +176,7 @@ class DaskExecutor(ExecutorBase):
 
     async def run(self, job: "Job") -> Any:
         loop = asyncio.get_running_loop()
-        key = f"nbx-{clean(job.name)}-{uuid.uuid4().hex[:8]}"
+        key = f"nbx-{job.name}-{uuid.uuid4().hex[:8]}"  # names are clean text (the registry sees to it)
         cancel_name, stop_name = f"{key}-cancel", f"{key}-stop"
         self._progress.track(job)
         link = self.describe().get("dashboard_link")

@@ -6,10 +6,12 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 
 import psutil
 import pytest
 
+from notebook_ext.core import checkpoint
 from notebook_ext.testing import wait_until
 
 
@@ -85,3 +87,21 @@ def paths(tmp_path):
             open(self.release, "a").close()
 
     return Paths()
+
+
+# -- job bodies shared by the executors' cases (module level: workers import them) --
+
+def touch_then_wait(marker: str, release: str, limit: float = 60.0) -> str:
+    """Mark that the body ran, then wait (checkpointing) for ``release``."""
+    open(marker, "a").close()
+    deadline = time.monotonic() + limit
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        checkpoint()
+        time.sleep(0.005)
+    return "released"
+
+
+def fail_once(marker: str) -> None:
+    with open(marker, "a") as f:
+        f.write("x")
+    raise ValueError("first attempt fails")

@@ -13,25 +13,15 @@ import time
 
 import pytest
 
-from notebook_ext.core import Scheduler, checkpoint
+from notebook_ext.core import Scheduler
 from notebook_ext.testing import wait_until
 
-from .conftest import assert_flat, resources
+from .conftest import assert_flat, fail_once, resources, touch_then_wait
 
 EXECUTORS = ["loop", "thread", "process"]
 
 
 # -- job bodies (module level: the process executor ships them) ----------------
-
-def touch_then_wait(marker: str, release: str, limit: float = 60.0) -> str:
-    """Mark that the body ran, then wait (checkpointing) for ``release``."""
-    open(marker, "a").close()
-    deadline = time.monotonic() + limit
-    while not os.path.exists(release) and time.monotonic() < deadline:
-        checkpoint()
-        time.sleep(0.005)
-    return "released"
-
 
 async def touch_then_wait_async(marker: str, release: str, limit: float = 60.0) -> str:
     open(marker, "a").close()
@@ -39,12 +29,6 @@ async def touch_then_wait_async(marker: str, release: str, limit: float = 60.0) 
     while not os.path.exists(release) and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
     return "released"
-
-
-def fail_once(marker: str) -> None:
-    with open(marker, "a") as f:
-        f.write("x")
-    raise ValueError("first attempt fails")
 
 
 async def fail_once_async(marker: str) -> None:

@@ -34,7 +34,7 @@ from notebook_ext.core import (
 )
 from notebook_ext.testing import wait_until
 
-from .conftest import pid_alive
+from .conftest import fail_once, pid_alive, touch_then_wait
 
 pytestmark = pytest.mark.slow
 
@@ -58,16 +58,6 @@ def dask_warm(dsched):
 
 # -- job bodies (module level: the workers import them) ----------------------------
 
-def touch_then_wait(marker: str, release: str, limit: float = 60.0) -> str:
-    """Mark that the body ran, then wait (checkpointing) for ``release``."""
-    open(marker, "a").close()
-    deadline = time.monotonic() + limit
-    while not os.path.exists(release) and time.monotonic() < deadline:
-        checkpoint()
-        time.sleep(0.005)
-    return "released"
-
-
 def meet(folder: str, name: str, n: int, limit: float = 30.0) -> str:
     """Arrive in ``folder``, then wait until ``n`` jobs arrived: only jobs
     running at the same time (in different slots) meet."""
@@ -78,12 +68,6 @@ def meet(folder: str, name: str, n: int, limit: float = 30.0) -> str:
             raise TimeoutError(f"only {os.listdir(folder)} arrived")
         time.sleep(0.005)
     return name
-
-
-def fail_once(marker: str) -> None:
-    with open(marker, "a") as f:
-        f.write("x")
-    raise ValueError("first attempt fails")
 
 
 def steps(n: int) -> int:

@@ -5,6 +5,7 @@ never dies on one odd record or a busy file, and jobs always run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -109,6 +110,25 @@ def records_made(store, monkeypatch) -> list[tuple[int, str]]:
     return seen
 
 
+@contextlib.contextmanager
+def locked(path, *, commit: bool = True):
+    """Another connection holds the file's write lock for the block."""
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        blocker.commit() if commit else blocker.rollback()
+        blocker.close()
+
+
+def powers_of_two(sched, n, **options):
+    """Run ``n`` jobs to done; returns them."""
+    jobs = [sched.submit(pow, 2, i, **{k: v.format(i=i) for k, v in options.items()}) for i in range(n)]
+    assert [j.result(timeout=10) for j in jobs] == [2**i for i in range(n)]
+    return jobs
+
+
 def test_locked_file_is_retried_past_the_schedule_and_every_row_lands(tmp_path, flat):
     path = tmp_path / "h.sqlite3"
     sched = Scheduler(slots=2, history=path)
@@ -119,16 +139,10 @@ def test_locked_file_is_retried_past_the_schedule_and_every_row_lands(tmp_path, 
         store.flush()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            blocker = sqlite3.connect(path, timeout=0)
-            blocker.execute("BEGIN EXCLUSIVE")
-            try:
-                jobs = [sched.submit(pow, 2, i, name=f"locked-{i}") for i in range(100)]
-                assert [j.result(timeout=10) for j in jobs] == [2**i for i in range(100)]
+            with locked(path):
+                powers_of_two(sched, 100, name="locked-{i}")
                 # held well past the whole back-off schedule
                 wait_until(lambda: not store.enabled or store.retries > 3 * len(FAST_RETRY), timeout=30)
-            finally:
-                blocker.commit()
-                blocker.close()
             store.flush()
         assert store._thread.is_alive() and store.enabled
         rows = {r["name"]: r["state"] for r in store.load(sessions="current")}
@@ -151,18 +165,12 @@ def test_backlog_overflow_drops_the_oldest_counts_them_and_warns_once(tmp_path, 
         seen = records_made(store, monkeypatch)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            blocker = sqlite3.connect(path, timeout=0)
-            blocker.execute("BEGIN EXCLUSIVE")
-            try:
-                jobs = [sched.submit(pow, 2, i, name=f"locked-{i}") for i in range(100)]
-                assert [j.result(timeout=10) for j in jobs] == [2**i for i in range(100)]
+            with locked(path):
+                jobs = powers_of_two(sched, 100, name="locked-{i}")
                 wait_until(lambda: {i for i, s in seen if s == "done"} == {j.id for j in jobs})
                 # the writer has taken every record and kept the newest 20
                 wait_until(lambda: store.dropped == len(seen) - 20, timeout=30,
                            message=f"dropped {getattr(store, 'dropped', None)} of {len(seen)}")
-            finally:
-                blocker.commit()
-                blocker.close()
             store.flush()
         assert store.dropped == len(seen) - 20 > 0
         written = transitions(path)
@@ -187,19 +195,12 @@ def test_shutdown_while_locked_gives_up_after_the_schedule_with_one_warning(tmp_
     store.flush()
     on_disk = transitions(path)
     seen = records_made(store, monkeypatch)
-    blocker = sqlite3.connect(path, timeout=0)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            jobs = [sched.submit(pow, 2, i) for i in range(10)]
-            assert [j.result(timeout=10) for j in jobs] == [2**i for i in range(10)]
-            wait_until(lambda: {i for i, s in seen if s == "done"} == {j.id for j in jobs})
-            sched.shutdown()
-            wait_until(lambda: not store._thread.is_alive())
-    finally:
-        blocker.rollback()
-        blocker.close()
+    with locked(path, commit=False), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jobs = powers_of_two(sched, 10)
+        wait_until(lambda: {i for i, s in seen if s == "done"} == {j.id for j in jobs})
+        sched.shutdown()
+        wait_until(lambda: not store._thread.is_alive())
     assert store.dropped == len(seen) + 1  # and the session's end
     (message,) = runtime_warnings(caught)
     assert f"dropped {store.dropped} " in message and "still locked when the scheduler shut down" in message
