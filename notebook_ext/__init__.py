@@ -12,6 +12,8 @@ import importlib
 from typing import Any
 
 from .core import (
+    FailedItem,
+    ItemMap,
     Job,
     JobCancelled,
     JobDetail,
@@ -25,9 +27,12 @@ from .core import (
     current_job,
     get_scheduler,
     jobs,
+    map,
+    pipeline,
     progress,
     report,
     set_scheduler,
+    stage,
     stop_requested,
     submit,
     submit_many,
@@ -37,9 +42,11 @@ from .executors import use_dask
 
 __version__ = "0.1.0"
 
+# `map` is left out of __all__ on purpose: `from notebook_ext import *` must not hide the builtin.
 __all__ = [
-    "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "Progress", "Scheduler",
-    "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "jobs", "progress", "report",
+    "FailedItem", "ItemMap", "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "Progress", "Scheduler",
+    "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "jobs", "pipeline", "progress",
+    "report", "stage",
     "set_scheduler", "stop_requested", "submit", "submit_cell", "submit_many", "use_dask", "wait",
 ]
 

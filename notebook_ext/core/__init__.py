@@ -4,6 +4,7 @@ executors above it. The machinery is in `notebook_ext.core.lowlevel`."""
 
 from ._api import get_scheduler, jobs, set_scheduler, submit, submit_many, wait
 from ._context import checkpoint, current_job, progress, report, stop_requested
+from ._items import FailedItem, ItemMap, ItemsDetail, Pipeline, Stage, StageStats, map, pipeline, stage
 from ._job import Job
 from ._states import (
     ACTIVE_STATES, CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, PENDING, QUEUED, RUNNING, STATES,
@@ -14,8 +15,9 @@ from ._scheduler import Scheduler, WaitResult
 __all__ = [
     "ACTIVE_STATES", "CANCELLED", "DONE", "FAILED", "FINAL_STATES", "INTERRUPTED", "PENDING",
     "QUEUED", "RUNNING", "STATES", "TIMED_OUT",
+    "FailedItem", "ItemMap", "ItemsDetail", "Pipeline", "Stage", "StageStats",
     "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "Progress",
     "Scheduler", "WaitResult", "WorkerDied",
     "checkpoint", "current_job", "get_scheduler", "jobs", "progress", "report", "set_scheduler",
-    "stop_requested", "submit", "submit_many", "wait",
+    "map", "pipeline", "stage", "stop_requested", "submit", "submit_many", "wait",
 ]

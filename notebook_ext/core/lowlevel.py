@@ -2,6 +2,7 @@
 ``lowlevel`` is the model): what a user of jobs never needs, in one place,
 so the rest of the package imports nothing private across packages."""
 
+from ._channel import Channel, Closed
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock, TimerHandle
 from ._context import (
     OUTPUT_LIMIT, JobContext, JobOutputRouter, Output, current_context, install_output_capture, job_context,
@@ -15,7 +16,7 @@ from ._store import HistoryStore, default_history_path
 from ._text import clean, printable, safe_repr
 
 __all__ = [
-    "DEFAULT_EXECUTORS", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Executor",
+    "Channel", "Closed", "DEFAULT_EXECUTORS", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Executor",
     "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "install_output_capture", "job_context", "load_executor",

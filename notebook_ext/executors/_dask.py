@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import JobCancelled, WorkerDied
 from ..core.lowlevel import JobContext, clean, describe_error
 from ._base import ExecutorBase
-from ._shipping import ProgressRouter, pack_call, run_shipped, unpack_outcome
+from ._shipping import ProgressRouter, pack_call, pack_function, run_chunk, run_shipped, unpack_outcome
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import Job
@@ -213,6 +213,11 @@ class DaskExecutor(ExecutorBase):
             if job.ctx.cancel_reason is not None:
                 loop.run_in_executor(None, self._signal, cancel_name)
 
+    def item_runner(self, cpu: int | None = None) -> "DaskItemRunner":
+        """Work items in chunks on this cluster (see `notebook_ext.core.Stage`);
+        as many chunks at once as the cluster has threads (or ``cpu``)."""
+        return DaskItemRunner(self.client, min(cpu or self.slots or 1, self.slots or 1))
+
     def worker_of(self, job: "Job") -> str | None:
         """Address of the Dask worker that started ``job`` (None before it started)."""
         starts = self._starts.get(job.id)
@@ -260,3 +265,68 @@ class DaskExecutor(ExecutorBase):
                 self.client.close(timeout=5)
             finally:
                 self.cluster.close(timeout=10)
+
+
+class DaskItemRunner:
+    """Chunks of work items as Dask tasks; a cancel cancels them on the
+    cluster (a chunk already running finishes there, its results dropped)."""
+
+    def __init__(self, client: Any, slots: int) -> None:
+        self.client = client
+        self.slots = slots
+        self._futures: set = set()
+        self._killed = False
+        self._payload: Any = None
+
+    def pack(self, func: Any) -> tuple[str, Any]:
+        # Scattered once: every chunk refers to the same data on the cluster.
+        blob = pack_function(func, "a Dask worker")
+        key = uuid.uuid4().hex
+        self._payload = self.client.scatter(blob, broadcast=False, hash=False)
+        return (key, self._payload)
+
+    async def run_chunk(self, payload: bytes, items: list, retries: int) -> tuple[list, str]:
+        import cloudpickle
+
+        if self._killed:
+            raise JobCancelled("the items were cancelled")
+        loop = asyncio.get_running_loop()
+        fut = self.client.submit(run_chunk, payload, cloudpickle.dumps(items), retries, pure=False,
+                                 key=f"nbx-items-{uuid.uuid4().hex[:12]}")
+        self._futures.add(fut)
+        done: asyncio.Future = loop.create_future()
+
+        def settle() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(settle))
+        try:
+            await done
+            if fut.status == "cancelled":
+                raise JobCancelled("the items were cancelled on the cluster")
+            if fut.status == "error":
+                exc = await loop.run_in_executor(None, fut.exception)
+                if type(exc).__name__ == "KilledWorker":
+                    raise WorkerDied("the Dask worker running this chunk of items died")
+                raise exc  # type: ignore[misc]
+            blob = await loop.run_in_executor(None, fut.result)
+        finally:
+            self._futures.discard(fut)
+        return cloudpickle.loads(blob)
+
+    def kill(self) -> None:
+        self._killed = True
+        futures, self._futures = list(self._futures), set()
+        if futures:
+            def cancel() -> None:
+                try:
+                    self.client.cancel(futures, force=True)
+                except Exception:
+                    pass
+
+            threading.Thread(target=cancel, name="notebook_ext-dask-cancel", daemon=True).start()
+
+    def close(self) -> None:
+        self._futures.clear()
+        self._payload = None  # the cluster forgets the scattered function

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import JobCancelled, WorkerDied
 from ..core.lowlevel import JobContext
 from ._base import ExecutorBase
-from ._shipping import ProgressRouter, pack_call, run_shipped, unpack_outcome
+from ._shipping import ProgressRouter, pack_call, pack_function, run_chunk, run_shipped, unpack_outcome
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import Job
@@ -177,6 +177,8 @@ class ProcessExecutor(ExecutorBase):
         self._kill_pending: set[int] = set()
         self._slot_of: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._idle_item_pools: dict[int, ProcessPoolExecutor] = {}  # warm workers for the next run of items
+        self._items_closed = False
 
     def prepare(self, job: "Job") -> None:
         job.shipment = pack_call(job, "a worker process")
@@ -372,6 +374,29 @@ class ProcessExecutor(ExecutorBase):
         if slot is not None:
             self._stop_flags[slot].value = 1
 
+    def item_runner(self, cpu: int | None = None) -> "ProcessItemRunner":
+        """Worker processes of their own for one run of work items (see
+        `notebook_ext.core.Stage`): ``cpu`` of them (default: the cores).
+        A run that ends normally hands its warm workers to the next run; a
+        cancelled one kills them."""
+        n = cpu or os.cpu_count() or 1
+        with self._lock:
+            pool = self._idle_item_pools.pop(n, None)
+        return ProcessItemRunner(self, n, pool)
+
+    def _item_pool(self, n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=n, mp_context=self._ctx, initializer=_worker_init,
+                                   initargs=(None, None, self.nice, max(1, (os.cpu_count() or 1) // n)))
+
+    def _park_item_pool(self, n: int, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._items_closed or n in self._idle_item_pools:
+                extra = pool
+            else:
+                self._idle_item_pools[n], extra = pool, None
+        if extra is not None:
+            extra.shutdown(wait=False, cancel_futures=True)
+
     def worker_pid(self, job: "Job") -> int | None:
         """Process id of the worker running ``job`` (None when it runs nowhere)."""
         with self._lock:
@@ -386,6 +411,11 @@ class ProcessExecutor(ExecutorBase):
         return pids
 
     def shutdown(self) -> None:
+        with self._lock:
+            self._items_closed = True
+            idle, self._idle_item_pools = list(self._idle_item_pools.values()), {}
+        for parked in idle:
+            _kill_pool(parked)
         for job_id in list(self._slot_of):
             self._kill(job_id)
         for slot, pool in enumerate(self._pools):
@@ -412,3 +442,90 @@ class ProcessExecutor(ExecutorBase):
             for slot in list(self._writers):
                 self._release_writer(slot)
 
+
+
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+class ProcessItemRunner:
+    """Work items in chunks on ``slots`` worker processes of their own, so
+    a cancel kills exactly these (and no job's worker). A worker that dies
+    fails the items of its chunk; a fresh pool serves the rest. The packed
+    function goes into a temporary file that each worker reads once."""
+
+    def __init__(self, owner: ProcessExecutor, slots: int, pool: ProcessPoolExecutor | None) -> None:
+        self.slots = slots
+        self._owner = owner
+        self._pool = pool
+        self._killed = False
+        self._files: list[str] = []
+
+    def pack(self, func: Any) -> tuple[str, str]:
+        import tempfile
+        import uuid
+
+        blob = pack_function(func, "a worker process")
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        fd, path = tempfile.mkstemp(prefix="notebook_ext-items-", dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        self._files.append(path)
+        return (uuid.uuid4().hex, path)
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = self._owner._item_pool(self.slots)
+        return self._pool
+
+    async def run_chunk(self, payload: tuple[str, str], items: list, retries: int) -> tuple[list, str]:
+        import cloudpickle
+
+        if self._killed:
+            raise JobCancelled("the items were cancelled")
+        pool = self._get_pool()
+        try:
+            fut = pool.submit(run_chunk, payload, cloudpickle.dumps(items), retries)
+        except BrokenProcessPool:
+            fut = None
+        if fut is not None:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                _one_reader(proc)
+        try:
+            if fut is None:
+                raise BrokenProcessPool
+            blob = await asyncio.wrap_future(fut)
+        except BrokenProcessPool:
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise WorkerDied("the worker process running this chunk of items died") from None
+        return cloudpickle.loads(blob)
+
+    def pids(self) -> list[int]:
+        procs = getattr(self._pool, "_processes", None) or {}
+        return [pid for pid, proc in procs.items() if proc.is_alive()]
+
+    def _forget_files(self) -> None:
+        for path in self._files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._files = []
+
+    def kill(self) -> None:
+        self._killed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            _kill_pool(pool)
+        self._forget_files()
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        self._forget_files()
+        if pool is not None and not self._killed:
+            self._owner._park_item_pool(self.slots, pool)

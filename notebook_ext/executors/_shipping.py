@@ -185,3 +185,72 @@ def run_shipped(job_id: int, payload: bytes, send: Callable[[tuple], None],
         sender.join()
     return outcome + (shipper.delta(),)
 
+
+
+# -- work items in chunks -------------------------------------------------------
+
+
+def pack_function(func: Any, where: str) -> bytes:
+    """A work-item function as cloudpickle bytes; `TypeError` naming what cannot go."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(func)
+    except Exception as exc:
+        raise TypeError(f"cannot send {getattr(func, '__name__', func)!r} to {where} "
+                        f"({type(exc).__name__}: {exc}); use executor='thread'") from None
+
+
+_functions: dict[str, Any] = {}  # worker side: each function unpacked once per worker, not per chunk
+
+
+def _function(payload: tuple[str, Any]) -> Any:
+    """``payload`` is ``(key, bytes or the path of a file holding them)``:
+    a big function (a closure over X and y) travels to each worker once."""
+    import cloudpickle
+
+    key, source = payload
+    func = _functions.get(key)
+    if func is None:
+        if isinstance(source, str):
+            with open(source, "rb") as f:
+                source = f.read()
+        if len(_functions) > 8:
+            _functions.clear()
+        func = _functions[key] = cloudpickle.loads(source)
+    return func
+
+
+def run_chunk(payload: tuple[str, Any], items: bytes, retries: int) -> bytes:
+    """Worker side: ``func(item)`` for each item of a chunk, each failure
+    kept apart (``(False, ("Type: message", traceback))``) so the others go
+    on. Returns cloudpickle bytes of ``(outcomes, printed text)``."""
+    import cloudpickle
+    import contextlib
+    import io
+
+    func = _function(payload)
+    outcomes: list[tuple[bool, Any]] = []
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        for item in cloudpickle.loads(items):
+            for attempt in range(retries + 1):
+                try:
+                    outcomes.append((True, func(item)))
+                    break
+                except BaseException as exc:  # noqa: BLE001 - one item's failure, shipped home
+                    if attempt < retries:
+                        continue
+                    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                    outcomes.append((False, (describe_error(exc), tb)))
+    try:
+        return cloudpickle.dumps((outcomes, printed.getvalue()))
+    except Exception:  # a result that cannot travel fails alone
+        safe = []
+        for ok, value in outcomes:
+            try:
+                cloudpickle.dumps(value)
+                safe.append((ok, value))
+            except Exception as exc:  # noqa: BLE001
+                safe.append((False, (f"cannot send the result back ({describe_error(exc)})", "")))
+        return cloudpickle.dumps((safe, printed.getvalue()))

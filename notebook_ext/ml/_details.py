@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import JobDetail
+from ..core import FailedItem, ItemsDetail, JobDetail
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,12 @@ class SearchDetail(JobDetail):
 
 
 @dataclass(frozen=True)
-class FailedItem:
-    index: int
-    error: str
+class PreprocessDetail(ItemsDetail):
+    """Preprocessing: its stages (one unless it is a pipeline) and the items that failed."""
 
 
-@dataclass(frozen=True)
-class PreprocessDetail(JobDetail):
-    """Preprocessing: items in flight and the ones that failed."""
-
-    in_flight: int = 0
-    max_in_flight: int = 0
-    failed_items: tuple[FailedItem, ...] = ()
+__all__ = ["FailedItem", "LeaderboardRow", "PreprocessDetail", "SearchDetail", "ServingDetail", "ServingStats",
+           "TrainDetail"]
 
 
 @dataclass(frozen=True)

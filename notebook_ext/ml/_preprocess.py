@@ -1,28 +1,43 @@
-"""Preprocessing: a function over many items, concurrently, with bounded
-memory; failed items are kept aside and can be retried alone.
+"""Preprocessing: a function (or a `pipeline` of stages) over many items,
+as work items of one job, with bounded memory; failed items are kept aside
+and can be retried alone.
 
 The items are consumed lazily (an iterator, a generator, an async
 iterator): an item is taken only when fewer than ``max_pending`` are in
-flight, so a huge or endless source never sits in memory at once.
+flight, so a huge or endless source never sits in memory at once; with a
+sink (``into=``) the results do not either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..core import Job, current_job, get_scheduler, report
-from ._details import FailedItem, PreprocessDetail
+from ..core import ItemMap, Job, Pipeline, Stage, get_scheduler
+from ..core.lowlevel import Channel, Closed, current_context
+from ._details import PreprocessDetail
 
 
 @dataclass
 class PreprocessResult:
-    """Results in input order (None where an item failed), and the failures."""
+    """Results in input order (None where an item failed, nothing kept when
+    they went ``into`` a sink), and the failures."""
 
     results: list[Any]
     failed: dict[int, str] = field(default_factory=dict)  # index -> "Type: message"
-    failed_items: dict[int, Any] = field(default_factory=dict)  # index -> the item itself
+    failed_items: dict[int, Any] = field(default_factory=dict)  # index -> the item itself (at its stage)
+    count: int = -1  # items finished (ok or failed); -1: len(results)
+    into: bool = False  # results went to a sink, not kept here
+    stopped: bool = False  # "stop and keep" ended it before the source did
+    failed_stage: dict[int, int] = field(default_factory=dict, repr=False)  # index -> stage that failed it
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            self.count = len(self.results)
 
     @property
     def ok(self) -> bool:
@@ -34,45 +49,53 @@ class PreprocessResult:
         return [r for i, r in enumerate(self.results) if i not in self.failed]
 
     def __len__(self) -> int:
-        return len(self.results)
+        return self.count
 
     def __repr__(self) -> str:
-        return f"PreprocessResult({len(self.results) - len(self.failed)} ok, {len(self.failed)} failed)"
+        where = ", into the sink" if self.into else ""
+        stopped = ", stopped early" if self.stopped else ""
+        return f"PreprocessResult({self.count - len(self.failed)} ok, {len(self.failed)} failed{where}{stopped})"
 
 
-def _apply(func: Callable[[Any], Any], item: Any) -> Any:
-    return func(item)
+def _validate(arg: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"`{arg}` must be a positive integer, got {value!r}")
 
 
-async def _aiter(items: Any):
-    if hasattr(items, "__aiter__"):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-
-
-def preprocess(func: Callable[[Any], Any], items: Iterable[Any] | Any, *, workers: int | None = None,
-               executor: str | None = None, max_pending: int | None = None, name: str | None = None,
-               retries: int = 0, priority: int = 0, scheduler: Any = None,
-               _indices: list[int] | None = None, _base: PreprocessResult | None = None) -> Job:
-    """Apply ``func`` to every item in the background, a few at a time.
+def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | Any" = None, *,
+               workers: int | None = None, executor: str | None = None, max_pending: int | None = None,
+               name: str | None = None, retries: int = 0, priority: int = 0, ordered: bool = True,
+               into: Callable[[Any], Any] | None = None, cpu: int | None = None, scheduler: Any = None,
+               _retry: list | None = None, _base: PreprocessResult | None = None) -> Job:
+    """Apply ``func`` to every item in the background: one job, the items
+    as its work items.
 
     Parameters
     ----------
-    func : callable
-        Called as ``func(item)``; runs in a thread (default), a worker
-        process (``executor="process"``) or on Dask.
+    func : callable or Pipeline
+        ``func(item)``: an ``async def`` function runs on the scheduler's
+        loop, a plain one in threads (default), worker processes
+        (``executor="process"``) or on Dask. Or a `notebook_ext.pipeline`
+        (then ``items`` is left out): its card shows every stage.
     items : iterable or async iterable
         Files, chunks, arrays … consumed lazily.
     workers : int, optional
-        Items processed at once (default: the scheduler's slots).
+        Items processed at once: I/O concurrency, not capped by the cores
+        (default: ``min(32, cores + 4)`` threads, 64 coroutines, or the
+        cores for processes).
+    cpu : int, optional
+        Worker processes for ``executor="process"`` (default: the cores).
     max_pending : int, optional
-        Items taken from ``items`` and not finished yet, at most (default
-        ``2 * workers``): the back-pressure bound.
+        Items taken from ``items`` and not finished yet, at most: the
+        back-pressure bound.
     retries : int
         Re-runs of an item that raised, before it counts as failed.
+    ordered : bool
+        Results in input order (default) or as they finish.
+    into : callable, optional
+        A sink: each result is passed to ``into(result)`` (in order, from
+        one thread; or awaited on the loop when it is ``async def``)
+        instead of being kept, so memory stays flat for any number of items.
 
     Returns
     -------
@@ -83,120 +106,162 @@ def preprocess(func: Callable[[Any], Any], items: Iterable[Any] | Any, *, worker
 
     Examples
     --------
-    >>> job = preprocess(load_and_clean, paths, workers=4)   # doctest: +SKIP
-    >>> job.result().failed                                  # doctest: +SKIP
+    >>> job = preprocess(load_and_clean, paths, workers=16)   # doctest: +SKIP
+    >>> job.result().failed                                   # doctest: +SKIP
     {17: "UnicodeDecodeError: ..."}
     """
-    if not callable(func):
-        raise TypeError(f"`func` must be callable, got {type(func).__name__}")
-    if not (hasattr(items, "__iter__") or hasattr(items, "__aiter__")):
-        raise TypeError(f"`items` must be iterable, got {type(items).__name__}")
+    if isinstance(func, Pipeline):
+        if items is not None:
+            raise TypeError("a pipeline brings its own items: preprocess(pipe), not preprocess(pipe, items)")
+        pipe = func
+        if max_pending is not None:
+            _validate("max_pending", max_pending)
+            pipe = Pipeline(pipe.source, pipe.stages, ordered=pipe.ordered, max_pending=max_pending)
+    else:
+        if not callable(func):
+            raise TypeError(f"`func` must be callable, got {type(func).__name__}")
+        if items is None or not (hasattr(items, "__iter__") or hasattr(items, "__aiter__")):
+            raise TypeError(f"`items` must be iterable, got {type(items).__name__}")
+        for arg, value in (("workers", workers), ("max_pending", max_pending)):
+            _validate(arg, value)
+        if max_pending is not None and workers is not None:
+            workers = min(workers, max_pending)
+        pipe = Pipeline(items, (Stage(func, workers=workers, executor=executor, cpu=cpu, retries=retries),),
+                        ordered=ordered, max_pending=max_pending)
+    if into is not None and not callable(into):
+        raise TypeError(f"`into` must be a callable (or an `async def` function), got {type(into).__name__}")
     sched = scheduler or get_scheduler()
-    workers = workers or sched.slots
-    for arg, value in (("workers", workers), ("max_pending", max_pending)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"`{arg}` must be a positive integer, got {value!r}")
-    max_pending = max_pending or 2 * workers
-    workers = min(workers, max_pending)
-    executor = executor or "thread"
-    sched.executor(executor)
-    try:
-        total = len(items)  # type: ignore[arg-type]
-    except TypeError:
-        total = None
+    for st in pipe.stages:
+        if st.executor in ("process", "dask"):
+            sched.executor(st.executor)
+    total = pipe.total if _retry is None else sum(len(group[1]) for group in _retry)
 
     async def run() -> PreprocessResult:
-        me = current_job()
+        sink = _Sink(into) if into is not None else None
         results: dict[int, Any] = {}
         failed: dict[int, str] = {}
         failed_items: dict[int, Any] = {}
-        running: set[asyncio.Future] = set()
-        gate = asyncio.Semaphore(workers)
-        stats = {"in_flight": 0, "max_in_flight": 0, "done": 0}
-        position = 0
-
-        async def one(index: int, item: Any) -> None:
-            async with gate:
-                child = sched.submit(_apply, func, item, parent=me, kind="item", executor=executor,
-                                     retries=retries, backoff=0.1, priority=priority, name=f"{me.name}/{index}")
-                try:
-                    results[index] = await child
-                except asyncio.CancelledError:
-                    child.cancel("the preprocessing job was cancelled")
-                    raise
-                except Exception as exc:  # noqa: BLE001 - an item's failure is recorded, not fatal
-                    failed[index] = f"{type(exc).__name__}: {exc}"
-                    failed_items[index] = item
-
-        def finished(fut: asyncio.Future) -> None:
-            running.discard(fut)
-            stats["in_flight"] -= 1
-            stats["done"] += 1
-
+        failed_stage: dict[int, int] = {}
+        groups = _retry if _retry is not None else [(0, None, pipe.source)]
+        count, stopped = 0, False
         try:
-            async for item in _aiter(items):
-                while len(running) >= max_pending:  # back-pressure: take no more items
-                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                    _publish(me, stats, failed, total)
-                index = _indices[position] if _indices is not None else position
-                position += 1
-                task = asyncio.ensure_future(one(index, item))
-                running.add(task)
-                stats["in_flight"] += 1
-                stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
-                task.add_done_callback(finished)
-                _publish(me, stats, failed, total)
-            while running:
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                _publish(me, stats, failed, total)
-        except asyncio.CancelledError:
-            for task in list(running):
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            raise
-        _publish(me, stats, failed, total, final=True)
-        return _merge(_base, results, failed, failed_items, position if _indices is None else None)
+            for first, indices, source in groups:
+                part = Pipeline(source, pipe.stages[first:], ordered=pipe.ordered, max_pending=pipe.max_pending)
+                run_ = ItemMap(part, sched, report=True, detail=PreprocessDetail)
+                if _retry is not None:
+                    run_.total = total
+                    run_.consumed = count
+                async for position, ok, value in run_.results():
+                    index = indices[position] if indices is not None else position
+                    if ok:
+                        if sink is not None:
+                            await sink.put(value)
+                        else:
+                            results[index] = value
+                    else:
+                        failed[index] = value.error
+                        failed_items[index] = run_.failed_values[position]
+                        failed_stage[index] = first + run_.failed_stage[position]
+                count = run_.consumed
+                stopped = stopped or run_.stopped
+        finally:
+            if sink is not None:
+                await sink.close()
+        return _merge(_base, results, failed, failed_items, failed_stage, count, into is not None, stopped)
 
     def again(old: Job) -> Job:  # %retry: only the failed items, merged into the earlier result
-        return _retry_failed(old, func, workers, executor, max_pending, retries, sched)
+        return _retry_failed(old, pipe, into, priority, sched)
 
+    stage_names = [st.name for st in pipe.stages]
+    params = {"func": stage_names[0] if len(stage_names) == 1 else " → ".join(stage_names), "items": total,
+              "workers": pipe.stages[0].workers if len(stage_names) == 1 else [st.workers for st in pipe.stages],
+              "max_pending": pipe.max_pending,
+              "executor": pipe.stages[0].executor if len(stage_names) == 1 else [st.executor for st in pipe.stages]}
+    if into is not None:
+        params["into"] = getattr(into, "__name__", type(into).__name__)
     return sched.submit(run, name=name, kind="preprocess", priority=priority, retry_with=again,
-                        detail=PreprocessDetail(),
-                        params={"func": getattr(func, "__name__", repr(func)), "items": total,
-                                "workers": workers, "max_pending": max_pending, "executor": executor})
+                        detail=PreprocessDetail(can_stop=True), params=params)
 
 
-def _publish(me: Job, stats: dict, failed: dict, total: int | None, final: bool = False) -> None:
-    n_failed = len(failed)
-    msg = f"{stats['done'] - n_failed} ok, {n_failed} failed, {stats['in_flight']} in flight"
-    if final and n_failed:
-        msg = f"{stats['done'] - n_failed} ok, {n_failed} failed: %retry {me.name} re-runs the failed items"
-    report(stats["done"], total, msg)
-    old = me.detail
-    if (isinstance(old, PreprocessDetail) and old.in_flight == stats["in_flight"]
-            and old.max_in_flight == stats["max_in_flight"] and len(old.failed_items) == len(failed)):
-        return  # nothing new to draw
-    me.set_detail(PreprocessDetail(in_flight=stats["in_flight"], max_in_flight=stats["max_in_flight"],
-                                   failed_items=tuple(FailedItem(i, e) for i, e in sorted(failed.items()))))
+class _Sink:
+    """Where results go instead of a list: an ``async def`` sink is awaited
+    on the loop; a plain one runs in a thread of its own (it may write
+    files), fed through a bounded channel, in order. A sink that raises
+    fails the job (it is not one item's fault)."""
+
+    def __init__(self, into: Callable[[Any], Any]) -> None:
+        self.into = into
+        self.is_async = inspect.iscoroutinefunction(into)
+        self.error: BaseException | None = None
+        self._chan: Channel | None = None
+        self._thread: threading.Thread | None = None
+        self._gone: asyncio.Event | None = None
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._chan = Channel(256, loop, threading.get_ident())
+        self._gone = asyncio.Event()
+        ctx = current_context()
+
+        def drain() -> None:
+            from ..core.lowlevel import job_context
+
+            try:
+                with job_context(ctx) if ctx is not None else contextlib.nullcontext():
+                    while True:
+                        self.into(self._chan.get_sync())  # type: ignore[union-attr]
+            except Closed:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - handed to the job
+                self.error = exc
+                self._chan.abort()  # type: ignore[union-attr]
+            finally:
+                loop.call_soon_threadsafe(self._gone.set)  # type: ignore[union-attr]
+
+        self._thread = threading.Thread(target=drain, name="notebook_ext-items-sink", daemon=True)
+        self._thread.start()
+
+    async def put(self, value: Any) -> None:
+        if self.is_async:
+            await self.into(value)
+            return
+        if self._chan is None:
+            self._start()
+        try:
+            await self._chan.put(value)  # type: ignore[union-attr]
+        except Closed:
+            raise self.error or RuntimeError("the sink stopped") from None
+
+    async def close(self) -> None:
+        if self._chan is None:
+            return
+        self._chan.close()
+        await self._gone.wait()  # type: ignore[union-attr]
+        if self.error is not None:
+            raise self.error
 
 
 def _merge(base: PreprocessResult | None, results: dict[int, Any], failed: dict[int, str],
-           failed_items: dict[int, Any], count: int | None) -> PreprocessResult:
+           failed_items: dict[int, Any], failed_stage: dict[int, int], count: int, into: bool,
+           stopped: bool) -> PreprocessResult:
     if base is None:
-        n = count if count is not None else (max(results.keys() | failed.keys()) + 1 if results or failed else 0)
-        return PreprocessResult([results.get(i) for i in range(n)], dict(sorted(failed.items())),
-                                dict(sorted(failed_items.items())))
+        kept = [] if into else [results.get(i) for i in range(count)]
+        return PreprocessResult(kept, dict(sorted(failed.items())), dict(sorted(failed_items.items())),
+                                count=count, into=into, stopped=stopped, failed_stage=failed_stage)
     merged = list(base.results)
     for i, value in results.items():
         merged[i] = value
-    return PreprocessResult(merged, dict(sorted(failed.items())), dict(sorted(failed_items.items())))
+    return PreprocessResult(merged, dict(sorted(failed.items())), dict(sorted(failed_items.items())),
+                            count=base.count, into=base.into, stopped=base.stopped, failed_stage=failed_stage)
 
 
 def retry_failed(job: Job) -> Job:
     """Re-run only the failed items of a finished `preprocess` job.
 
     Returns a new job under the same name whose result is the complete,
-    merged `PreprocessResult` (earlier good results kept).
+    merged `PreprocessResult` (earlier good results kept; with a sink, the
+    retried results go to the same sink). A pipeline's item is retried
+    from the stage where it failed.
 
     Examples
     --------
@@ -209,14 +274,16 @@ def retry_failed(job: Job) -> Job:
     return job.retry_with(job)
 
 
-def _retry_failed(job: Job, func: Callable[[Any], Any], workers: int, executor: str, max_pending: int,
-                  retries: int, sched: Any) -> Job:
+def _retry_failed(job: Job, pipe: Pipeline, into: Any, priority: int, sched: Any) -> Job:
     if job.state != "done":
         raise ValueError(f"job {job.name!r} is {job.state}, not done: run it again with preprocess()")
     previous: PreprocessResult = job.result()
     if not previous.failed:
         raise ValueError(f"job {job.name!r} has no failed items to retry")
-    indices = list(previous.failed_items)
-    return preprocess(func, [previous.failed_items[i] for i in indices], workers=workers, executor=executor,
-                      max_pending=max_pending, retries=retries, name=job.name, scheduler=sched,
-                      _indices=indices, _base=previous)
+    by_stage: dict[int, list[int]] = {}
+    for index in previous.failed_items:
+        by_stage.setdefault(previous.failed_stage.get(index, 0), []).append(index)
+    groups = [(first, indices, [previous.failed_items[i] for i in indices])
+              for first, indices in sorted(by_stage.items())]
+    return preprocess(pipe, into=into, name=job.name, priority=priority, scheduler=sched,
+                      _retry=groups, _base=previous)

@@ -1,14 +1,15 @@
-"""Hyper-parameter search: one child job per candidate, a live leaderboard.
+"""Hyper-parameter search: one work item per (candidate, fold), a live
+leaderboard per candidate.
 
-Each candidate is cross-validated on the same splits (computed once, as
-`GridSearchCV` does), so the scores equal scikit-learn's. Candidates run on
-the process executor by default, so a search uses every core; on Dask they
-fan out over the cluster.
+Every candidate is cross-validated on the same splits (computed once, as
+`GridSearchCV` does), so the scores equal scikit-learn's. The folds run as
+work items of the search job, on the process executor by default (every
+core) or on Dask; the expected-longest candidates go first and every fold
+is a small item, so no core idles while one slow candidate finishes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -19,24 +20,47 @@ from sklearn.base import clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
 
-from ..core import Job, current_job, get_scheduler, report
+from ..core import ItemMap, Job, Pipeline, Stage, current_job, get_scheduler, report
 from ._details import LeaderboardRow, SearchDetail
 
 
-def _evaluate(estimator: Any, params: dict, X: Any, y: Any, splits: list, scoring: Any) -> dict:
-    """One candidate: fit and score every fold (runs in a worker)."""
-    from sklearn.utils import _safe_indexing
+class _Fold:
+    """One work item's function: fit one candidate on one fold's training
+    rows and score it on the fold's test rows. Holds X and y, so it travels
+    to each worker once (not once per item)."""
 
-    scores, fit_times = [], []
-    for i, (train, test) in enumerate(splits):
-        model = clone(estimator).set_params(**params)
+    def __init__(self, estimator: Any, candidates: list[dict], X: Any, y: Any, splits: list, scoring: Any) -> None:
+        self.estimator, self.candidates, self.X, self.y = estimator, candidates, X, y
+        self.splits, self.scoring = splits, scoring
+
+    def __call__(self, item: tuple[int, int]) -> tuple[int, int, float, float]:
+        from sklearn.utils import _safe_indexing
+
+        candidate, fold = item
+        train, test = self.splits[fold]
+        model = clone(self.estimator).set_params(**self.candidates[candidate])
         t0 = time.perf_counter()
-        model.fit(_safe_indexing(X, train), _safe_indexing(y, train))
-        fit_times.append(time.perf_counter() - t0)
-        scorer = check_scoring(model, scoring=scoring)
-        scores.append(float(scorer(model, _safe_indexing(X, test), _safe_indexing(y, test))))
-        report(i + 1, len(splits), f"fold {i + 1}/{len(splits)}", score=scores[-1])
-    return {"scores": scores, "fit_time": float(np.mean(fit_times))}
+        model.fit(_safe_indexing(self.X, train), _safe_indexing(self.y, train))
+        fit_time = time.perf_counter() - t0
+        scorer = check_scoring(model, scoring=self.scoring)
+        score = float(scorer(model, _safe_indexing(self.X, test), _safe_indexing(self.y, test)))
+        return candidate, fold, score, fit_time
+
+
+#: parameters whose larger values mean a longer fit (the order items go in)
+_COSTLY = ("n_estimators", "max_iter", "max_depth", "C", "n_components", "n_neighbors", "degree", "max_leaf_nodes")
+
+
+def expected_cost(params: Mapping[str, Any]) -> float:
+    """A rough relative fit cost of a candidate from its parameters: the
+    product of the numeric values of the parameters known to lengthen a
+    fit (``n_estimators``, ``max_iter``, ``C`` …). Used only to order the
+    items, longest first."""
+    cost = 1.0
+    for key, value in params.items():
+        if key.split("__")[-1] in _COSTLY and isinstance(value, (int, float)) and not isinstance(value, bool):
+            cost *= max(float(value), 1e-12)
+    return cost
 
 
 def _refit(estimator: Any, params: dict, X: Any, y: Any) -> Any:
@@ -99,7 +123,8 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
            scoring: Any = None, executor: str | None = None, name: str | None = None,
            random_state: Any = None, refit: bool = True, priority: int = 0,
            scheduler: Any = None) -> Job:
-    """Search hyper-parameters in the background, one child job per candidate.
+    """Search hyper-parameters in the background: one job, each
+    (candidate, fold) one of its work items.
 
     A grid search (``params`` lists values), or a random search when
     ``n_iter`` is given (``params`` may hold scipy distributions). The
@@ -145,49 +170,46 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
 
     async def run() -> SearchResult:
         me = current_job()
-        children = [
-            sched.submit(_evaluate, estimator, p, X, y, splits, scoring, parent=me, kind="candidate",
-                         executor=executor, priority=priority, name=f"{me.name}/{i}", params=p)
-            for i, p in enumerate(candidates)
-        ]
+        n_folds = len(splits)
+        order = sorted(range(len(candidates)), key=lambda i: -expected_cost(candidates[i]))
+        items = [(i, k) for i in order for k in range(n_folds)]
         rows = [{"params": p, "mean_score": math.nan, "std_score": math.nan, "rank": None,
-                 "state": "queued", "scores": []} for p in candidates]
+                 "state": "queued", "scores": [math.nan] * n_folds, "left": n_folds, "fit_times": []}
+                for p in candidates]
         done = 0
-        report(0, len(candidates), f"{len(candidates)} candidates x {len(splits)} folds")
-        waiters = {asyncio.ensure_future(c.wait_async()): i for i, c in enumerate(children)}
-        try:
-            pending = set(waiters)
-            while pending:
-                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for fut in finished:
-                    i = waiters[fut]
-                    row = rows[i]
-                    child = children[i]
-                    exc = child.exception()
-                    if exc is None:
-                        out = child.result()
-                        row.update(scores=out["scores"], mean_score=float(np.mean(out["scores"])),
-                                   std_score=float(np.std(out["scores"])), state="done",
-                                   fit_time=out["fit_time"])
-                    else:
-                        row.update(state="failed", error=f"{type(exc).__name__}: {exc}")
-                    done += 1
-                means = np.array([r["mean_score"] for r in rows])
-                for r, rank in zip(rows, _rank(means)):
-                    r["rank"] = int(rank) if not math.isnan(r["mean_score"]) else None
-                board = sorted((r for r in rows if r["state"] == "done"), key=lambda r: r["rank"])
-                me.set_detail(replace(me.detail, leaderboard=tuple(
-                    LeaderboardRow(r["params"], r["mean_score"], r["std_score"], r["rank"], r["state"])
-                    for r in board)))
-                best = board[0]["mean_score"] if board else math.nan
-                report(done, len(candidates), f"best {best:.4f}" if board else "", best_score=best)
-        except asyncio.CancelledError:
-            for c in children:
-                c.cancel("the search was cancelled")
-            for fut in waiters:
-                fut.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
-            raise
+        report(0, len(candidates), f"{len(candidates)} candidates x {n_folds} folds")
+        fold = Stage(_Fold(estimator, candidates, X, y, splits, scoring), executor=executor,
+                     workers=len(items) if executor != "thread" else sched.slots, name="fold")
+        folds = ItemMap(Pipeline(items, (fold,), ordered=False), sched)
+        async for position, ok, value in folds.results():
+            if ok:
+                i, k, score, fit_time = value
+                row = rows[i]
+                row["scores"][k] = score
+                row["fit_times"].append(fit_time)
+            else:
+                i, k = items[position]
+                row = rows[i]
+                row.setdefault("error", value.error)
+                row["state"] = "failed"
+            row["left"] -= 1
+            if row["left"]:
+                if row["state"] == "queued":
+                    row["state"] = "running"
+                continue
+            done += 1  # every fold of this candidate is in: its leaderboard row
+            if row["state"] != "failed":
+                row.update(mean_score=float(np.mean(row["scores"])), std_score=float(np.std(row["scores"])),
+                           state="done", fit_time=float(np.mean(row["fit_times"])))
+            means = np.array([r["mean_score"] for r in rows])
+            for r, rank in zip(rows, _rank(means)):
+                r["rank"] = int(rank) if not math.isnan(r["mean_score"]) else None
+            board = sorted((r for r in rows if r["state"] == "done"), key=lambda r: r["rank"])
+            me.set_detail(replace(me.detail, leaderboard=tuple(
+                LeaderboardRow(r["params"], r["mean_score"], r["std_score"], r["rank"], r["state"])
+                for r in board)))
+            best = board[0]["mean_score"] if board else math.nan
+            report(done, len(candidates), f"best {best:.4f}" if board else "", best_score=best)
         means = np.array([r["mean_score"] for r in rows])
         if np.all(np.isnan(means)):
             raise RuntimeError(f"every candidate failed; first error: {rows[0].get('error')}")
@@ -202,7 +224,7 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
         }
         for k in range(len(splits)):
             cv_results[f"split{k}_test_score"] = np.array(
-                [r["scores"][k] if len(r["scores"]) > k else math.nan for r in rows])
+                [r["scores"][k] if r["state"] == "done" else math.nan for r in rows])
         best_estimator = None
         if refit:
             refit_job = sched.submit(_refit, estimator, candidates[best_index], X, y, parent=me, kind="refit",

@@ -9,11 +9,10 @@ import time
 from dataclasses import asdict
 from typing import Any, Iterable, Mapping
 
-from ..core import JobSnapshot
+from ..core import ItemsDetail, JobSnapshot, StageStats
 from ..core.lowlevel import printable
 from ..ml import (
     LeaderboardRow,
-    PreprocessDetail,
     SearchDetail,
     ServingDetail,
     TrainDetail,
@@ -110,14 +109,31 @@ def snapshot_state(snap: JobSnapshot, children: Mapping[str, Any] | None = None)
         "strategy": detail.strategy if isinstance(detail, TrainDetail) else None,
         "children": dict(children) if children else None,
         "leaderboard": _leaderboard(detail.leaderboard) if isinstance(detail, SearchDetail) else None,
-        "failed_items": [], "failed_count": 0,
+        "failed_items": [], "failed_count": 0, "stages": None,
         "serving": asdict(detail.stats) if isinstance(detail, ServingDetail) and detail.stats.requests else None,
         "sequence": snap.sequence,
     }
-    if isinstance(detail, PreprocessDetail):
-        state["failed_items"] = [{"index": f.index, "error": f.error} for f in detail.failed_items[:20]]
-        state["failed_count"] = len(detail.failed_items)
+    if isinstance(detail, ItemsDetail):
+        state["failed_items"] = [{"index": f.index, "error": f.error, "item": f.item, "stage": f.stage}
+                                 for f in detail.failed_items[:20]]
+        state["failed_count"] = detail.n_failed
+        state["stages"] = [_stage(s) for s in detail.stages] if len(detail.stages) > 1 else None
     return state
+
+
+def _stage(s: StageStats) -> dict[str, Any]:
+    return {"name": printable(s.name), "executor": s.executor, "workers": s.workers, "done": s.done,
+            "failed": s.failed, "in_flight": s.in_flight, "queued": s.queued, "queue_size": s.queue_size,
+            "rate": _num(round(s.rate, 1))}
+
+
+def stages_text(stages: Iterable[StageStats]) -> str:
+    """A per-stage table as plain text (the card's table, for text renderers)."""
+    lines = [f"{'stage':<16} {'done':>8} {'rate/s':>8} {'in flight':>9} {'queued':>9} {'failed':>6}"]
+    for s in stages:
+        lines.append(f"{printable(s.name)[:16]:<16} {s.done:>8} {s.rate:>8.1f} {s.in_flight:>4}/{s.workers:<4} "
+                     f"{s.queued:>4}/{s.queue_size:<4} {s.failed:>6}")
+    return "\n".join(lines)
 
 
 def _leaderboard(rows: tuple[LeaderboardRow, ...]) -> list[dict[str, Any]] | None:
@@ -195,6 +211,8 @@ def summary_html(snap: JobSnapshot) -> str:
         rows.append(f"<span style='color:{STATE_COLOURS['failed']}'>{e(snap.error)}</span>")
     body = " &middot; ".join(rows)
     extra = ""
+    if isinstance(snap.detail, ItemsDetail) and len(snap.detail.stages) > 1:
+        extra += f"<pre>{e(stages_text(snap.detail.stages))}</pre>"
     if snap.traceback:
         extra += f"<details><summary>traceback</summary><pre>{e(snap.traceback)}</pre></details>"
     if snap.output:

@@ -120,6 +120,16 @@ function drawCard(el, s, send, openDetails) {
       h("thead", {}, h("tr", {}, ...["rank", "mean score", "std", "params", "state"].map((t) => h("th", {}, t)))),
       h("tbody", {}, ...rows)));
   }
+  if (s.stages) {
+    // The bottleneck at a glance: the stage whose workers are all busy while items queue before it.
+    const rows = s.stages.map((st) => h("tr", { class: st.in_flight >= st.workers && st.queued > 0 ? "nbx-busy" : "" },
+      h("td", {}, st.name), h("td", {}, st.executor), h("td", {}, num(st.done)), h("td", {}, `${num(st.rate)}/s`),
+      h("td", {}, `${st.in_flight}/${st.workers}`), h("td", {}, `${st.queued}/${st.queue_size}`),
+      h("td", {}, st.failed ? String(st.failed) : "")));
+    body.push(h("table", { class: "nbx-leaderboard nbx-stages" },
+      h("thead", {}, h("tr", {}, ...["stage", "runs in", "done", "rate", "in flight", "queued", "failed"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, ...rows)));
+  }
   if (s.serving) {
     const v = s.serving;
     body.push(h("div", { class: "nbx-serving" },
@@ -128,7 +138,7 @@ function drawCard(el, s, send, openDetails) {
   if (s.failed_count) {
     body.push(h("details", { class: "nbx-failed" },
       h("summary", {}, `${s.failed_count} failed item(s)`),
-      h("pre", {}, s.failed_items.map((f) => `#${f.index}: ${f.error}`).join("\n"))));
+      h("pre", {}, s.failed_items.map((f) => `#${f.index} ${f.item}${f.stage ? ` (${f.stage})` : ""}: ${f.error}`).join("\n"))));
   }
   if (s.error && s.state !== "done") body.push(h("div", { class: "nbx-error" }, s.error));
   if (s.traceback) {

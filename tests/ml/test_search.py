@@ -1,6 +1,7 @@
 """Search: same scores as GridSearchCV, a live leaderboard, cancel reaches
-the children, bad grids are refused."""
+its fold workers, folds go longest first, bad grids are refused."""
 
+import os
 import time
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_scores_equal_gridsearchcv_on_the_same_splitter(sched):
     np.testing.assert_array_equal(ours.cv_results_["rank_test_score"], ref.cv_results_["rank_test_score"])
     assert ours.best_params_ == ref.best_params_ and abs(ours.best_score_ - ref.best_score_) < 1e-9
     assert ours.best_estimator_.score(X, y) == pytest.approx(ref.best_estimator_.score(X, y))
-    assert len(job.children) == 6 + 1  # candidates + refit
+    assert [c.kind for c in job.children] == ["refit"]  # the 30 folds were work items, not jobs
     board = job.detail.leaderboard
     assert len(board) == 6 and board[0].rank == 1
     assert [r.mean_score for r in board] == sorted((r.mean_score for r in board), reverse=True)
@@ -74,10 +75,13 @@ def test_failing_candidate_is_recorded_and_the_search_goes_on(sched):
 
 
 class SlowClassifier(ClassifierMixin, BaseEstimator):
-    def __init__(self, delay=1.0):
+    def __init__(self, delay=1.0, marker=None):
         self.delay = delay
+        self.marker = marker
 
     def fit(self, X, y):
+        if self.marker:
+            open(self.marker, "a").close()
         time.sleep(self.delay)
         self.classes_ = np.unique(y)
         return self
@@ -86,15 +90,52 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):
         return np.full(len(X), self.classes_[0])
 
 
-def test_cancelling_the_search_cancels_its_children(sched):
+def test_cancelling_the_search_stops_its_fold_workers(sched, tmp_path):
+    import psutil
+
     X, y = load_iris(return_X_y=True)
-    job = search(SlowClassifier(), {"delay": [2.0, 2.1, 2.2, 2.3]}, X, y, cv=3, scheduler=sched)
-    wait_until(lambda: any(c.state == "running" for c in job.children), timeout=30)
-    assert any(c.state == "running" for c in job.children), [c.state for c in job.children]
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    marker = str(tmp_path / "fitting")
+    job = search(SlowClassifier(marker=marker), {"delay": [5.0, 5.1, 5.2, 5.3]}, X, y, cv=3, scheduler=sched)
+    wait_until(lambda: os.path.exists(marker), timeout=60)  # a fold is being fitted in a worker
     job.cancel("changed my mind")
-    assert job.wait(10) and job.state == "cancelled"
-    wait_until(lambda: all(c.done() for c in job.children), timeout=10)
-    assert all(c.state == "cancelled" for c in job.children), [c.state for c in job.children]
+    assert job.wait(5) and job.state == "cancelled"
+
+    def fold_workers():
+        return [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE and "forkserver" not in " ".join(p.cmdline())]
+
+    wait_until(lambda: not fold_workers(), timeout=10, message="fold workers still alive after the cancel")
+
+
+class Recorder(ClassifierMixin, BaseEstimator):
+    """Fits instantly; remembers the order candidates were fitted in."""
+    order = []
+
+    def __init__(self, C=1.0):
+        self.C = C
+
+    def fit(self, X, y):
+        Recorder.order.append(self.C)
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def test_folds_go_longest_expected_first():
+    X, y = load_iris(return_X_y=True)
+    Recorder.order = []
+    grid = {"C": [0.1, 100.0, 1.0, 10.0]}
+    with Scheduler(slots=1, history=None) as one:  # one fold at a time: the order is the queue's
+        res = search(Recorder(), grid, X, y, cv=3, executor="thread", scheduler=one, refit=False).result(60)
+    assert Recorder.order == [100.0] * 3 + [10.0] * 3 + [1.0] * 3 + [0.1] * 3  # biggest C (the longest fit) first
+    assert len(res.table) == 4 and all(r["error"] == "" for r in res.table)
+    from notebook_ext.ml._search import expected_cost
+
+    assert expected_cost({"n_estimators": 300, "max_depth": 4}) > expected_cost({"n_estimators": 100, "max_depth": 4})
+    assert expected_cost({"kernel": "rbf"}) == 1.0
 
 
 @pytest.mark.parametrize("params, match", [
@@ -117,6 +158,8 @@ def test_bad_grids_are_refused_before_scheduling(sched, params, match):
 @pytest.mark.slow
 def test_search_on_dask_gives_the_same_scores_as_local():
     pytest.importorskip("distributed")
+    from distributed import get_task_stream
+
     from notebook_ext import use_dask
 
     X, y = load_iris(return_X_y=True)
@@ -124,12 +167,14 @@ def test_search_on_dask_gives_the_same_scores_as_local():
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
     s = Scheduler(slots=2, history=None)
     try:
-        use_dask(scheduler=s, n_workers=2)
-        job = search(DecisionTreeClassifier(random_state=0), grid, X, y, cv=cv, executor="dask", scheduler=s)
-        on_dask = job.result(120)
+        client = use_dask(scheduler=s, n_workers=2)
+        with get_task_stream(client) as stream:
+            job = search(DecisionTreeClassifier(random_state=0), grid, X, y, cv=cv, executor="dask", scheduler=s)
+            on_dask = job.result(120)
         local = search(DecisionTreeClassifier(random_state=0), grid, X, y, cv=cv, executor="process",
                        scheduler=s).result(120)
-        assert [c.executor for c in job.children if c.kind == "candidate"] == ["dask"] * 6
+        assert [c.executor for c in job.children] == ["dask"]  # the refit
+        assert any(str(task["key"]).startswith("nbx-items-") for task in stream.data)  # the folds ran there
     finally:
         s.shutdown()
     np.testing.assert_allclose(on_dask.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"],

@@ -1,0 +1,737 @@
+"""Work items: the cheap unit inside a job (a file, a fold, a request).
+
+An item has no job record, no card and no history row: it is counted,
+timed and, when it fails, kept aside with its index, a short repr and its
+traceback, while the others go on. A *stage* runs one function over items
+with its own concurrency and executor:
+
+=========  ===========================  ====================================
+executor   runs                         concurrency
+=========  ===========================  ====================================
+loop       ``async def`` functions, on  ``workers`` coroutines (any number)
+           the scheduler's loop
+thread     plain functions              ``workers`` threads (any number:
+                                        I/O waits, not cores)
+process    plain functions, in chunks   ``cpu`` worker processes (default:
+           in worker processes          the cores)
+dask       plain functions, in chunks   the cluster's threads
+           on a Dask cluster
+=========  ===========================  ====================================
+
+Stages are joined by bounded `Channel` s; the source is read lazily, one
+item per free ticket (``max_pending`` tickets), so memory stays flat however
+many items pass. Thread workers pass items from channel to channel
+themselves: no loop round trip per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+
+from ._channel import _EMPTY, Channel, Closed
+from ._context import JobContext, current_context, job_context
+from ._job import _format_traceback, describe_error
+from ._states import JobCancelled, JobDetail
+from ._text import clean, safe_repr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._scheduler import Scheduler
+
+PUBLISH_INTERVAL = 0.25  # seconds between per-stage updates of the job's card
+FAILURES_SHOWN = 50  # failed items a card lists (all are counted and kept)
+CHUNK_SECONDS = 0.05  # process / Dask items go in chunks of about this much work
+
+
+@dataclass(frozen=True)
+class FailedItem:
+    """An item that raised (after its retries): where, what, why."""
+
+    index: int
+    error: str  # "Type: message"
+    item: str = ""  # a short repr of the item
+    traceback: str = ""
+    stage: str = ""
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """One stage at one moment: what a card's per-stage row shows."""
+
+    name: str
+    executor: str
+    workers: int
+    done: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    queued: int = 0
+    queue_size: int = 0
+    rate: float = 0.0  # items per second since the stage started
+    peak_in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class ItemsDetail(JobDetail):
+    """A job working through items: its stages and the items that failed."""
+
+    stages: tuple[StageStats, ...] = ()
+    failed_items: tuple[FailedItem, ...] = ()  # the first FAILURES_SHOWN
+    n_failed: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        return sum(s.in_flight for s in self.stages)
+
+    @property
+    def max_in_flight(self) -> int:
+        return max((s.peak_in_flight for s in self.stages), default=0)
+
+
+class Stage:
+    """One step of a `pipeline`: a function and where and how widely it runs.
+
+    Parameters
+    ----------
+    func : callable
+        Called as ``func(item)``; an ``async def`` function runs on the
+        scheduler's loop, a plain one in threads (or ``executor="process"``
+        / ``"dask"``).
+    workers : int, optional
+        Items this stage works on at once. Not capped by the cores: 64
+        threads waiting on I/O are fine (default 64 for ``async def``,
+        ``min(32, cores + 4)`` for threads, ``cpu`` for processes).
+    executor : {"loop", "thread", "process", "dask"}, optional
+        Default: ``"loop"`` for ``async def``, else ``"thread"``.
+    cpu : int, optional
+        Worker processes (``process``) at most; default: the cores.
+    retries : int
+        Re-runs of an item that raised before it counts as failed.
+    queue : int, optional
+        Items waiting for this stage, at most (default ``2 * workers``, at least 16).
+    name : str, optional
+        Shown on the card (default: the function's name).
+    """
+
+    def __init__(self, func: Callable[[Any], Any], *, workers: int | None = None, executor: str | None = None,
+                 cpu: int | None = None, retries: int = 0, queue: int | None = None,
+                 name: str | None = None) -> None:
+        if not callable(func):
+            raise TypeError(f"`func` must be callable, got {type(func).__name__}")
+        for arg, value in (("workers", workers), ("cpu", cpu), ("queue", queue)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"`retries` must be a non-negative integer, got {retries!r}")
+        is_async = _is_async(func)
+        executor = executor or ("loop" if is_async else "thread")
+        if executor not in ("loop", "thread", "process", "dask"):
+            raise ValueError(f"`executor` must be one of loop, thread, process, dask, got {executor!r}")
+        if is_async and executor != "loop":
+            raise ValueError(f"{_name(func)!r} is an `async def` function: it runs on the loop "
+                             f"(executor='loop'), not {executor!r}")
+        if not is_async and executor == "loop":
+            raise ValueError(f"{_name(func)!r} is a plain function and would block the loop: "
+                             "use executor='thread' (or make it `async def`)")
+        self.func = func
+        self.executor = executor
+        self.cpu = cpu
+        self.workers = workers or {"loop": 64, "thread": min(32, _cores() + 4)}.get(executor, cpu or _cores())
+        self.retries = retries
+        self.queue = queue or max(2 * self.workers, 16)
+        self.name = name or _name(func)
+
+    def __repr__(self) -> str:
+        return f"stage({self.name}, executor={self.executor!r}, workers={self.workers})"
+
+
+def stage(func: Callable[[Any], Any], **options: Any) -> Stage:
+    """A `Stage` of a `pipeline` (see `Stage` for the options).
+
+    Examples
+    --------
+    >>> pipe = pipeline(paths, stage(read, workers=64), stage(parse, executor="process"))  # doctest: +SKIP
+    """
+    return Stage(func, **options)
+
+
+class Pipeline:
+    """Items from ``source`` through ``stages`` in turn; run it with
+    `notebook_ext.ml.preprocess` (one job, a per-stage card) or iterate it
+    (`Pipeline.run`). Built by `pipeline`."""
+
+    def __init__(self, source: Any, stages: "tuple[Stage | Callable[[Any], Any], ...]", *, ordered: bool = True,
+                 max_pending: int | None = None) -> None:
+        if not (hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
+            raise TypeError(f"`items` must be iterable, got {type(source).__name__}")
+        if not stages:
+            raise ValueError("a pipeline needs at least one stage")
+        specs = tuple(s if isinstance(s, Stage) else Stage(s) for s in stages)
+        if max_pending is not None and (isinstance(max_pending, bool) or not isinstance(max_pending, int)
+                                        or max_pending < 1):
+            raise ValueError(f"`max_pending` must be a positive integer, got {max_pending!r}")
+        self.source = source
+        self.stages = specs
+        self.ordered = ordered
+        self.max_pending = max_pending or max(256, 4 * sum(s.workers for s in specs))
+
+    @property
+    def total(self) -> int | None:
+        try:
+            return len(self.source)
+        except TypeError:
+            return None
+
+    def with_source(self, source: Any) -> "Pipeline":
+        return Pipeline(source, self.stages, ordered=self.ordered, max_pending=self.max_pending)
+
+    def run(self, scheduler: "Scheduler | None" = None, *, report: bool = False) -> "ItemMap":
+        """Start it; iterate the returned `ItemMap` for the results."""
+        return ItemMap(self, scheduler, report=report)
+
+    def __repr__(self) -> str:
+        return f"pipeline({', '.join(s.name for s in self.stages)})"
+
+
+def pipeline(source: Any, *stages: "Stage | Callable[[Any], Any]", ordered: bool = True,
+             max_pending: int | None = None) -> Pipeline:
+    """Chain stages, each with its own concurrency and executor, joined by
+    bounded queues.
+
+    Parameters
+    ----------
+    source : iterable or async iterable
+        Read lazily: an item is taken only when fewer than ``max_pending``
+        are inside the pipeline.
+    *stages : Stage or callable
+        `stage` (a bare function is ``stage(func)``).
+    ordered : bool
+        Results in input order (default) or as they finish.
+
+    Examples
+    --------
+    >>> pipe = pipeline(paths, stage(read_async, workers=64),              # doctest: +SKIP
+    ...                 stage(parse, executor="process"), stage(featurize))
+    >>> job = preprocess(pipe, name="features")        # a per-stage card
+    """
+    return Pipeline(source, stages, ordered=ordered, max_pending=max_pending)
+
+
+def map(func: Callable[[Any], Any], items: Any, *, workers: int | None = None, executor: str | None = None,
+        cpu: int | None = None, ordered: bool = True, retries: int = 0, max_pending: int | None = None,
+        scheduler: "Scheduler | None" = None) -> "ItemMap":
+    """Run ``func`` over ``items`` as work items of the current job.
+
+    Sync code iterates the result (``for y in map(...)``), coroutines use
+    ``async for`` or ``await`` (a list). Items that fail are skipped, kept in
+    `ItemMap.failed` and written to the job's output; cancelling the job
+    stops the items promptly. Inside a job its progress counts the items.
+
+    Parameters
+    ----------
+    func : callable
+        ``async def`` runs on the loop, a plain function in threads (or
+        ``executor="process"`` / ``"dask"`` for CPU-heavy work).
+    workers : int, optional
+        Items at once (I/O concurrency, not capped by the cores).
+    cpu : int, optional
+        Worker processes for ``executor="process"`` (default: the cores).
+    ordered : bool
+        Results in input order (default) or as they finish.
+
+    Examples
+    --------
+    >>> import notebook_ext as nx                                         # doctest: +SKIP
+    >>> sizes = list(nx.map(download, urls, workers=64))
+    """
+    return Pipeline(items, (Stage(func, workers=workers, executor=executor, cpu=cpu, retries=retries),),
+                    ordered=ordered, max_pending=max_pending).run(scheduler, report=True)
+
+
+class _Failure:
+    __slots__ = ("record", "item", "stage")
+
+    def __init__(self, record: FailedItem, item: Any, stage: int) -> None:
+        self.record, self.item, self.stage = record, item, stage
+
+
+class _Tally:
+    """One worker's counts: written by that worker only, summed by readers."""
+
+    __slots__ = ("started", "finished", "failed")
+
+    def __init__(self) -> None:
+        self.started = self.finished = self.failed = 0
+
+
+class _StageRun:
+    def __init__(self, spec: Stage, inbox: Channel, outbox: Channel, position: int) -> None:
+        self.spec, self.inbox, self.outbox, self.position = spec, inbox, outbox, position
+        self.tallies: list[_Tally] = []
+        self.live = 0
+        self.lock = threading.Lock()
+        self.started_at = time.monotonic()
+        self.peak = 0
+        self.runner: Any = None
+        self.payload: bytes | None = None
+        self.chunk = 1
+
+    def stats(self) -> StageStats:
+        started = sum(t.started for t in self.tallies)
+        finished = sum(t.finished for t in self.tallies)
+        failed = sum(t.failed for t in self.tallies)
+        in_flight = max(0, started - finished)
+        self.peak = max(self.peak, in_flight)
+        elapsed = max(time.monotonic() - self.started_at, 1e-9)
+        return StageStats(self.spec.name, self.spec.executor, self.spec.workers, finished - failed, failed,
+                          in_flight, len(self.inbox), self.inbox.maxsize, finished / elapsed, self.peak)
+
+
+class ItemMap:
+    """A running set of work items: iterate it for the results.
+
+    ``for`` from any thread but the scheduler's loop; ``async for`` or
+    ``await`` (all good results, a list) on the loop. Breaking out early,
+    `close`, or cancelling the job stops every item still running.
+    """
+
+    def __init__(self, pipe: Pipeline, scheduler: "Scheduler | None" = None, *, report: bool = False,
+                 detail: type[ItemsDetail] | None = None) -> None:
+        if scheduler is None:
+            from ._api import get_scheduler
+
+            scheduler = get_scheduler()
+        self.pipe = pipe
+        self.failed: dict[int, FailedItem] = {}  #: index -> why it failed
+        self.failed_values: dict[int, Any] = {}  #: index -> the item itself, as its stage got it (for a retry)
+        self.failed_stage: dict[int, int] = {}  #: index -> position of the stage it failed in
+        self.total = pipe.total
+        self.consumed = 0
+        self.stopped = False  #: "stop and keep" ended it before the source did
+        self._sched = scheduler
+        self._ctx: JobContext | None = current_context()
+        self._report = report and self._ctx is not None
+        self._detail_type = detail or (ItemsDetail if report else None)
+        self._lt = scheduler.loop_thread
+        self._started = False
+        self._finished = False
+        self._error: BaseException | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._threads_live = 0
+        self._threads_gone: asyncio.Event | None = None
+        self._stages: list[_StageRun] = []
+        self._buffer: dict[int, Any] = {}
+        self._next = 0
+        self._last_publish = 0.0
+        self.abandoned = 0  #: item threads still busy when a cancel gave up waiting for them
+        for spec in pipe.stages:
+            if spec.executor in ("process", "dask"):
+                scheduler.executor(spec.executor)  # a clear error now if it is not there
+
+    # -- the loop side --------------------------------------------------------
+    def _start(self) -> None:
+        """Build the channels and start the feeder and the workers (on the loop)."""
+        if self._started:
+            return
+        self._started = True
+        loop = asyncio.get_running_loop()
+        ident = threading.get_ident()
+        pipe = self.pipe
+        self._threads_gone = asyncio.Event()
+        self._tickets = Channel(pipe.max_pending, loop, ident)
+        chans = [Channel(s.queue, loop, ident) for s in pipe.stages] + [Channel(pipe.max_pending, loop, ident)]
+        self._out = chans[-1]
+        self._stages = [_StageRun(s, chans[i], chans[i + 1], i) for i, s in enumerate(pipe.stages)]
+        with job_context(self._ctx) if self._ctx is not None else contextlib.nullcontext():
+            # tasks made here copy the job's context: items print and check cancel there
+            self._tasks.append(loop.create_task(self._feed(chans[0]), name="notebook_ext-items-feed"))
+            for run in self._stages:
+                self._start_stage(run, loop)
+            if self._report:
+                self._tasks.append(loop.create_task(self._publisher(), name="notebook_ext-items-publish"))
+
+    def _start_stage(self, run: _StageRun, loop: asyncio.AbstractEventLoop) -> None:
+        spec = run.spec
+        if spec.executor == "thread":
+            n = spec.workers if self.total is None else max(1, min(spec.workers, self.total))
+            run.live = n
+            self._threads_live += n
+            for i in range(n):
+                tally = _Tally()
+                run.tallies.append(tally)
+                threading.Thread(target=self._thread_worker, args=(run, tally), daemon=True,
+                                 name=f"notebook_ext-items-{spec.name}-{i}").start()
+        elif spec.executor == "loop":
+            run.live = spec.workers
+            for _ in range(spec.workers):
+                tally = _Tally()
+                run.tallies.append(tally)
+                self._tasks.append(loop.create_task(self._async_worker(run, tally)))
+        else:
+            run.runner = self._sched.executor(spec.executor).item_runner(spec.cpu)  # type: ignore[attr-defined]
+            run.payload = run.runner.pack(spec.func)
+            n = max(1, min(spec.workers, run.runner.slots))
+            run.live = n
+            for _ in range(n):
+                tally = _Tally()
+                run.tallies.append(tally)
+                self._tasks.append(loop.create_task(self._chunk_worker(run, tally)))
+
+    async def _feed(self, first: Channel) -> None:
+        ctx = self._ctx
+        source = self.pipe.source
+        index = 0
+        try:
+            if hasattr(source, "__aiter__"):
+                async for item in source:
+                    if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
+                        self.stopped = True
+                        break
+                    await self._tickets.put(None)
+                    await first.put((index, item))
+                    index += 1
+            else:
+                for item in source:
+                    if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
+                        self.stopped = True
+                        break
+                    await self._tickets.put(None)
+                    await first.put((index, item))
+                    index += 1
+        except Closed:
+            return
+        except BaseException as exc:  # the source itself failed: the whole run does
+            if not isinstance(exc, asyncio.CancelledError):
+                self._error = exc
+                self._abort_channels()
+            raise
+        finally:
+            first.close()
+
+    def _retired(self, run: _StageRun, thread: bool = False) -> None:
+        with run.lock:
+            run.live -= 1
+            last = run.live == 0
+        if last:
+            run.outbox.close()
+        if thread:
+            self._lt.call_soon(self._thread_gone)
+
+    def _thread_gone(self) -> None:
+        self._threads_live -= 1
+        if self._threads_live <= 0 and self._threads_gone is not None:
+            self._threads_gone.set()
+
+    def _fail(self, run: _StageRun, index: int, item: Any, exc: BaseException) -> _Failure:
+        if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
+            exc = exc.with_traceback(exc.__traceback__.tb_next)  # from the item's own frame on
+        return self._failure(run, index, item, describe_error(exc), _format_traceback(exc))
+
+    def _failure(self, run: _StageRun, index: int, item: Any, error: str, tb: str) -> _Failure:
+        return _Failure(FailedItem(index, _short(error, 300), safe_repr(item, 80), tb, run.spec.name), item, run.position)
+
+    def _cancelled(self) -> bool:
+        ctx = self._ctx
+        return ctx is not None and ctx.cancel_reason is not None
+
+    def _thread_worker(self, run: _StageRun, tally: _Tally) -> None:
+        spec, inbox, outbox = run.spec, run.inbox, run.outbox
+        func, retries = spec.func, spec.retries
+        try:
+            with job_context(self._ctx) if self._ctx is not None else contextlib.nullcontext():
+                while True:
+                    index, item = inbox.get_sync()
+                    if type(item) is not _Failure:
+                        if self._cancelled():
+                            return
+                        tally.started += 1
+                        for attempt in range(retries + 1):
+                            try:
+                                item = func(item)
+                                break
+                            except JobCancelled:
+                                if self._cancelled():
+                                    return
+                                item = self._fail(run, index, item, JobCancelled("raised by the item"))
+                            except BaseException as exc:  # noqa: BLE001 - an item's failure is recorded
+                                if attempt < retries and not self._cancelled():
+                                    time.sleep(min(0.05 * 2 ** attempt, 1.0))
+                                    continue
+                                item = self._fail(run, index, item, exc)
+                        if type(item) is _Failure:
+                            tally.failed += 1
+                        tally.finished += 1
+                    outbox.put_sync((index, item))
+        except Closed:
+            pass
+        finally:
+            self._retired(run, thread=True)
+
+    async def _async_worker(self, run: _StageRun, tally: _Tally) -> None:
+        spec, inbox, outbox = run.spec, run.inbox, run.outbox
+        func, retries = spec.func, spec.retries
+        try:
+            while True:
+                index, item = await inbox.get()
+                if type(item) is not _Failure:
+                    tally.started += 1
+                    for attempt in range(retries + 1):
+                        try:
+                            item = await func(item)
+                            break
+                        except asyncio.CancelledError:
+                            raise
+                        except BaseException as exc:  # noqa: BLE001 - an item's failure is recorded
+                            if isinstance(exc, JobCancelled) and self._cancelled():
+                                raise
+                            if attempt < retries and not self._cancelled():
+                                await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
+                                continue
+                            item = self._fail(run, index, item, exc)
+                    if type(item) is _Failure:
+                        tally.failed += 1
+                    tally.finished += 1
+                await outbox.put((index, item))
+        except (Closed, JobCancelled):
+            pass
+        finally:
+            self._retired(run)
+
+    async def _chunk_worker(self, run: _StageRun, tally: _Tally) -> None:
+        inbox, outbox, runner = run.inbox, run.outbox, run.runner
+        try:
+            while True:
+                batch = [await inbox.get()]
+                while len(batch) < run.chunk:
+                    more = inbox.get_nowait()
+                    if more is _EMPTY:
+                        break
+                    batch.append(more)
+                work = [(i, x) for i, x in batch if type(x) is not _Failure]
+                for i, x in batch:
+                    if type(x) is _Failure:
+                        await outbox.put((i, x))
+                if not work:
+                    continue
+                tally.started += len(work)
+                began = time.perf_counter()
+                try:
+                    outcomes, printed = await runner.run_chunk(run.payload, [x for _, x in work], run.spec.retries)
+                except Exception as exc:  # noqa: BLE001 - e.g. the worker process died: these items failed
+                    outcomes = [(False, (f"{type(exc).__name__}: {exc}", ""))] * len(work)
+                    printed = ""
+                per_item = (time.perf_counter() - began) / len(work)
+                run.chunk = max(1, min(256, int(CHUNK_SECONDS / max(per_item, 1e-6))))
+                if printed and self._ctx is not None:
+                    self._ctx.output.write(printed)
+                for (index, item), (ok, value) in zip(work, outcomes):
+                    if not ok:
+                        value = self._failure(run, index, item, value[0], value[1])
+                        tally.failed += 1
+                    tally.finished += 1
+                    await outbox.put((index, value))
+        except Closed:
+            pass
+        finally:
+            self._retired(run)
+
+    def _abort_channels(self) -> None:
+        for run in self._stages:
+            run.inbox.abort()
+        if self._stages:
+            self._out.abort()
+            self._tickets.abort()
+
+    async def aclose(self) -> None:
+        """Stop everything still running and wait for it (on the loop)."""
+        if self._finished or not self._started:
+            self._finished = True
+            return
+        self._finished = True
+        done = self._out.closed and not len(self._out) and all(r.live == 0 for r in self._stages)
+        if not done:
+            self._abort_channels()
+            for run in self._stages:
+                if run.runner is not None:
+                    run.runner.kill()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._threads_live > 0 and self._threads_gone is not None:
+            try:  # a thread finishes its current item (it cannot be killed); then it sees the abort
+                await asyncio.wait_for(self._threads_gone.wait(), 1.0)
+            except asyncio.TimeoutError:
+                self.abandoned = self._threads_live
+        for run in self._stages:
+            if run.runner is not None:
+                run.runner.close()
+        self._publish(final=True)
+
+    # -- results ---------------------------------------------------------------
+    def _take(self, entry: tuple[int, Any]) -> list[tuple[int, bool, Any]]:
+        """Order one finished item; the entries now ready, with their tickets returned."""
+        index, value = entry
+        if not self.pipe.ordered:
+            ready = [entry]
+        else:
+            self._buffer[index] = value
+            ready = []
+            while self._next in self._buffer:
+                ready.append((self._next, self._buffer.pop(self._next)))
+                self._next += 1
+        out = []
+        for index, value in ready:
+            self._tickets.get_nowait()
+            self.consumed += 1
+            if type(value) is _Failure:
+                self.failed[index] = value.record
+                self.failed_values[index] = value.item
+                self.failed_stage[index] = value.stage
+                self._tell(value.record)
+                out.append((index, False, value.record))
+            else:
+                out.append((index, True, value))
+        if self._report:
+            self._ctx.done = self.consumed  # type: ignore[union-attr]
+        return out
+
+    def _tell(self, record: FailedItem) -> None:
+        ctx = self._ctx
+        n = len(self.failed)
+        if ctx is None or n > 20:
+            return
+        line = (f"item {record.index} ({record.item}) failed in {record.stage}: {record.error}\n" if n < 20
+                else "… more items failed: see the job's card or `.failed`\n")
+        ctx.output.write(line)
+
+    def _publish(self, final: bool = False) -> None:
+        ctx = self._ctx
+        if not self._report or ctx is None:
+            return
+        now = time.monotonic()
+        if not final and now - self._last_publish < PUBLISH_INTERVAL:
+            return
+        self._last_publish = now
+        ctx.done = self.consumed
+        if self.total is not None:
+            ctx.total = self.total
+        n_failed = len(self.failed)
+        stages = tuple(run.stats() for run in self._stages)
+        in_flight = sum(s.in_flight for s in stages)
+        job = ctx.job
+        ctx.message = f"{self.consumed - n_failed} ok, {n_failed} failed, {in_flight} in flight"
+        if final:
+            ctx.message = f"{self.consumed - n_failed} ok, {n_failed} failed" + (" (stopped early)" if self.stopped else "")
+            if n_failed and job is not None and job.kind == "preprocess":
+                ctx.message += f": %retry {job.name} re-runs the failed items"
+        if job is not None and self._detail_type is not None and (
+                job.detail is None or isinstance(job.detail, ItemsDetail)):
+            shown = tuple(self.failed[i] for i in sorted(self.failed)[:FAILURES_SHOWN])
+            job.set_detail(self._detail_type(stages=stages, failed_items=shown, n_failed=n_failed))
+
+    async def _publisher(self) -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_INTERVAL)
+            self._publish()
+
+    async def _results(self) -> AsyncIterator[tuple[int, bool, Any]]:
+        """(index, ok, value or FailedItem) as items finish, in order when
+        ``ordered`` (on the loop)."""
+        self._start()
+        try:
+            while True:
+                try:
+                    entry = await self._out.get()
+                except Closed:
+                    break
+                for ready in self._take(entry):
+                    yield ready
+            if self._error is not None:
+                raise self._error
+        finally:
+            await self.aclose()
+
+    def results(self) -> AsyncIterator[tuple[int, bool, Any]]:
+        """Every item's outcome ``(index, ok, value or FailedItem)`` (async, on the loop)."""
+        return self._results()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        async for _, ok, value in self._results():
+            if ok:
+                yield value
+
+    def __await__(self) -> Any:
+        async def collect() -> list[Any]:
+            return [value async for value in self]
+
+        return collect().__await__()
+
+    def __iter__(self) -> Iterator[Any]:
+        for _, ok, value in self.outcomes():
+            if ok:
+                yield value
+
+    def outcomes(self) -> Iterator[tuple[int, bool, Any]]:
+        """`results` for sync code (any thread but the loop's)."""
+        if self._lt.in_thread():
+            raise RuntimeError("on the scheduler's loop, use `async for` (or `await`) on notebook_ext.map")
+        self._lt.call_and_wait(self._start)
+        ctx = self._ctx
+        try:
+            while True:
+                if ctx is not None and ctx.cancel_reason is not None:
+                    raise JobCancelled(ctx.cancel_reason)
+                try:
+                    entry = self._out.get_sync(timeout=0.1)
+                except Closed:
+                    break
+                if entry is _EMPTY:
+                    continue
+                yield from self._take(entry)
+            if self._error is not None:
+                raise self._error
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the items still running (any thread); waits up to ~1 s for item threads."""
+        if self._finished:
+            return
+        if self._lt.in_thread():
+            raise RuntimeError("on the scheduler's loop, `await items.aclose()`")
+        try:
+            self._lt.submit(self.aclose()).result(timeout=5)
+        except Exception:  # noqa: BLE001 - the loop is gone: nothing runs there any more
+            self._finished = True
+
+    def stats(self) -> tuple[StageStats, ...]:
+        """Per-stage counts now."""
+        return tuple(run.stats() for run in self._stages)
+
+    def __repr__(self) -> str:
+        return f"<ItemMap {self.pipe!r} {self.consumed} finished, {len(self.failed)} failed>"
+
+
+def _short(text: str, limit: int) -> str:
+    text = clean(str(text))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_async(func: Any) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
+
+
+def _name(func: Any) -> str:
+    return str(getattr(func, "__name__", None) or type(func).__name__)
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+

@@ -1,0 +1,122 @@
+"""Work items under cancel, early exits and dying workers: a cancelled
+million-item job ends within a second and leaves no item thread or worker
+process busy; nothing is lost or left behind."""
+
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+
+import notebook_ext as nx
+from notebook_ext.core import Scheduler
+from notebook_ext.ml import preprocess
+from notebook_ext.testing import wait_until
+
+from .conftest import assert_flat, resources
+
+
+def item_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("notebook_ext-items-")]
+
+
+def nap(x):
+    time.sleep(0.002)
+    return x
+
+
+async def anap(x):
+    await asyncio.sleep(0.002)
+    return x
+
+
+def spin(x):
+    deadline = time.perf_counter() + 0.005
+    while time.perf_counter() < deadline:
+        pass
+    return x
+
+
+@pytest.mark.parametrize("func, executor, workers", [
+    (nap, "thread", 64), (anap, "loop", 64), (spin, "process", 2),
+], ids=["thread", "async", "process"])
+def test_cancelling_a_million_item_preprocess_stops_within_a_second(func, executor, workers, flat):
+    sched = Scheduler(slots=2, history=None)
+    try:
+        job = preprocess(func, range(1_000_000), workers=workers, executor=executor, scheduler=sched)
+        wait_until(lambda: job.progress.done >= 200, timeout=60)
+        job.cancel("enough")
+        asked = time.monotonic()
+        assert job.wait(1.0), f"still {job.state} 1 s after cancel"
+        assert job.state == "cancelled" and time.monotonic() - asked < 1.0
+        assert job.progress.done < 1_000_000
+        assert item_threads() == []  # every item thread has ended
+    finally:
+        sched.shutdown()
+
+
+def test_a_process_item_whose_worker_dies_fails_only_its_chunk(flat):
+    def maybe_die(x):
+        if x == 50:
+            os._exit(3)
+        return x
+
+    sched = Scheduler(slots=2, history=None)
+    try:
+        job = preprocess(maybe_die, range(200), executor="process", cpu=2, scheduler=sched)
+        res = job.result(120)
+        assert job.state == "done" and 50 in res.failed and "WorkerDied" in res.failed[50]
+        assert len(res.failed) < 200 and res.results[199] == 199  # a fresh pool served the rest
+    finally:
+        sched.shutdown()
+
+
+def test_breaking_out_of_a_map_stops_its_items(flat):
+    sched = Scheduler(slots=2, history=None)
+    started = []
+
+    def slow(x):
+        started.append(x)
+        time.sleep(0.01)
+        return x
+
+    try:
+        for value in nx.map(slow, range(100_000), workers=8, scheduler=sched):
+            if value == 20:
+                break
+        wait_until(lambda: item_threads() == [], timeout=5)
+        assert len(started) < 1000  # the source was not read on after the break
+    finally:
+        sched.shutdown()
+
+
+def test_cancel_reaches_items_that_call_checkpoint_at_once(flat):
+    sched = Scheduler(slots=2, history=None)
+    inside = threading.Event()
+
+    def long_item(x):
+        inside.set()
+        for _ in range(10_000):
+            nx.checkpoint()  # the job's cancel reaches into the item here
+            time.sleep(0.001)
+        return x
+
+    try:
+        job = preprocess(long_item, range(10), workers=2, scheduler=sched)
+        assert inside.wait(10)
+        job.cancel()
+        assert job.wait(1.0) and job.state == "cancelled"
+        wait_until(lambda: item_threads() == [], timeout=2)
+    finally:
+        sched.shutdown()
+
+
+def test_scheduler_shutdown_with_items_running_leaves_nothing():
+    before = resources()
+    sched = Scheduler(slots=2, history=None)
+    job = preprocess(nap, range(1_000_000), workers=16, scheduler=sched)
+    wait_until(lambda: job.progress.done >= 50, timeout=30)
+    sched.shutdown(timeout=5)
+    assert job.done()
+    assert_flat(before, slack=2)
