@@ -330,7 +330,7 @@ def _start_in_job(thread: threading.Thread) -> None:
     # A thread started by job code belongs to that job: its prints, progress
     # and checkpoints go there (Python copies no context into new threads).
     ctx = _current.get()
-    if ctx is not None and not thread.name.startswith("notebook_ext-"):
+    if ctx is not None and not thread.name.startswith("notebook_ext-") and not _is_pool_worker(thread):
         run = thread.run
 
         def run_in_job() -> None:
@@ -344,10 +344,20 @@ def _start_in_job(thread: threading.Thread) -> None:
     _thread_start(thread)
 
 
+def _is_pool_worker(thread: threading.Thread) -> bool:
+    # A thread pool's worker serves whoever submits later: each task carries
+    # its caller's job (see `_submit_in_caller_job`), the thread itself none.
+    import concurrent.futures.thread as pool_threads
+
+    return getattr(thread, "_target", None) is pool_threads._worker
+
+
 def _submit_in_caller_job(pool: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     # Pool threads outlive the job that started them: each task runs in the
     # job of whoever submitted it (or in none).
     ctx = _current.get()
+    if ctx is None:  # not called from a job: exactly what the pool does by itself
+        return _pool_submit(pool, fn, *args, **kwargs)
 
     def in_job() -> Any:
         token = _current.set(ctx)

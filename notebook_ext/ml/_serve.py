@@ -38,10 +38,11 @@ class Predictor:
         self.max_wait = max_wait_ms / 1000.0
         self._sched = scheduler
         self._incoming: collections.deque = collections.deque()
-        self._lock = threading.Lock()
         self._signalled = False
-        self._wake: asyncio.Event | None = None
+        self._wake_t = threading.Event()
+        self._stopping = False
         self._ready = concurrent.futures.Future()
+        self._running = False
         self._closed = False
         self.requests = 0
         self.batches = 0
@@ -54,19 +55,41 @@ class Predictor:
     def _submit(self, item: Any) -> None:
         if self._closed:
             raise RuntimeError("this predictor is closed")
-        self._ready.result(timeout=10)
+        if not self._running:  # only the first requests wait for the batcher (no lock per call)
+            self._ready.result(timeout=10)
         self._incoming.append(item)
-        with self._lock:
-            if self._signalled:
-                return
-            self._signalled = True
-        self._sched.loop_thread.call_soon(self._wake.set)  # type: ignore[union-attr]
+        # No lock: the batcher clears the flag *before* it looks at the deque
+        # again, so a request is either seen there or signals (twice is harmless).
+        if self._signalled:
+            return
+        self._signalled = True
+        self._wake_t.set()
 
     async def predict(self, x: Any) -> Any:
         """Predict one sample (a 1-D feature row); answered from a batch."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._submit((np.asarray(x), fut, loop, time.perf_counter()))
+        self._submit((np.asarray(x), fut, loop, time.perf_counter(), 0))
+        return await fut
+
+    async def predict_many(self, X: Any) -> Any:
+        """Predict a block of rows (2-D) as one request: the answer is the
+        array of their predictions, in order. A block joins other requests
+        in a batch; one larger than ``max_batch`` is predicted on its own.
+
+        Examples
+        --------
+        >>> labels = await predictor.predict_many(X_new)   # doctest: +SKIP
+        """
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"`X` must be 2-D (rows of features), got shape {X.shape}")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if len(X):
+            self._submit((X, fut, loop, time.perf_counter(), len(X)))
+        else:
+            fut.set_result(np.empty(0))  # no rows, no predictions (a model may refuse an empty X)
         return await fut
 
     def predict_sync(self, x: Any, timeout: float | None = 30) -> Any:
@@ -75,7 +98,7 @@ class Predictor:
 
     def _enqueue(self, x: Any) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._submit((np.asarray(x), fut, None, time.perf_counter()))
+        self._submit((np.asarray(x), fut, None, time.perf_counter(), 0))
         return fut
 
     def close(self, timeout: float = 30) -> None:
@@ -103,81 +126,123 @@ class Predictor:
                 "requests_per_s": rps, "p50_ms": float(np.percentile(lat, 50)),
                 "p99_ms": float(np.percentile(lat, 99))}
 
-    # -- the batcher (scheduler loop) -----------------------------------------------
-    async def _take(self, loop: asyncio.AbstractEventLoop) -> tuple[list, bool]:
+    # -- the batcher (a thread of its own) ---------------------------------------
+    # A thread, not a coroutine handing each batch to an executor: two thread
+    # hops per batch, each waiting for the GIL behind a busy client, were most
+    # of a request's cost. The job's coroutine only owns the thread.
+    def _take(self) -> tuple[list, bool]:
         """The next batch: what is waiting, topped up for up to max_wait."""
-        wake = self._wake
-        assert wake is not None
+        wake = self._wake_t
         while not self._incoming:
-            await wake.wait()
+            if self._stopping:
+                return [], True
+            wake.wait()
             wake.clear()
-            with self._lock:
-                self._signalled = False
+            self._signalled = False
         batch: list = []
-        deadline = loop.time() + self.max_wait
+        rows = 0
+        deadline = time.perf_counter() + self.max_wait
         while True:
-            while self._incoming and len(batch) < self.max_batch:
-                item = self._incoming.popleft()
+            while self._incoming and rows < self.max_batch:
+                item = self._incoming[0]
                 if item is _CLOSE:
+                    self._incoming.popleft()
                     return batch, True
-                batch.append(item)
-            left = deadline - loop.time()
-            if len(batch) >= self.max_batch or left <= 0:
+                n = item[4] or 1
+                if batch and rows + n > self.max_batch:
+                    return batch, False  # a block that does not fit waits for the next batch
+                batch.append(self._incoming.popleft())
+                rows += n
+            left = deadline - time.perf_counter()
+            if rows >= self.max_batch or left <= 0 or self._stopping:
                 return batch, False
             wake.clear()
-            with self._lock:
-                self._signalled = False
+            self._signalled = False
             if self._incoming:
                 continue
-            try:
-                await asyncio.wait_for(wake.wait(), left)
-            except asyncio.TimeoutError:
-                return batch, False
+            wake.wait(left)
+
+    def _serve_batches(self) -> None:
+        last_publish = 0.0
+        closing = False
+        while not closing and not self._stopping:
+            batch, closing = self._take()
+            if batch:
+                self._answer(batch)
+            if time.perf_counter() - last_publish > 0.25:
+                last_publish = time.perf_counter()
+                self._publish()
+        self._closed = True
+        leftover = [i for i in self._incoming if i is not _CLOSE]
+        self._incoming.clear()
+        if self._stopping:
+            _fail(leftover, RuntimeError("the predictor was cancelled"))
+        elif leftover:
+            self._answer(leftover)
+        self._publish()
 
     async def _run(self) -> dict[str, float]:
         self.job = current_job()
-        self._wake = asyncio.Event()
-        self._ready.set_result(True)
         loop = asyncio.get_running_loop()
-        last_publish = 0.0
+        ended: asyncio.Future = loop.create_future()
+
+        def body() -> None:
+            try:
+                self._serve_batches()
+            except BaseException as exc:  # noqa: BLE001 - the job's error
+                loop.call_soon_threadsafe(_settle, ended, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, ended, None)
+
+        thread = threading.Thread(target=body, name="notebook_ext-serve-batcher", daemon=True)
+        thread.start()
+        self._running = True
+        self._ready.set_result(True)
         try:
-            closing = False
-            while not closing:
-                batch, closing = await self._take(loop)
-                if batch:
-                    await self._answer(loop, batch)
-                if time.perf_counter() - last_publish > 0.25:
-                    last_publish = time.perf_counter()
-                    self._publish()
+            await ended
         except asyncio.CancelledError:
+            self._stopping = True
             self._closed = True
-            _fail(list(self._incoming), RuntimeError("the predictor was cancelled"))
+            self._wake_t.set()
             raise
-        self._closed = True
-        leftover = [i for i in self._incoming if i is not _CLOSE]
-        if leftover:
-            await self._answer(loop, leftover)
-        self._publish()
         return self.stats()
 
-    async def _answer(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
-        X = np.stack([item[0] for item in batch])
+    def _answer(self, batch: list) -> None:
+        blocks = any(item[4] for item in batch)
         try:
-            y = await loop.run_in_executor(None, self.model.predict, X)
+            if blocks:
+                X = np.concatenate([item[0] if item[4] else item[0][None, :] for item in batch])
+            else:
+                X = np.stack([item[0] for item in batch])
+            y = self.model.predict(X)
             self.predict_calls += 1
         except Exception as exc:  # noqa: BLE001 - every waiter gets the error
             _fail(batch, exc)
             return
         done = time.perf_counter()
         by_loop: dict[Any, list] = {}
-        for (_, fut, caller, t0), value in zip(batch, y):
-            self._latencies.append(done - t0)
-            by_loop.setdefault(caller, []).append((fut, value))
+        latencies = self._latencies
+        if blocks:
+            answers, start = [], 0
+            for item in batch:
+                n = item[4] or 1
+                answers.append(y[start:start + n] if item[4] else y[start])
+                start += n
+        else:
+            answers = y
+        rows = 0
+        for (_, fut, caller, t0, n), value in zip(batch, answers):
+            latencies.append(done - t0)
+            rows += n or 1
+            pairs = by_loop.get(caller)
+            if pairs is None:
+                pairs = by_loop[caller] = []
+            pairs.append((fut, value))
         for caller, pairs in by_loop.items():
             _deliver(caller, pairs)
-        self.requests += len(batch)
+        self.requests += rows
         self.batches += 1
-        self._window.append((done, len(batch)))
+        self._window.append((done, rows))
 
     def _publish(self) -> None:
         stats = self.stats()
@@ -185,6 +250,15 @@ class Predictor:
                p99_ms=stats["p99_ms"])
         if self.job is not None:
             self.job.set_detail(ServingDetail(curve="p99_ms", stats=ServingStats(**stats)))
+
+
+def _settle(fut: asyncio.Future, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
 
 
 def _set_all(pairs: list, error: BaseException | None = None) -> None:

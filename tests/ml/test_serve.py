@@ -101,3 +101,29 @@ def test_async_text_stream_learns_with_live_accuracy(sched):
     acc = job.metrics["accuracy"]
     assert len(acc) >= 30 and acc[-1][1] > 0.9
     assert model.predict(HashingVectorizer(n_features=2**12).transform(["love great wonderful"]))[0] == 1
+
+
+def test_predict_many_answers_blocks_in_order_alongside_single_requests(sched, digits):
+    X, model = digits
+    counting = CountingModel(model)
+    predictor = serve(counting, max_batch=64, max_wait_ms=20, scheduler=sched)
+    try:
+        async def burst():
+            blocks = [predictor.predict_many(X[i:i + 10]) for i in range(0, 200, 10)]
+            singles = [predictor.predict(x) for x in X[200:260]]
+            big = predictor.predict_many(X[:500])  # bigger than max_batch: its own predict call
+            empty = predictor.predict_many(X[:0])
+            return await asyncio.gather(asyncio.gather(*blocks), asyncio.gather(*singles), big, empty)
+
+        blocks, singles, big, empty = asyncio.run(burst())
+        expected = model.predict(X[:500])
+        np.testing.assert_array_equal(np.concatenate(blocks), expected[:200])
+        assert list(singles) == list(model.predict(X[200:260]))
+        np.testing.assert_array_equal(big, expected)
+        assert len(empty) == 0
+        assert counting.calls < 20 + 60  # blocks and singles were batched together
+        with pytest.raises(ValueError, match="must be 2-D"):
+            asyncio.run(predictor.predict_many(X[0]))
+    finally:
+        predictor.close()
+    assert predictor.requests == 200 + 60 + 500  # rows, not calls
