@@ -374,7 +374,9 @@ class ItemMap:
         else:
             run.runner = self._sched.executor(spec.executor).item_runner(spec.cpu)  # type: ignore[attr-defined]
             run.payload = run.runner.pack(spec.func)
-            n = max(1, min(spec.workers, run.runner.slots))
+            # Two chunks per worker: the next one waits at the worker while the
+            # current one runs, so no worker idles for a round trip between chunks.
+            n = max(1, min(spec.workers, 2 * run.runner.slots))
             run.live = n
             for _ in range(n):
                 tally = _Tally()

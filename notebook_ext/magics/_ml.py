@@ -11,6 +11,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import ml
+from ..core import Pipeline
 from ..cells import assign_on_success
 from . import _args as A
 
@@ -63,7 +64,7 @@ class MLMagics(Magics):
     @A.job_options(("thread", "process", "dask"), "process (default)", out_help="variable that gets the search result")
     @line_magic
     def search(self, line: str):
-        """Hyper-parameter search: one child job per candidate, a live leaderboard.
+        """Hyper-parameter search: each (candidate, fold) a work item, a live leaderboard.
 
         Example: ``%search clf grid X y --cv 5 --out best``
         """
@@ -79,26 +80,52 @@ class MLMagics(Magics):
         A.show_job(self.shell, job)
 
     @magic_arguments()
-    @argument("func", help="variable holding the function applied to each item")
-    @argument("items", help="variable holding the items (a list, an iterable, files …)")
-    @argument("--workers", type=A.count("--workers", 1), help="items processed at once")
+    @argument("func", help="variable holding the function applied to each item, or a pipeline")
+    @argument("items", nargs="?", help="variable holding the items (a list, an iterable, files …); "
+                                       "not with a pipeline, which brings its own")
+    @argument("--workers", type=A.count("--workers", 1), help="items processed at once (I/O: any number)")
+    @argument("--cpu", type=A.count("--cpu", 1), help="worker processes for --executor process")
     @argument("--max-pending", type=A.count("--max-pending", 1), help="items in flight at most")
-    @A.job_options(("thread", "process", "dask"), "thread (default)", out_help="variable that gets the list of results")
+    @argument("--retries", type=A.count("--retries", 0), default=0, help="re-runs of a failing item")
+    @argument("--unordered", action="store_true", help="results as they finish, not in input order")
+    @argument("--into", help="variable holding a sink: each result goes to it instead of a list")
+    @A.job_options(("loop", "thread", "process", "dask"), "thread (default; loop for async def)",
+                   out_help="variable that gets the list of results")
     @line_magic
     def preprocess(self, line: str):
-        """Apply a function to many items concurrently, with back-pressure.
+        """Apply a function (or a pipeline of stages) to many items as the
+        work items of one job, with back-pressure.
 
         Failed items are listed on the card; ``%retry NAME`` re-runs only them.
+
+        Examples: ``%preprocess clean paths --workers 32 --out cleaned``,
+        ``%preprocess pipe -n features`` (``pipe = notebook_ext.pipeline(...)``).
         """
         args = parse_argstring(self.preprocess, line)
         ns = self.shell.user_ns
         func = A.lookup(ns, args.func, "%preprocess", self.shell)
-        if not callable(func):
-            raise UsageError(f"%preprocess: {args.func!r} is not a function")
-        items = A.lookup(ns, args.items, "%preprocess", self.shell)
-        A.check_executor(A.scheduler(), args.executor)
-        job = _call(ml.preprocess, func, items, workers=args.workers, executor=args.executor,
-                    max_pending=args.max_pending, name=args.name)
+        is_pipe = isinstance(func, Pipeline)
+        if not is_pipe and not callable(func):
+            raise UsageError(f"%preprocess: {args.func!r} is not a function or a pipeline")
+        if is_pipe and args.items is not None:
+            raise UsageError(f"%preprocess: {args.func!r} is a pipeline and brings its own items; "
+                             f"drop {args.items!r}")
+        if not is_pipe and args.items is None:
+            raise UsageError("%preprocess: give the items too: %preprocess FUNC ITEMS")
+        if is_pipe and (args.workers or args.cpu or args.executor or args.unordered or args.retries):
+            raise UsageError("%preprocess: a pipeline's stages set their own workers, executor, "
+                             "order and retries")
+        items = A.lookup(ns, args.items, "%preprocess", self.shell) if not is_pipe else None
+        into = A.lookup(ns, args.into, "%preprocess", self.shell) if args.into else None
+        if into is not None and not callable(into):
+            raise UsageError(f"%preprocess: --into {args.into!r} is not callable (a function or a list's append)")
+        if args.executor not in (None, "loop", "thread"):
+            A.check_executor(A.scheduler(), args.executor)
+        options: dict[str, Any] = {"max_pending": args.max_pending, "name": args.name, "into": into}
+        if not is_pipe:
+            options.update(workers=args.workers, executor=args.executor, cpu=args.cpu, retries=args.retries,
+                           ordered=not args.unordered)
+        job = _call(ml.preprocess, func, items, **options)
         assign_on_success(ns, args.out, job, pick=lambda r: getattr(r, "results", r))
         A.show_job(self.shell, job)
 

@@ -19,6 +19,10 @@ def double(x):
         raise ValueError("bad item 3")
     return 2 * x
 items = list(range(10))
+async def fetch(x):
+    return x + 100
+pipe = nx.pipeline(range(6), nx.stage(fetch, workers=3), nx.stage(str, workers=2))
+sunk = []
 """
 
 
@@ -38,6 +42,14 @@ def test_train_search_preprocess_magics(kernel):
     kernel.execute("%retry prep")
     kernel.execute("%wait prep")
     assert kernel.value("nx.jobs['prep'].result().results[3]") == "6"
+    kernel.execute("%preprocess pipe -n piped --out piped_out")
+    kernel.execute("%preprocess fetch items --into sunk.append --unordered -n sunk_job")
+    kernel.execute("%wait piped sunk_job")
+    assert kernel.value("piped_out") == "['100', '101', '102', '103', '104', '105']"
+    assert kernel.value("[(s.name, s.done) for s in nx.jobs['piped'].detail.stages]") == "[('fetch', 6), ('str', 6)]"
+    assert kernel.value("sorted(sunk)") == str(list(range(100, 110)))
+    # one record per magic however many items (the search's refit is its one named child job)
+    assert kernel.value("sorted(nx.jobs)") == str(sorted(["fit", "s", "s/refit", "prep", "piped", "sunk_job"]))
 
 
 BAD = [
@@ -56,6 +68,11 @@ BAD = [
     ("%preprocess double nothing_here", "no variable named 'nothing_here'"),
     ("%train clf X_train[: y_train", "cannot evaluate"),
     ("%preprocess double clf", "`items` must be iterable"),
+    ("%preprocess double", "give the items too"),
+    ("%preprocess pipe items", "brings its own items"),
+    ("%preprocess pipe --workers 3", "set their own workers"),
+    ("%preprocess double items --into clf", "is not callable"),
+    ("%preprocess double items --executor loop", "is a plain function and would block the loop"),
 ]
 
 
