@@ -62,6 +62,15 @@ def test_03_preprocessing_pipeline(run):
     count, peak = eval(outputs_text(_cell(nb, "maxima = job.result")))
     assert count == 30 and peak <= 4
     assert card_states(nb)["feats"]["state"] == "done"
+    text = outputs_text(_cell(nb, "for s in job.detail.stages"))
+    assert "PreprocessResult(195 ok, 5 failed)" in text
+    assert "read       loop     done=200 failed=0" in text
+    assert "parse      process  done=195 failed=5" in text
+    assert "summarize  thread   done=195 failed=0" in text
+    stages = card_states(nb)["stages"]
+    assert stages["state"] == "done" and stages["failed_count"] == 5
+    assert [(s["name"], s["done"], s["failed"]) for s in stages["stages"]] == [
+        ("read", 200, 0), ("parse", 195, 5), ("summarize", 195, 0)]
 
 
 def test_04_hyperparameter_search(run):
