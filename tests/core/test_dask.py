@@ -154,3 +154,39 @@ def test_no_network_listener_without_use_dask():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr + out.stdout
+
+
+def crunch_or_fail(x):
+    if x == 11:
+        raise KeyError("eleven")
+    if x % 100 == 0:
+        print("crunched", x)
+    return x * x
+
+
+def test_preprocess_items_on_dask_keep_order_failures_and_output(dsched):
+    from notebook_ext.ml import preprocess
+
+    job = preprocess(crunch_or_fail, range(500), executor="dask", scheduler=dsched, name="dask-items")
+    res = job.result(120)
+    assert res.results[:3] == [0, 1, 4] and res.results[499] == 499 * 499
+    assert res.failed == {11: "KeyError: 'eleven'"} and "in crunch_or_fail" in job.detail.failed_items[0].traceback
+    assert "crunched 400" in job.output
+    assert [j.name for j in dsched.all_jobs() if j.name.startswith("dask-items")] == ["dask-items"]
+
+
+def slow_item(x):
+    time.sleep(0.05)
+    return x
+
+
+def test_cancelling_dask_items_stops_the_job_within_a_second(dsched):
+    from notebook_ext.ml import preprocess
+
+    job = preprocess(slow_item, range(100_000), executor="dask", scheduler=dsched)
+    wait_until(lambda: job.progress.done >= 20, timeout=60)
+    job.cancel()
+    assert job.wait(1.0) and job.state == "cancelled"
+    client = dsched.executor("dask").client
+    wait_until(lambda: not [k for k in client.processing().values() for k in k if "nbx-items-" in str(k)],
+               timeout=10, message="item chunks still processing on the cluster")
