@@ -388,22 +388,13 @@ class ItemMap:
         source = self.pipe.source
         index = 0
         try:
-            if hasattr(source, "__aiter__"):
-                async for item in source:
-                    if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
-                        self.stopped = True
-                        break
-                    await self._tickets.put(None)
-                    await first.put((index, item))
-                    index += 1
-            else:
-                for item in source:
-                    if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
-                        self.stopped = True
-                        break
-                    await self._tickets.put(None)
-                    await first.put((index, item))
-                    index += 1
+            async for item in _each(source):
+                if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
+                    self.stopped = True
+                    break
+                await self._tickets.put(None)
+                await first.put((index, item))
+                index += 1
         except Closed:
             return
         except BaseException as exc:  # the source itself failed: the whole run does
@@ -716,6 +707,16 @@ class ItemMap:
 
     def __repr__(self) -> str:
         return f"<ItemMap {self.pipe!r} {self.consumed} finished, {len(self.failed)} failed>"
+
+
+async def _each(source: Any) -> AsyncIterator[Any]:
+    """Items of a sync or an async iterable (a sync one is read on the loop, lazily)."""
+    if hasattr(source, "__aiter__"):
+        async for item in source:
+            yield item
+    else:
+        for item in source:
+            yield item
 
 
 def _short(text: str, limit: int) -> str:

@@ -186,15 +186,8 @@ class DaskExecutor(ExecutorBase):
         fut = self.client.submit(_dask_run, job.id, self.topic, cancel_name, stop_name, job.shipment,
                                  key=key, pure=False)
         self._running[job.id] = (fut, cancel_name, stop_name)
-        done: asyncio.Future = loop.create_future()
-
-        def settle() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(settle))
         try:
-            await done
+            await _finished(fut)
             status = fut.status
             if status == "cancelled":
                 raise JobCancelled(job.ctx.cancel_reason or "cancelled on the cluster")
@@ -267,6 +260,20 @@ class DaskExecutor(ExecutorBase):
                 self.cluster.close(timeout=10)
 
 
+async def _finished(fut: Any) -> None:
+    """Await a distributed future's end on this loop without blocking it
+    (its callback runs on the client's thread)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future = loop.create_future()
+
+    def settle() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(settle))
+    await done
+
+
 class DaskItemRunner:
     """Chunks of work items as Dask tasks; a cancel cancels them on the
     cluster (a chunk already running finishes there, its results dropped)."""
@@ -294,15 +301,8 @@ class DaskItemRunner:
         fut = self.client.submit(run_chunk, payload, cloudpickle.dumps(items), retries, pure=False,
                                  key=f"nbx-items-{uuid.uuid4().hex[:12]}")
         self._futures.add(fut)
-        done: asyncio.Future = loop.create_future()
-
-        def settle() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(settle))
         try:
-            await done
+            await _finished(fut)
             if fut.status == "cancelled":
                 raise JobCancelled("the items were cancelled on the cluster")
             if fut.status == "error":
