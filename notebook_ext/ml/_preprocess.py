@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from ..core import ItemMap, Job, Pipeline, Stage, get_scheduler
 from ..core.lowlevel import Channel, Closed, current_context
+from ..executors import pack_function
 from ._details import PreprocessDetail
 
 
@@ -134,6 +135,8 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
     for st in pipe.stages:
         if st.executor in ("process", "dask"):
             sched.executor(st.executor)
+            if _retry is None:  # a function that cannot travel is refused now, not in the job
+                pack_function(st.func, "a worker process" if st.executor == "process" else "a Dask worker")
     total = pipe.total if _retry is None else sum(len(group[1]) for group in _retry)
 
     async def run() -> PreprocessResult:

@@ -266,6 +266,11 @@ def test_bad_stage_arguments_are_clear():
         preprocess(nx.pipeline([1], len), [1, 2])
     with pytest.raises(ValueError, match="at least one stage"):
         nx.pipeline([1])
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="cannot send 'holds_a_lock' to a worker process"):
+        def holds_a_lock(x, lock=lock):
+            return x
+        preprocess(holds_a_lock, [1], executor="process")
 
 
 def test_a_failing_source_fails_the_job(sched):
