@@ -4,7 +4,8 @@ executors above it. The machinery is in `notebook_ext.core.lowlevel`."""
 
 from ._api import get_scheduler, jobs, set_scheduler, submit, submit_many, wait
 from ._context import checkpoint, current_job, progress, report, stop_requested
-from ._items import FailedItem, ItemMap, ItemsDetail, Pipeline, Stage, StageStats, map, pipeline, stage
+from ._items import ItemMap, map
+from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats, pipeline, stage
 from ._job import Job
 from ._states import (
     ACTIVE_STATES, CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, PENDING, QUEUED, RUNNING, STATES,

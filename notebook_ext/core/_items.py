@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 from ._channel import _EMPTY, Channel, Closed
 from ._context import JobContext, current_context, job_context
 from ._job import _format_traceback, describe_error
-from ._states import JobCancelled, JobDetail
+from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats
+from ._states import JobCancelled
 from ._text import clean, safe_repr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,179 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
 PUBLISH_INTERVAL = 0.25  # seconds between per-stage updates of the job's card
 FAILURES_SHOWN = 50  # failed items a card lists (all are counted and kept)
 CHUNK_SECONDS = 0.05  # process / Dask items go in chunks of about this much work
-
-
-@dataclass(frozen=True)
-class FailedItem:
-    """An item that raised (after its retries): where, what, why."""
-
-    index: int
-    error: str  # "Type: message"
-    item: str = ""  # a short repr of the item
-    traceback: str = ""
-    stage: str = ""
-
-
-@dataclass(frozen=True)
-class StageStats:
-    """One stage at one moment: what a card's per-stage row shows."""
-
-    name: str
-    executor: str
-    workers: int
-    done: int = 0
-    failed: int = 0
-    in_flight: int = 0
-    queued: int = 0
-    queue_size: int = 0
-    rate: float = 0.0  # items per second since the stage started
-    peak_in_flight: int = 0
-
-
-@dataclass(frozen=True)
-class ItemsDetail(JobDetail):
-    """A job working through items: its stages and the items that failed."""
-
-    stages: tuple[StageStats, ...] = ()
-    failed_items: tuple[FailedItem, ...] = ()  # the first FAILURES_SHOWN
-    n_failed: int = 0
-
-    @property
-    def in_flight(self) -> int:
-        return sum(s.in_flight for s in self.stages)
-
-    @property
-    def max_in_flight(self) -> int:
-        return max((s.peak_in_flight for s in self.stages), default=0)
-
-
-class Stage:
-    """One step of a `pipeline`: a function and where and how widely it runs.
-
-    Parameters
-    ----------
-    func : callable
-        Called as ``func(item)``; an ``async def`` function runs on the
-        scheduler's loop, a plain one in threads (or ``executor="process"``
-        / ``"dask"``).
-    workers : int, optional
-        Items this stage works on at once. Not capped by the cores: 64
-        threads waiting on I/O are fine (default 64 for ``async def``,
-        ``min(32, cores + 4)`` for threads, ``cpu`` for processes).
-    executor : {"loop", "thread", "process", "dask"}, optional
-        Default: ``"loop"`` for ``async def``, else ``"thread"``.
-    cpu : int, optional
-        Worker processes (``process``) at most; default: the cores.
-    retries : int
-        Re-runs of an item that raised before it counts as failed.
-    queue : int, optional
-        Items waiting for this stage, at most (default ``2 * workers``, at least 16).
-    name : str, optional
-        Shown on the card (default: the function's name).
-    """
-
-    def __init__(self, func: Callable[[Any], Any], *, workers: int | None = None, executor: str | None = None,
-                 cpu: int | None = None, retries: int = 0, queue: int | None = None,
-                 name: str | None = None) -> None:
-        if not callable(func):
-            raise TypeError(f"`func` must be callable, got {type(func).__name__}")
-        for arg, value in (("workers", workers), ("cpu", cpu), ("queue", queue)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"`retries` must be a non-negative integer, got {retries!r}")
-        is_async = _is_async(func)
-        executor = executor or ("loop" if is_async else "thread")
-        if executor not in ("loop", "thread", "process", "dask"):
-            raise ValueError(f"`executor` must be one of loop, thread, process, dask, got {executor!r}")
-        if is_async and executor != "loop":
-            raise ValueError(f"{_name(func)!r} is an `async def` function: it runs on the loop "
-                             f"(executor='loop'), not {executor!r}")
-        if not is_async and executor == "loop":
-            raise ValueError(f"{_name(func)!r} is a plain function and would block the loop: "
-                             "use executor='thread' (or make it `async def`)")
-        self.func = func
-        self.executor = executor
-        self.cpu = cpu
-        self.workers = workers or {"loop": 64, "thread": min(32, _cores() + 4)}.get(executor, cpu or _cores())
-        self.retries = retries
-        self.queue = queue or max(2 * self.workers, 16)
-        self.name = name or _name(func)
-
-    def __repr__(self) -> str:
-        return f"stage({self.name}, executor={self.executor!r}, workers={self.workers})"
-
-
-def stage(func: Callable[[Any], Any], **options: Any) -> Stage:
-    """A `Stage` of a `pipeline` (see `Stage` for the options).
-
-    Examples
-    --------
-    >>> pipe = pipeline(paths, stage(read, workers=64), stage(parse, executor="process"))  # doctest: +SKIP
-    """
-    return Stage(func, **options)
-
-
-class Pipeline:
-    """Items from ``source`` through ``stages`` in turn; run it with
-    `notebook_ext.ml.preprocess` (one job, a per-stage card) or iterate it
-    (`Pipeline.run`). Built by `pipeline`."""
-
-    def __init__(self, source: Any, stages: "tuple[Stage | Callable[[Any], Any], ...]", *, ordered: bool = True,
-                 max_pending: int | None = None) -> None:
-        if not (hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
-            raise TypeError(f"`items` must be iterable, got {type(source).__name__}")
-        if not stages:
-            raise ValueError("a pipeline needs at least one stage")
-        specs = tuple(s if isinstance(s, Stage) else Stage(s) for s in stages)
-        if max_pending is not None and (isinstance(max_pending, bool) or not isinstance(max_pending, int)
-                                        or max_pending < 1):
-            raise ValueError(f"`max_pending` must be a positive integer, got {max_pending!r}")
-        self.source = source
-        self.stages = specs
-        self.ordered = ordered
-        self.max_pending = max_pending or max(256, 4 * sum(s.workers for s in specs))
-
-    @property
-    def total(self) -> int | None:
-        try:
-            return len(self.source)
-        except TypeError:
-            return None
-
-    def with_source(self, source: Any) -> "Pipeline":
-        return Pipeline(source, self.stages, ordered=self.ordered, max_pending=self.max_pending)
-
-    def run(self, scheduler: "Scheduler | None" = None, *, report: bool = False) -> "ItemMap":
-        """Start it; iterate the returned `ItemMap` for the results."""
-        return ItemMap(self, scheduler, report=report)
-
-    def __repr__(self) -> str:
-        return f"pipeline({', '.join(s.name for s in self.stages)})"
-
-
-def pipeline(source: Any, *stages: "Stage | Callable[[Any], Any]", ordered: bool = True,
-             max_pending: int | None = None) -> Pipeline:
-    """Chain stages, each with its own concurrency and executor, joined by
-    bounded queues.
-
-    Parameters
-    ----------
-    source : iterable or async iterable
-        Read lazily: an item is taken only when fewer than ``max_pending``
-        are inside the pipeline.
-    *stages : Stage or callable
-        `stage` (a bare function is ``stage(func)``).
-    ordered : bool
-        Results in input order (default) or as they finish.
-
-    Examples
-    --------
-    >>> pipe = pipeline(paths, stage(read_async, workers=64),              # doctest: +SKIP
-    ...                 stage(parse, executor="process"), stage(featurize))
-    >>> job = preprocess(pipe, name="features")        # a per-stage card
-    """
-    return Pipeline(source, stages, ordered=ordered, max_pending=max_pending)
 
 
 def map(func: Callable[[Any], Any], items: Any, *, workers: int | None = None, executor: str | None = None,
@@ -248,8 +74,9 @@ def map(func: Callable[[Any], Any], items: Any, *, workers: int | None = None, e
     >>> import notebook_ext as nx                                         # doctest: +SKIP
     >>> sizes = list(nx.map(download, urls, workers=64))
     """
-    return Pipeline(items, (Stage(func, workers=workers, executor=executor, cpu=cpu, retries=retries),),
-                    ordered=ordered, max_pending=max_pending).run(scheduler, report=True)
+    pipe = Pipeline(items, (Stage(func, workers=workers, executor=executor, cpu=cpu, retries=retries),),
+                    ordered=ordered, max_pending=max_pending)
+    return ItemMap(pipe, scheduler, report=True)
 
 
 class _Failure:
@@ -722,19 +549,3 @@ async def _each(source: Any) -> AsyncIterator[Any]:
 def _short(text: str, limit: int) -> str:
     text = clean(str(text))
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _is_async(func: Any) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
-
-
-def _name(func: Any) -> str:
-    return str(getattr(func, "__name__", None) or type(func).__name__)
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
-
-

@@ -81,7 +81,8 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         if self.marker:
-            open(self.marker, "a").close()
+            with open(self.marker, "a") as f:
+                f.write(f"{os.getpid()}\n")
         time.sleep(self.delay)
         self.classes_ = np.unique(y)
         return self
@@ -91,21 +92,24 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):
 
 
 def test_cancelling_the_search_stops_its_fold_workers(sched, tmp_path):
-    import psutil
-
     X, y = load_iris(return_X_y=True)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
     marker = str(tmp_path / "fitting")
     job = search(SlowClassifier(marker=marker), {"delay": [5.0, 5.1, 5.2, 5.3]}, X, y, cv=3, scheduler=sched)
-    wait_until(lambda: os.path.exists(marker), timeout=60)  # a fold is being fitted in a worker
+    wait_until(lambda: os.path.exists(marker) and open(marker).read().strip(), timeout=60)  # a fold is fitting
     job.cancel("changed my mind")
     assert job.wait(5) and job.state == "cancelled"
+    pids = {int(p) for p in open(marker).read().split()}  # the worker processes that were fitting folds
+    assert pids and os.getpid() not in pids
 
-    def fold_workers():
-        return [p for p in psutil.Process().children(recursive=True)
-                if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE and "forkserver" not in " ".join(p.cmdline())]
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
 
-    wait_until(lambda: not fold_workers(), timeout=10, message="fold workers still alive after the cancel")
+    # killed, not left to finish their 5 s fits (which would end them within 10 s anyway)
+    wait_until(lambda: not any(alive(p) for p in pids), timeout=3, message="fold workers alive after the cancel")
 
 
 class Recorder(ClassifierMixin, BaseEstimator):
