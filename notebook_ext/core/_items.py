@@ -153,6 +153,7 @@ class ItemMap:
         self._stages: list[_StageRun] = []
         self._buffer: dict[int, Any] = {}
         self._next = 0
+        self._fed = 0  # items the feeder put in
         self._last_publish = 0.0
         self.abandoned = 0  #: item threads still busy when a cancel gave up waiting for them
         for spec in pipe.stages:
@@ -222,6 +223,7 @@ class ItemMap:
                 await self._tickets.put(None)
                 await first.put((index, item))
                 index += 1
+                self._fed = index
         except Closed:
             return
         except BaseException as exc:  # the source itself failed: the whole run does
@@ -303,8 +305,12 @@ class ItemMap:
                         try:
                             item = await func(item)
                             break
-                        except asyncio.CancelledError:
-                            raise
+                        except asyncio.CancelledError as exc:
+                            task = asyncio.current_task()
+                            if task is not None and task.cancelling():
+                                raise  # we are stopping this worker
+                            item = self._fail(run, index, item, exc)  # raised inside the item: its failure
+                            break
                         except BaseException as exc:  # noqa: BLE001 - an item's failure is recorded
                             if isinstance(exc, JobCancelled) and self._cancelled():
                                 raise
@@ -358,6 +364,18 @@ class ItemMap:
             pass
         finally:
             self._retired(run)
+
+    def _check_complete(self) -> None:
+        """Every item fed came out (ok or failed), or say why not: never a
+        silently shorter result."""
+        if self._error is not None:
+            raise self._error
+        ctx = self._ctx
+        if ctx is not None and ctx.cancel_reason is not None:
+            raise JobCancelled(ctx.cancel_reason)
+        if self.consumed != self._fed:
+            raise RuntimeError(f"{self._fed - self.consumed} of {self._fed} items were lost inside notebook_ext "
+                               f"(a bug: please report it); {self.consumed} finished")
 
     def _abort_channels(self) -> None:
         for run in self._stages:
@@ -470,8 +488,7 @@ class ItemMap:
                     break
                 for ready in self._take(entry):
                     yield ready
-            if self._error is not None:
-                raise self._error
+            self._check_complete()
         finally:
             await self.aclose()
 
@@ -512,8 +529,7 @@ class ItemMap:
                 if entry is _EMPTY:
                     continue
                 yield from self._take(entry)
-            if self._error is not None:
-                raise self._error
+            self._check_complete()
         finally:
             self.close()
 

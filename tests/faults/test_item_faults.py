@@ -120,3 +120,38 @@ def test_scheduler_shutdown_with_items_running_leaves_nothing():
     sched.shutdown(timeout=5)
     assert job.done()
     assert_flat(before, slack=2)
+
+
+def test_an_async_item_raising_cancelled_error_itself_is_a_failed_item_not_a_lost_one(flat):
+    async def cancelled_inside(x):
+        if x == 5:
+            fut = asyncio.get_running_loop().create_future()
+            fut.cancel()
+            await fut  # a library future cancelled under the item: CancelledError from inside it
+        return x
+
+    sched = Scheduler(slots=2, history=None)
+    try:
+        job = preprocess(cancelled_inside, range(20), workers=4, scheduler=sched)
+        res = job.result(10)
+        assert job.state == "done" and res.count == 20
+        assert list(res.failed) == [5] and res.failed[5].startswith("CancelledError")
+        assert res.results[19] == 19
+    finally:
+        sched.shutdown()
+
+
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_a_thread_item_raising_a_base_exception_fails_alone(kind, flat):
+    def rude(x):
+        if x == 2:
+            raise kind("bye")
+        return x
+
+    sched = Scheduler(slots=2, history=None)
+    try:
+        res = preprocess(rude, range(10), workers=3, scheduler=sched).result(10)
+        assert list(res.failed) == [2] and res.results[9] == 9 and res.count == 10
+        assert item_threads() == []
+    finally:
+        sched.shutdown()
