@@ -155,6 +155,7 @@ class ItemMap:
         self._next = 0
         self._fed = 0  # items the feeder put in
         self._last_publish = 0.0
+        self.publish_errors = 0  #: card updates that raised (counted, survived)
         self.abandoned = 0  #: item threads still busy when a cancel gave up waiting for them
         for spec in pipe.stages:
             if spec.executor in ("process", "dask"):
@@ -176,7 +177,12 @@ class ItemMap:
         self._stages = [_StageRun(s, chans[i], chans[i + 1], i) for i, s in enumerate(pipe.stages)]
         with job_context(self._ctx) if self._ctx is not None else contextlib.nullcontext():
             # tasks made here copy the job's context: items print and check cancel there
-            self._tasks.append(loop.create_task(self._feed(chans[0]), name="notebook_ext-items-feed"))
+            if hasattr(pipe.source, "__aiter__"):
+                self._tasks.append(loop.create_task(self._feed(chans[0]), name="notebook_ext-items-feed"))
+            else:  # a plain iterable may block (a generator reading files): never on the loop
+                self._threads_live += 1
+                threading.Thread(target=self._feed_sync, args=(chans[0],), daemon=True,
+                                 name="notebook_ext-items-feed").start()
             for run in self._stages:
                 self._start_stage(run, loop)
             if self._report:
@@ -211,12 +217,34 @@ class ItemMap:
                 run.tallies.append(tally)
                 self._tasks.append(loop.create_task(self._chunk_worker(run, tally)))
 
+    def _feed_sync(self, first: Channel) -> None:
+        ctx = self._ctx
+        index = 0
+        try:
+            with job_context(ctx) if ctx is not None else contextlib.nullcontext():
+                for item in self.pipe.source:
+                    if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
+                        self.stopped = True
+                        break
+                    self._tickets.put_sync(None)
+                    first.put_sync((index, item))
+                    index += 1
+                    self._fed = index
+        except Closed:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - the source itself failed: the whole run does
+            self._error = exc
+            self._abort_channels()
+        finally:
+            first.close()
+            self._lt.call_soon(self._thread_gone)
+
     async def _feed(self, first: Channel) -> None:
         ctx = self._ctx
         source = self.pipe.source
         index = 0
         try:
-            async for item in _each(source):
+            async for item in source:
                 if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
                     self.stopped = True
                     break
@@ -474,7 +502,10 @@ class ItemMap:
     async def _publisher(self) -> None:
         while True:
             await asyncio.sleep(PUBLISH_INTERVAL)
-            self._publish()
+            try:
+                self._publish()
+            except Exception:  # noqa: BLE001 - the card misses one update; the items go on
+                self.publish_errors += 1
 
     async def _results(self) -> AsyncIterator[tuple[int, bool, Any]]:
         """(index, ok, value or FailedItem) as items finish, in order when
@@ -550,16 +581,6 @@ class ItemMap:
 
     def __repr__(self) -> str:
         return f"<ItemMap {self.pipe!r} {self.consumed} finished, {len(self.failed)} failed>"
-
-
-async def _each(source: Any) -> AsyncIterator[Any]:
-    """Items of a sync or an async iterable (a sync one is read on the loop, lazily)."""
-    if hasattr(source, "__aiter__"):
-        async for item in source:
-            yield item
-    else:
-        for item in source:
-            yield item
 
 
 def _short(text: str, limit: int) -> str:

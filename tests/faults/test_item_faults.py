@@ -155,3 +155,27 @@ def test_a_thread_item_raising_a_base_exception_fails_alone(kind, flat):
         assert item_threads() == []
     finally:
         sched.shutdown()
+
+
+def test_a_blocking_sync_source_never_blocks_the_scheduler_loop(flat):
+    gate = threading.Event()
+
+    def slow_source():
+        yield 1
+        gate.wait(20)  # e.g. a generator reading a file share that hangs
+        yield 2
+
+    async def quick():
+        return "ran"
+
+    sched = Scheduler(slots=2, history=None)
+    try:
+        job = preprocess(str, slow_source(), scheduler=sched)
+        wait_until(lambda: job.progress.done >= 1, timeout=10)
+        other = sched.submit(quick)  # a coroutine job: it needs the scheduler's loop
+        assert other.result(timeout=5) == "ran"
+        gate.set()
+        assert job.result(10).results == ["1", "2"]
+    finally:
+        gate.set()
+        sched.shutdown()
