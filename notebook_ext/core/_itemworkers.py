@@ -1,0 +1,261 @@
+"""The producing half of a run of work items: the feeder that reads the
+source and the three kinds of stage workers (threads, coroutines, chunks
+sent to processes or Dask). `ItemMap` in `_items.py` starts them and
+consumes what they produce."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from typing import Any
+
+from ._channel import _EMPTY, Channel, Closed
+from ._context import JobContext, job_context
+from ._job import _format_traceback, describe_error
+from ._loopthread import LoopThread
+from ._pipeline import FailedItem, Pipeline, Stage, StageStats
+from ._states import JobCancelled
+from ._text import clean, safe_repr
+
+CHUNK_SECONDS = 0.05  # process / Dask items go in chunks of about this much work
+
+
+class _Failure:
+    __slots__ = ("record", "item", "stage")
+
+    def __init__(self, record: FailedItem, item: Any, stage: int) -> None:
+        self.record, self.item, self.stage = record, item, stage
+
+
+class _Tally:
+    """One worker's counts: written by that worker only, summed by readers."""
+
+    __slots__ = ("started", "finished", "failed")
+
+    def __init__(self) -> None:
+        self.started = self.finished = self.failed = 0
+
+
+class _StageRun:
+    def __init__(self, spec: Stage, inbox: Channel, outbox: Channel, position: int) -> None:
+        self.spec, self.inbox, self.outbox, self.position = spec, inbox, outbox, position
+        self.tallies: list[_Tally] = []
+        self.live = 0
+        self.lock = threading.Lock()
+        self.started_at = time.monotonic()
+        self.peak = 0
+        self.runner: Any = None
+        self.payload: bytes | None = None
+        self.chunk = 1
+
+    def stats(self) -> StageStats:
+        started = sum(t.started for t in self.tallies)
+        finished = sum(t.finished for t in self.tallies)
+        failed = sum(t.failed for t in self.tallies)
+        in_flight = max(0, started - finished)
+        self.peak = max(self.peak, in_flight)
+        elapsed = max(time.monotonic() - self.started_at, 1e-9)
+        return StageStats(self.spec.name, self.spec.executor, self.spec.workers, finished - failed, failed,
+                          in_flight, len(self.inbox), self.inbox.maxsize, finished / elapsed, self.peak)
+
+
+class ItemWorkers:
+    """The feeder and the stage workers of an `ItemMap` (a mixin: the
+    state below is set up by `ItemMap`)."""
+
+    pipe: Pipeline
+    stopped: bool
+    _ctx: JobContext | None
+    _lt: LoopThread
+    _stages: list[_StageRun]
+    _tickets: Channel
+    _threads_live: int
+    _threads_gone: asyncio.Event | None
+    _fed: int
+    _error: BaseException | None
+
+    def _abort_channels(self) -> None:
+        raise NotImplementedError
+
+    def _feed_sync(self, first: Channel) -> None:
+        ctx = self._ctx
+        index = 0
+        try:
+            with job_context(ctx) if ctx is not None else contextlib.nullcontext():
+                for item in self.pipe.source:
+                    if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
+                        self.stopped = True
+                        break
+                    self._tickets.put_sync(None)
+                    first.put_sync((index, item))
+                    index += 1
+                    self._fed = index
+        except Closed:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - the source itself failed: the whole run does
+            self._error = exc
+            self._abort_channels()
+        finally:
+            first.close()
+            self._lt.call_soon(self._thread_gone)
+
+    async def _feed(self, first: Channel) -> None:
+        ctx = self._ctx
+        source = self.pipe.source
+        index = 0
+        try:
+            async for item in source:
+                if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
+                    self.stopped = True
+                    break
+                await self._tickets.put(None)
+                await first.put((index, item))
+                index += 1
+                self._fed = index
+        except Closed:
+            return
+        except BaseException as exc:  # the source itself failed: the whole run does
+            if not isinstance(exc, asyncio.CancelledError):
+                self._error = exc
+                self._abort_channels()
+            raise
+        finally:
+            first.close()
+
+    def _retired(self, run: _StageRun, thread: bool = False) -> None:
+        with run.lock:
+            run.live -= 1
+            last = run.live == 0
+        if last:
+            run.outbox.close()
+        if thread:
+            self._lt.call_soon(self._thread_gone)
+
+    def _thread_gone(self) -> None:
+        self._threads_live -= 1
+        if self._threads_live <= 0 and self._threads_gone is not None:
+            self._threads_gone.set()
+
+    def _fail(self, run: _StageRun, index: int, item: Any, exc: BaseException) -> _Failure:
+        if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
+            exc = exc.with_traceback(exc.__traceback__.tb_next)  # from the item's own frame on
+        return self._failure(run, index, item, describe_error(exc), _format_traceback(exc))
+
+    def _failure(self, run: _StageRun, index: int, item: Any, error: str, tb: str) -> _Failure:
+        return _Failure(FailedItem(index, _short(error, 300), safe_repr(item, 80), tb, run.spec.name), item, run.position)
+
+    def _cancelled(self) -> bool:
+        ctx = self._ctx
+        return ctx is not None and ctx.cancel_reason is not None
+
+    def _thread_worker(self, run: _StageRun, tally: _Tally) -> None:
+        spec, inbox, outbox = run.spec, run.inbox, run.outbox
+        func, retries = spec.func, spec.retries
+        try:
+            with job_context(self._ctx) if self._ctx is not None else contextlib.nullcontext():
+                while True:
+                    index, item = inbox.get_sync()
+                    if type(item) is not _Failure:
+                        if self._cancelled():
+                            return
+                        tally.started += 1
+                        for attempt in range(retries + 1):
+                            try:
+                                item = func(item)
+                                break
+                            except JobCancelled:
+                                if self._cancelled():
+                                    return
+                                item = self._fail(run, index, item, JobCancelled("raised by the item"))
+                            except BaseException as exc:  # noqa: BLE001 - an item's failure is recorded
+                                if attempt < retries and not self._cancelled():
+                                    time.sleep(min(0.05 * 2 ** attempt, 1.0))
+                                    continue
+                                item = self._fail(run, index, item, exc)
+                        if type(item) is _Failure:
+                            tally.failed += 1
+                        tally.finished += 1
+                    outbox.put_sync((index, item))
+        except Closed:
+            pass
+        finally:
+            self._retired(run, thread=True)
+
+    async def _async_worker(self, run: _StageRun, tally: _Tally) -> None:
+        spec, inbox, outbox = run.spec, run.inbox, run.outbox
+        func, retries = spec.func, spec.retries
+        try:
+            while True:
+                index, item = await inbox.get()
+                if type(item) is not _Failure:
+                    tally.started += 1
+                    for attempt in range(retries + 1):
+                        try:
+                            item = await func(item)
+                            break
+                        except asyncio.CancelledError as exc:
+                            task = asyncio.current_task()
+                            if task is not None and task.cancelling():
+                                raise  # we are stopping this worker
+                            item = self._fail(run, index, item, exc)  # raised inside the item: its failure
+                            break
+                        except BaseException as exc:  # noqa: BLE001 - an item's failure is recorded
+                            if isinstance(exc, JobCancelled) and self._cancelled():
+                                raise
+                            if attempt < retries and not self._cancelled():
+                                await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
+                                continue
+                            item = self._fail(run, index, item, exc)
+                    if type(item) is _Failure:
+                        tally.failed += 1
+                    tally.finished += 1
+                await outbox.put((index, item))
+        except (Closed, JobCancelled):
+            pass
+        finally:
+            self._retired(run)
+
+    async def _chunk_worker(self, run: _StageRun, tally: _Tally) -> None:
+        inbox, outbox, runner = run.inbox, run.outbox, run.runner
+        try:
+            while True:
+                batch = [await inbox.get()]
+                while len(batch) < run.chunk:
+                    more = inbox.get_nowait()
+                    if more is _EMPTY:
+                        break
+                    batch.append(more)
+                work = [(i, x) for i, x in batch if type(x) is not _Failure]
+                for i, x in batch:
+                    if type(x) is _Failure:
+                        await outbox.put((i, x))
+                if not work:
+                    continue
+                tally.started += len(work)
+                began = time.perf_counter()
+                try:
+                    outcomes, printed = await runner.run_chunk(run.payload, [x for _, x in work], run.spec.retries)
+                except Exception as exc:  # noqa: BLE001 - e.g. the worker process died: these items failed
+                    outcomes = [(False, (f"{type(exc).__name__}: {exc}", ""))] * len(work)
+                    printed = ""
+                per_item = (time.perf_counter() - began) / len(work)
+                run.chunk = max(1, min(256, int(CHUNK_SECONDS / max(per_item, 1e-6))))
+                if printed and self._ctx is not None:
+                    self._ctx.output.write(printed)
+                for (index, item), (ok, value) in zip(work, outcomes):
+                    if not ok:
+                        value = self._failure(run, index, item, value[0], value[1])
+                        tally.failed += 1
+                    tally.finished += 1
+                    await outbox.put((index, value))
+        except Closed:
+            pass
+        finally:
+            self._retired(run)
+
+
+def _short(text: str, limit: int) -> str:
+    text = clean(str(text))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
