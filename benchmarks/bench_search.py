@@ -57,6 +57,7 @@ def run(quick: bool) -> list[Row]:
     return [
         Row("search", "16 candidates x 5 folds, process executor", m, g, "GridSearchCV(n_jobs=2)", "s", ms,
             "<= 1.0x GridSearchCV", "yes" if m <= 1.0 * g else "NO",
-            note="every side warmed by one untimed run (our process workers, joblib's pool), then interleaved"),
+            note="every side warmed by one untimed run (our process workers, joblib's pool), then interleaved"
+            "; one item per (candidate, fold), longest expected first"),
         Row("search", "same, sequential GridSearchCV(n_jobs=1)", q, g, "GridSearchCV(n_jobs=2)", "s"),
     ]

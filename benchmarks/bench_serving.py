@@ -85,7 +85,9 @@ def run(quick: bool) -> list[Row]:
     return [
         Row("serving", f"burst of {n:,} concurrent requests: throughput", t, b, "one predict per request", "req/s",
             ts, ">= 20x", "yes" if t >= 20 * b else "NO",
-            note="one predictor and one event loop; each side first runs one untimed burst, then they alternate"),
+            note="one predictor and one event loop; each side first runs one untimed burst, then they alternate"
+            "; per-request cost is dominated by Python's full garbage collections of the burst's live "
+            "futures, tasks and coroutines (see them with a gc callback)"),
         Row("serving", f"same {n:,} rows as {n // 100} concurrent predict_many(100 rows)", mt, b,
             "one predict per request", "req/s", mts, ">= 20x", "yes" if mt >= 20 * b else "NO",
             note="rows per second; a bulk client's path: one request carries many rows"),
