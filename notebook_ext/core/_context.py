@@ -8,6 +8,7 @@ nothing (``progress`` just iterates), so the same code runs in a plain cell.
 
 from __future__ import annotations
 
+import concurrent.futures.thread as _pool_threads
 import contextlib
 import contextvars
 import io
@@ -347,9 +348,7 @@ def _start_in_job(thread: threading.Thread) -> None:
 def _is_pool_worker(thread: threading.Thread) -> bool:
     # A thread pool's worker serves whoever submits later: each task carries
     # its caller's job (see `_submit_in_caller_job`), the thread itself none.
-    import concurrent.futures.thread as pool_threads
-
-    return getattr(thread, "_target", None) is pool_threads._worker
+    return getattr(thread, "_target", None) is _pool_threads._worker
 
 
 def _submit_in_caller_job(pool: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:

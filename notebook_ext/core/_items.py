@@ -117,8 +117,9 @@ class ItemMap(ItemWorkers):
         self.publish_errors = 0  #: card updates that raised (counted, survived)
         self.abandoned = 0  #: item threads still busy when a cancel gave up waiting for them
         for spec in pipe.stages:
-            if spec.executor in ("process", "dask"):
-                scheduler.executor(spec.executor)  # a clear error now if it is not there
+            if spec.executor in ("process", "dask") and spec.shipment is None:
+                # packed here, in the caller's thread: never on the scheduler's loop
+                scheduler.executor(spec.executor).prepare_items(spec)  # type: ignore[attr-defined]
 
     # -- the loop side --------------------------------------------------------
     def _start(self) -> None:
@@ -166,7 +167,9 @@ class ItemMap(ItemWorkers):
                 self._tasks.append(loop.create_task(self._async_worker(run, tally)))
         else:
             run.runner = self._sched.executor(spec.executor).item_runner(spec.cpu)  # type: ignore[attr-defined]
-            run.payload = run.runner.pack(spec.func)
+            # a file write or a Dask scatter of the packed function: in a thread, not on the loop
+            run.payload = loop.create_task(asyncio.to_thread(run.runner.store, spec.shipment))
+            self._tasks.append(run.payload)
             # Two chunks per worker: the next one waits at the worker while the
             # current one runs, so no worker idles for a round trip between chunks.
             n = max(1, min(spec.workers, 2 * run.runner.slots))

@@ -17,7 +17,7 @@ from ._job import _format_traceback, describe_error
 from ._loopthread import LoopThread
 from ._pipeline import FailedItem, Pipeline, Stage, StageStats
 from ._states import JobCancelled
-from ._text import clean, safe_repr
+from ._text import safe_repr, shorten
 
 CHUNK_SECONDS = 0.05  # process / Dask items go in chunks of about this much work
 
@@ -47,7 +47,7 @@ class _StageRun:
         self.started_at = time.monotonic()
         self.peak = 0
         self.runner: Any = None
-        self.payload: bytes | None = None
+        self.payload: asyncio.Task | None = None  # where the workers find the packed function
         self.chunk = 1
 
     def stats(self) -> StageStats:
@@ -144,7 +144,7 @@ class ItemWorkers:
         return self._failure(run, index, item, describe_error(exc), _format_traceback(exc))
 
     def _failure(self, run: _StageRun, index: int, item: Any, error: str, tb: str) -> _Failure:
-        return _Failure(FailedItem(index, _short(error, 300), safe_repr(item, 80), tb, run.spec.name), item, run.position)
+        return _Failure(FailedItem(index, shorten(str(error), 300), safe_repr(item, 80), tb, run.spec.name), item, run.position)
 
     def _cancelled(self) -> bool:
         ctx = self._ctx
@@ -220,6 +220,13 @@ class ItemWorkers:
     async def _chunk_worker(self, run: _StageRun, tally: _Tally) -> None:
         inbox, outbox, runner = run.inbox, run.outbox, run.runner
         try:
+            assert run.payload is not None
+            try:
+                payload = await run.payload
+            except Exception as exc:  # noqa: BLE001 - no worker can get the function: the run fails
+                self._error = exc
+                self._abort_channels()
+                return
             while True:
                 batch = [await inbox.get()]
                 while len(batch) < run.chunk:
@@ -236,7 +243,7 @@ class ItemWorkers:
                 tally.started += len(work)
                 began = time.perf_counter()
                 try:
-                    outcomes, printed = await runner.run_chunk(run.payload, [x for _, x in work], run.spec.retries)
+                    outcomes, printed = await runner.run_chunk(payload, [x for _, x in work], run.spec.retries)
                 except Exception as exc:  # noqa: BLE001 - e.g. the worker process died: these items failed
                     outcomes = [(False, (f"{type(exc).__name__}: {exc}", ""))] * len(work)
                     printed = ""
@@ -254,8 +261,3 @@ class ItemWorkers:
             pass
         finally:
             self._retired(run)
-
-
-def _short(text: str, limit: int) -> str:
-    text = clean(str(text))
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -108,6 +108,9 @@ class Stage:
         self.retries = retries
         self.queue = queue or max(2 * self.workers, 16)
         self.name = name or _name(func)
+        #: the function packed for worker processes or Dask (as a job's
+        #: ``shipment``): set once, by the executor, before the run starts
+        self.shipment: bytes | None = None
 
     def __repr__(self) -> str:
         return f"stage({self.name}, executor={self.executor!r}, workers={self.workers})"

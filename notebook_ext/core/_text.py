@@ -41,6 +41,11 @@ def safe_repr(value: Any, limit: int = 500) -> str:
         text = repr(value)
     except Exception as exc:  # noqa: BLE001 - a user's broken __repr__
         text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    return shorten(text, limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """`clean` text cut to at most ``limit`` characters (an ellipsis marks the cut)."""
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return clean(text)

@@ -12,10 +12,9 @@ from ..core import Scheduler, get_scheduler
 from ._base import ExecutorBase
 from ._loop import LoopExecutor
 from ._process import ProcessExecutor
-from ._shipping import pack_function
 from ._thread import ThreadExecutor
 
-__all__ = ["ExecutorBase", "LoopExecutor", "ProcessExecutor", "ThreadExecutor", "pack_function", "use_dask"]
+__all__ = ["ExecutorBase", "LoopExecutor", "ProcessExecutor", "ThreadExecutor", "use_dask"]
 
 
 def use_dask(address_or_client: Any = None, *, scheduler: Scheduler | None = None,

@@ -206,6 +206,10 @@ class DaskExecutor(ExecutorBase):
             if job.ctx.cancel_reason is not None:
                 loop.run_in_executor(None, self._signal, cancel_name)
 
+    def prepare_items(self, stage: Any) -> None:
+        """Pack a work-item stage's function once, at submit time."""
+        stage.shipment = pack_function(stage.func, "a Dask worker")
+
     def item_runner(self, cpu: int | None = None) -> "DaskItemRunner":
         """Work items in chunks on this cluster (see `notebook_ext.core.Stage`);
         as many chunks at once as the cluster has threads (or ``cpu``)."""
@@ -285,12 +289,11 @@ class DaskItemRunner:
         self._killed = False
         self._payload: Any = None
 
-    def pack(self, func: Any) -> tuple[str, Any]:
-        # Scattered once: every chunk refers to the same data on the cluster.
-        blob = pack_function(func, "a Dask worker")
-        key = uuid.uuid4().hex
-        self._payload = self.client.scatter(blob, broadcast=False, hash=False)
-        return (key, self._payload)
+    def store(self, shipment: bytes) -> tuple[str, Any]:
+        """Scatter the packed function once: every chunk refers to the same
+        data on the cluster (a blocking call: run it off the loop)."""
+        self._payload = self.client.scatter(shipment, broadcast=False, hash=False)
+        return (uuid.uuid4().hex, self._payload)
 
     async def run_chunk(self, payload: bytes, items: list, retries: int) -> tuple[list, str]:
         import cloudpickle

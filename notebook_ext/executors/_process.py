@@ -374,6 +374,11 @@ class ProcessExecutor(ExecutorBase):
         if slot is not None:
             self._stop_flags[slot].value = 1
 
+    def prepare_items(self, stage: Any) -> None:
+        """Pack a work-item stage's function once, at submit time (as
+        `prepare` packs a job); `TypeError` naming what cannot go."""
+        stage.shipment = pack_function(stage.func, "a worker process")
+
     def item_runner(self, cpu: int | None = None) -> "ProcessItemRunner":
         """Worker processes of their own for one run of work items (see
         `notebook_ext.core.Stage`): ``cpu`` of them (default: the cores).
@@ -462,18 +467,22 @@ class ProcessItemRunner:
         self._owner = owner
         self._pool = pool
         self._killed = False
+        self._done = False
         self._files: list[str] = []
 
-    def pack(self, func: Any) -> tuple[str, str]:
+    def store(self, shipment: bytes) -> tuple[str, str]:
+        """Put the packed function where each worker reads it once (a file,
+        in memory where ``/dev/shm`` exists); the reference chunks carry."""
         import tempfile
         import uuid
 
-        blob = pack_function(func, "a worker process")
         folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         fd, path = tempfile.mkstemp(prefix="notebook_ext-items-", dir=folder)
         with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+            f.write(shipment)
         self._files.append(path)
+        if self._done:  # ended while this was written: nobody will read it
+            self._forget_files()
         return (uuid.uuid4().hex, path)
 
     def _get_pool(self) -> ProcessPoolExecutor:
@@ -518,13 +527,14 @@ class ProcessItemRunner:
         self._files = []
 
     def kill(self) -> None:
-        self._killed = True
+        self._killed = self._done = True
         pool, self._pool = self._pool, None
         if pool is not None:
             _kill_pool(pool)
         self._forget_files()
 
     def close(self) -> None:
+        self._done = True
         pool, self._pool = self._pool, None
         self._forget_files()
         if pool is not None and not self._killed:

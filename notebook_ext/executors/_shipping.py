@@ -225,9 +225,10 @@ def run_chunk(payload: tuple[str, Any], items: bytes, retries: int) -> bytes:
     """Worker side: ``func(item)`` for each item of a chunk, each failure
     kept apart (``(False, ("Type: message", traceback))``) so the others go
     on. Returns cloudpickle bytes of ``(outcomes, printed text)``."""
-    import cloudpickle
     import contextlib
     import io
+
+    import cloudpickle
 
     func = _function(payload)
     outcomes: list[tuple[bool, Any]] = []

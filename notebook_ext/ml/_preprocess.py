@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterable
 
 from ..core import ItemMap, Job, Pipeline, Stage, get_scheduler
 from ..core.lowlevel import Channel, Closed, current_context
-from ..executors import pack_function
 from ._details import PreprocessDetail
 
 
@@ -134,9 +133,8 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
     sched = scheduler or get_scheduler()
     for st in pipe.stages:
         if st.executor in ("process", "dask"):
-            sched.executor(st.executor)
-            if _retry is None:  # a function that cannot travel is refused now, not in the job
-                pack_function(st.func, "a worker process" if st.executor == "process" else "a Dask worker")
+            if st.shipment is None:  # packed once, now: one that cannot travel is refused here, not in the job
+                sched.executor(st.executor).prepare_items(st)
     total = pipe.total if _retry is None else sum(len(group[1]) for group in _retry)
 
     async def run() -> PreprocessResult:

@@ -168,18 +168,21 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
     executor = executor or "process"
     sched.executor(executor)
 
+    n_folds = len(splits)
+    order = sorted(range(len(candidates)), key=lambda i: -expected_cost(candidates[i]))
+    items = [(i, k) for i in order for k in range(n_folds)]
+    fold = Stage(_Fold(estimator, candidates, X, y, splits, scoring), executor=executor,
+                 workers=len(items) if executor != "thread" else sched.slots, name="fold")
+    if executor in ("process", "dask"):  # packed (X and y too) here, once: not on the scheduler's loop
+        sched.executor(executor).prepare_items(fold)  # type: ignore[attr-defined]
+
     async def run() -> SearchResult:
         me = current_job()
-        n_folds = len(splits)
-        order = sorted(range(len(candidates)), key=lambda i: -expected_cost(candidates[i]))
-        items = [(i, k) for i in order for k in range(n_folds)]
         rows = [{"params": p, "mean_score": math.nan, "std_score": math.nan, "rank": None,
                  "state": "queued", "scores": [math.nan] * n_folds, "left": n_folds, "fit_times": []}
                 for p in candidates]
         done = 0
         report(0, len(candidates), f"{len(candidates)} candidates x {n_folds} folds")
-        fold = Stage(_Fold(estimator, candidates, X, y, splits, scoring), executor=executor,
-                     workers=len(items) if executor != "thread" else sched.slots, name="fold")
         folds = ItemMap(Pipeline(items, (fold,), ordered=False), sched)
         async for position, ok, value in folds.results():
             if ok:
