@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..core import ItemMap, Job, Pipeline, Stage, get_scheduler
-from ..core.lowlevel import Channel, Closed, current_context
+from ..core.lowlevel import Channel, Closed, current_context, job_context
 from ._details import PreprocessDetail
 
 
@@ -205,8 +205,6 @@ class _Sink:
         ctx = current_context()
 
         def drain() -> None:
-            from ..core.lowlevel import job_context
-
             try:
                 with job_context(ctx) if ctx is not None else contextlib.nullcontext():
                     while True:

@@ -127,9 +127,9 @@ class Predictor:
                 "p99_ms": float(np.percentile(lat, 99))}
 
     # -- the batcher (a thread of its own) ---------------------------------------
-    # A thread, not a coroutine handing each batch to an executor: two thread
-    # hops per batch, each waiting for the GIL behind a busy client, were most
-    # of a request's cost. The job's coroutine only owns the thread.
+    # A thread, not a coroutine handing each batch to an executor: that cost
+    # two thread hops per batch (loop -> executor -> loop), each waiting for
+    # the GIL behind a busy client. The job's coroutine only owns the thread.
     def _take(self) -> tuple[list, bool]:
         """The next batch: what is waiting, topped up for up to max_wait."""
         wake = self._wake_t
