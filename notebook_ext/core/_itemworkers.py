@@ -16,7 +16,7 @@ from ._context import JobContext, job_context
 from ._job import _format_traceback, describe_error
 from ._loopthread import LoopThread
 from ._pipeline import FailedItem, Pipeline, Stage, StageStats
-from ._states import JobCancelled
+from ._states import JobCancelled, WorkerDied
 from ._text import safe_repr, shorten
 
 CHUNK_SECONDS = 0.05  # process / Dask items go in chunks of about this much work
@@ -49,6 +49,7 @@ class _StageRun:
         self.runner: Any = None
         self.payload: asyncio.Task | None = None  # where the workers find the packed function
         self.chunk = 1
+        self.suspects = asyncio.Lock()  # items re-run after a worker died: one at a time
 
     def stats(self) -> StageStats:
         started = sum(t.started for t in self.tallies)
@@ -217,8 +218,33 @@ class ItemWorkers:
         finally:
             self._retired(run)
 
+    async def _run_chunk(self, run: _StageRun, payload: Any, items: list) -> tuple[list, str]:
+        """(ok, value) per item, and what they printed. A worker's death breaks
+        its whole pool, so every chunk in flight raises WorkerDied, the
+        innocent ones too: those items run again one by one, one stage-wide
+        suspect at a time, and only an item whose own worker dies fails."""
+        def failed(exc: BaseException, n: int) -> list:
+            return [(False, (f"{type(exc).__name__}: {exc}", ""))] * n
+
+        try:
+            return await run.runner.run_chunk(payload, items, run.spec.retries)
+        except WorkerDied:
+            pass
+        except Exception as exc:  # noqa: BLE001 - no worker could run them: these items failed
+            return failed(exc, len(items)), ""
+        outcomes, printed = [], []
+        for item in items:
+            async with run.suspects:
+                try:
+                    one, text = await run.runner.run_chunk(payload, [item], run.spec.retries)
+                except Exception as exc:  # noqa: BLE001 - its own worker died (or none could start)
+                    one, text = failed(exc, 1), ""
+            outcomes += one
+            printed.append(text)
+        return outcomes, "".join(printed)
+
     async def _chunk_worker(self, run: _StageRun, tally: _Tally) -> None:
-        inbox, outbox, runner = run.inbox, run.outbox, run.runner
+        inbox, outbox = run.inbox, run.outbox
         try:
             assert run.payload is not None
             try:
@@ -242,11 +268,7 @@ class ItemWorkers:
                     continue
                 tally.started += len(work)
                 began = time.perf_counter()
-                try:
-                    outcomes, printed = await runner.run_chunk(payload, [x for _, x in work], run.spec.retries)
-                except Exception as exc:  # noqa: BLE001 - e.g. the worker process died: these items failed
-                    outcomes = [(False, (f"{type(exc).__name__}: {exc}", ""))] * len(work)
-                    printed = ""
+                outcomes, printed = await self._run_chunk(run, payload, [x for _, x in work])
                 per_item = (time.perf_counter() - began) / len(work)
                 run.chunk = max(1, min(256, int(CHUNK_SECONDS / max(per_item, 1e-6))))
                 if printed and self._ctx is not None:
