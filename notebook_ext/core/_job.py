@@ -82,7 +82,7 @@ class Job:
         "parent", "_children", "params", "code", "fn", "args", "kwargs", "finalize", "retry_with",
         "shipment", "_control", "_state", "attempts", "created", "started", "ended", "ctx",
         "_result", "_exception", "_traceback", "_event", "_callbacks", "_sequence", "_rate",
-        "timed_out", "abandoned", "cancelled_caught", "cancel_note", "_attempt_errors",
+        "timed_out", "abandoned", "cancelled_caught", "cancel_note", "retried_as", "_attempt_errors",
         "_artifacts", "dashboard_link", "detail", "version", "__weakref__",
     )
 
@@ -146,6 +146,7 @@ class Job:
         self.abandoned = False  #: a thread that never reached a checkpoint was given up
         self.cancelled_caught = False  #: the cancellation is what ended it
         self.cancel_note: str | None = None  #: how a cancel request went, when not plainly
+        self.retried_as: Job | None = None  #: the job `Scheduler.retry` made of this one
         self._attempt_errors: list[str] | None = None
         self._artifacts: list[str] | None = None
         self.dashboard_link: str | None = None
@@ -251,6 +252,7 @@ class Job:
             children=tuple(c.name for c in self.children), after=tuple(j.name for j in self.after),
             sequence=self._sequence, taken=now, timed_out=self.timed_out, abandoned=self.abandoned,
             cancelled_caught=self.cancelled_caught, cancel_note=self.cancel_note,
+            retried_as=self.retried_as.id if self.retried_as is not None else None,
             attempt_errors=tuple(self._attempt_errors or ()), artifacts=tuple(self._artifacts or ()),
             dashboard_link=self.dashboard_link, detail=self.detail,
         )

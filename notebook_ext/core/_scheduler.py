@@ -243,13 +243,17 @@ class Scheduler:
         if not job.done():
             raise ValueError(f"job {job.name!r} is still {job.state}; wait for it or cancel it first")
         if job.retry_with is not None:
-            return job.retry_with(job)
-        return self.submit(
-            job.fn, *job.args, name=job.name, priority=job.priority, timeout=job.timeout,
-            retries=job.retries, backoff=job.backoff, executor=job.executor, kind=job.kind,
-            parent=job.parent, params=job.params, code=job.code, finalize=job.finalize,
-            detail=job.detail, **job.kwargs,
-        )
+            new = job.retry_with(job)
+        else:
+            new = self.submit(
+                job.fn, *job.args, name=job.name, priority=job.priority, timeout=job.timeout,
+                retries=job.retries, backoff=job.backoff, executor=job.executor, kind=job.kind,
+                parent=job.parent, params=job.params, code=job.code, finalize=job.finalize,
+                detail=job.detail, **job.kwargs,
+            )
+        job.retried_as = new  # its cards follow the new run (not "1 failed" beside a second card)
+        self.notifier.changed(job)
+        return new
 
     def lend_slot(self, job: Job) -> None:
         """``job`` blocks waiting on other jobs: lend its slot meanwhile."""

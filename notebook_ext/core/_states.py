@@ -102,6 +102,7 @@ class JobSnapshot:
     abandoned: bool = False
     cancelled_caught: bool = False
     cancel_note: str | None = None
+    retried_as: int | None = None  # the id of the job that re-runs this one
     attempt_errors: tuple[str, ...] = ()
     artifacts: tuple[str, ...] = ()
     dashboard_link: str | None = None

@@ -49,3 +49,42 @@ def shorten(text: str, limit: int) -> str:
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return clean(text)
+
+
+def format_number(value: Any) -> str:
+    """A number as every card, table and status line shows it: whole numbers
+    in full, and at least 1,000 rounded to a whole number (``4064``), else
+    4 significant digits (``0.9533``, ``28.77``, ``1``); NumPy scalars
+    alike; ``–`` for None and NaN. ``card.js`` draws with the same rule."""
+    if value is None or isinstance(value, bool):
+        return "–" if value is None else str(value)
+    item = getattr(value, "item", None)  # a NumPy scalar: its Python value
+    if callable(item) and not isinstance(value, (int, float)):
+        try:
+            value = item()
+        except (TypeError, ValueError):
+            pass
+    if not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, float) and value != value:
+        return "–"
+    if value in (float("inf"), float("-inf")):
+        return "∞" if value > 0 else "-∞"
+    if abs(value) >= 1e15:
+        return f"{value:.3e}"
+    if isinstance(value, int) or abs(value) >= 1000 or value.is_integer():
+        return str(int(round(value)))
+    return f"{value:.4g}"
+
+
+def format_value(value: Any) -> str:
+    """A parameter value for a table: numbers by `format_number`, strings
+    plain, anything else by its short repr (``C=28.77``, not
+    ``C=np.float64(28.765041432546976)``)."""
+    if isinstance(value, str):
+        return shorten(value, 80)
+    if value is None or isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)) or (hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0):
+        return format_number(value)
+    return safe_repr(value, 80)

@@ -270,7 +270,7 @@ def retry_failed(job: Job) -> Job:
         raise ValueError(f"job {job.name!r} is still {job.state}; wait for it first")
     if job.kind != "preprocess" or job.retry_with is None:
         raise ValueError(f"job {job.name!r} is not a preprocessing job")
-    return job.retry_with(job)
+    return job.scheduler.retry(job)
 
 
 def _retry_failed(job: Job, pipe: Pipeline, into: Any, priority: int, sched: Any) -> Job:

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterable, Callable
 import numpy as np
 
 from ..core import Job, JobDetail, current_job, get_scheduler, report
+from ..core.lowlevel import current_context, format_number, job_context
 from ._details import ServingDetail, ServingStats
 
 _CLOSE = object()
@@ -185,10 +186,15 @@ class Predictor:
         self.job = current_job()
         loop = asyncio.get_running_loop()
         ended: asyncio.Future = loop.create_future()
+        ctx = current_context()
 
         def body() -> None:
             try:
-                self._serve_batches()
+                if ctx is None:
+                    self._serve_batches()
+                else:
+                    with job_context(ctx):  # its rate, batch size and p99 go to the card
+                        self._serve_batches()
             except BaseException as exc:  # noqa: BLE001 - the job's error
                 loop.call_soon_threadsafe(_settle, ended, exc)
             else:
@@ -246,7 +252,8 @@ class Predictor:
 
     def _publish(self) -> None:
         stats = self.stats()
-        report(self.requests, None, f"{stats['requests_per_s']:.0f} req/s, batch {stats['mean_batch']:.1f}",
+        report(self.requests, None,
+               f"{format_number(stats['requests_per_s'])} req/s, batch {format_number(stats['mean_batch'])}",
                p99_ms=stats["p99_ms"])
         if self.job is not None:
             self.job.set_detail(ServingDetail(curve="p99_ms", stats=ServingStats(**stats)))

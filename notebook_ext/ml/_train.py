@@ -176,8 +176,8 @@ def _fit_partial(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None
                 model.partial_fit(_rows(X, idx), **kwargs)
             step += 1
             report(step, epochs * batches, f"epoch {epoch}/{epochs}, batch {b + 1}/{batches}")
-            if stop_requested():
-                report(**scorer.metrics(model))
+            if stop_requested():  # the bar ends full at the steps taken; the curve's last point at this step
+                report(step, step, **scorer.metrics(model))
                 return model, True
         report(step, epochs * batches, f"epoch {epoch}/{epochs}", **scorer.metrics(model))
     return model, False
@@ -201,6 +201,7 @@ def _fit_warm(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None, c
             metrics["loss"] = float(np.asarray(train_curve)[-1])
         report(i, len(sizes), f"{param}={size}", **metrics)
         if stop_requested() and i < len(sizes):
+            report(i, i)
             return model, True
     return model, False
 
@@ -248,7 +249,7 @@ def _finalize(job: Job, outcome: dict[str, Any]) -> Any:
     if outcome["saved"]:
         job.add_artifact(outcome["saved"])
     if outcome["stopped_early"]:
-        job.ctx.message = "stopped early; the model so far is kept"
+        job.ctx.message = ""  # the card's note and the status line say "stopped early", once
         job.set_detail(replace(job.detail, stopped_early=True))  # type: ignore[arg-type]
     return outcome["model"]
 

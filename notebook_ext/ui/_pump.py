@@ -170,6 +170,18 @@ class UpdatePump:
             self._latest[job.id] = job.snapshot()
         self._wake.set()
 
+    def _follow_retry(self, snap: JobSnapshot) -> None:
+        # `%retry`, `retry_failed` or the dashboard re-ran a job: its cards
+        # follow the new run in place (the card's own Retry button did already).
+        with self._lock:
+            stale = [e for e in self._by_card.values() if e.job.id == snap.id]
+        if not stale:
+            return
+        new = next((j for j in self.scheduler.all_jobs() if j.id == snap.retried_as), None)
+        if new is not None:
+            for entry in stale:
+                self._rebind(entry, new)
+
     def _dashboard_action(self, dash: Any, content: dict) -> None:
         action, name = content.get("action"), content.get("name")
         try:
@@ -191,6 +203,8 @@ class UpdatePump:
 
     # -- input (notifier thread) ---------------------------------------------------
     def _on_snapshot(self, snap: JobSnapshot) -> None:
+        if snap.retried_as is not None:
+            self._follow_retry(snap)
         with self._lock:
             if snap.id in self._entries:
                 self._latest[snap.id] = snap

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import Any, Iterable, Mapping
 
 from ..core import ItemsDetail, JobSnapshot, StageStats
-from ..core.lowlevel import printable
+from ..core.lowlevel import format_number, format_value, printable
 from ..ml import (
     LeaderboardRow,
     SearchDetail,
@@ -131,7 +131,7 @@ def stages_text(stages: Iterable[StageStats]) -> str:
     """A per-stage table as plain text (the card's table, for text renderers)."""
     lines = [f"{'stage':<16} {'done':>8} {'rate/s':>8} {'in flight':>9} {'queued':>9} {'failed':>6}"]
     for s in stages:
-        lines.append(f"{printable(s.name)[:16]:<16} {s.done:>8} {s.rate:>8.1f} {s.in_flight:>4}/{s.workers:<4} "
+        lines.append(f"{printable(s.name)[:16]:<16} {s.done:>8} {format_number(round(s.rate, 1)):>8} {s.in_flight:>4}/{s.workers:<4} "
                      f"{s.queued:>4}/{s.queue_size:<4} {s.failed:>6}")
     return "\n".join(lines)
 
@@ -141,7 +141,7 @@ def _leaderboard(rows: tuple[LeaderboardRow, ...]) -> list[dict[str, Any]] | Non
         return None
     return [{
         "rank": row.rank,
-        "params": ", ".join(f"{k}={v!r}" for k, v in row.params.items()),
+        "params": ", ".join(f"{k}={format_value(v)}" for k, v in row.params.items()),
         "mean": _num(row.mean_score),
         "std": _num(row.std_score),
         "state": row.state,
@@ -163,9 +163,9 @@ def progress_text(snap: JobSnapshot, width: int = 20) -> str:
     if p.total:
         frac = p.fraction or 0.0
         filled = int(round(frac * width))
-        return f"[{'#' * filled}{'.' * (width - filled)}] {p.done:g}/{p.total:g} {frac:4.0%}"
+        return f"[{'#' * filled}{'.' * (width - filled)}] {format_number(p.done)}/{format_number(p.total)} {frac:4.0%}"
     if p.done:
-        return f"{p.done:g} steps"
+        return f"{format_number(p.done)} steps"
     return ""
 
 
@@ -181,13 +181,15 @@ def status_line(snap: JobSnapshot) -> str:
         parts.append(f"ETA {format_duration(snap.progress.eta)}")
     metrics = snap.latest_metrics()
     if metrics:
-        parts.append(" ".join(f"{k}={v:.4g}" for k, v in list(metrics.items())[:4]))
+        parts.append(" ".join(f"{k}={format_number(v)}" for k, v in list(metrics.items())[:4]))
     if snap.progress.message:
         parts.append(snap.progress.message)
     if snap.error and snap.state != "done":
         parts.append(snap.error)
     if isinstance(snap.detail, TrainDetail) and snap.detail.stopped_early:
         parts.append("(stopped early, kept)")
+    if snap.cancel_note:
+        parts.append(f"({snap.cancel_note})")
     return printable("  ".join(parts))
 
 
@@ -206,9 +208,13 @@ def summary_html(snap: JobSnapshot) -> str:
         rows.append(f"elapsed {e(format_duration(snap.elapsed))}")
     metrics = snap.latest_metrics()
     if metrics:
-        rows.append(e(", ".join(f"{k}={v:.4g}" for k, v in metrics.items())))
+        rows.append(e(", ".join(f"{k}={format_number(v)}" for k, v in metrics.items())))
+    if isinstance(snap.detail, TrainDetail) and snap.detail.stopped_early:
+        rows.append("stopped early, model kept")
     if snap.error and snap.state != "done":
         rows.append(f"<span style='color:{STATE_COLOURS['failed']}'>{e(snap.error)}</span>")
+    if snap.cancel_note:
+        rows.append(f"<i>{e(snap.cancel_note)}</i>")
     body = " &middot; ".join(rows)
     extra = ""
     if isinstance(snap.detail, ItemsDetail) and len(snap.detail.stages) > 1:
@@ -227,7 +233,8 @@ def jobs_table(snaps: list[JobSnapshot]) -> tuple[str, str]:
     rows = []
     for s in snaps:
         p = s.progress
-        prog = f"{p.done:g}/{p.total:g}" if p.total else (f"{p.done:g}" if p.done else "")
+        prog = (f"{format_number(p.done)}/{format_number(p.total)}" if p.total
+                else (format_number(p.done) if p.done else ""))
         rows.append((s.name, s.state, prog, format_duration(s.elapsed), str(s.priority),
                      s.executor, (s.error or "") if s.state != "done" else ""))
     return _table(header, rows)

@@ -34,22 +34,40 @@ function duration(s) {
   return `${hh}:${String(mm).padStart(2, "0")}:${String(ss).padStart(2, "0")}`;
 }
 
-function num(v) {
-  if (v === null || v === undefined) return "–";
+// Numbers as the kernel's text renderers write them (notebook_ext.core._text.format_number):
+// whole numbers in full, 1,000 and more rounded to whole, else 4 significant digits.
+export function num(v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
   if (typeof v !== "number") return String(v);
-  if (Number.isInteger(v)) return String(v);
-  return Math.abs(v) >= 1000 || Math.abs(v) < 0.001 ? v.toExponential(3) : v.toPrecision(4);
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "-∞";
+  if (Math.abs(v) >= 1e15) return v.toExponential(3).replace(/e([+-])(\d)$/, "e$10$2");
+  if (Number.isInteger(v) || Math.abs(v) >= 1000) return String(Math.round(v));
+  if (Math.abs(v) < 1e-4) {
+    const [m, x] = v.toExponential(3).split("e");
+    const n = Number(x);
+    return `${m.replace(/\.?0+$/, "")}e${n < 0 ? "-" : "+"}${String(Math.abs(n)).padStart(2, "0")}`;
+  }
+  return String(Number(v.toPrecision(4)));
 }
 
-function sparkline(curve) {
-  const pts = (curve && curve.points || []).filter((p) => p[1] !== null);
-  if (pts.length < 2) return null;
-  const W = 180, H = 40, pad = 2;
+// Where each point of a curve is drawn in a W×H box. A flat series is drawn
+// across the middle (not along the bottom, where it would read as zero).
+export function curvePoints(points, W, H, pad = 2) {
+  const pts = (points || []).filter((p) => p[1] !== null);
+  if (pts.length < 2) return [];
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
   const sx = (x) => pad + ((x - x0) / (x1 - x0 || 1)) * (W - 2 * pad);
-  const sy = (y) => H - pad - ((y - y0) / (y1 - y0 || 1)) * (H - 2 * pad);
-  const d = pts.map((p, i) => `${i ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
+  const sy = (y) => (y1 === y0 ? H / 2 : H - pad - ((y - y0) / (y1 - y0)) * (H - 2 * pad));
+  return pts.map((p) => [sx(p[0]), sy(p[1])]);
+}
+
+function sparkline(curve) {
+  const W = 180, H = 40;
+  const xy = curvePoints(curve && curve.points, W, H);
+  if (!xy.length) return null;
+  const ys = curve.points.filter((p) => p[1] !== null).map((p) => p[1]);
+  const d = xy.map(([x, y], i) => `${i ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`).join(" ");
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("width", W); svg.setAttribute("height", H);
@@ -141,6 +159,7 @@ function drawCard(el, s, send, openDetails) {
       h("pre", {}, s.failed_items.map((f) => `#${f.index} ${f.item}${f.stage ? ` (${f.stage})` : ""}: ${f.error}`).join("\n"))));
   }
   if (s.error && s.state !== "done") body.push(h("div", { class: "nbx-error" }, s.error));
+  if (s.cancel_note) body.push(h("div", { class: "nbx-cancel-note" }, s.cancel_note));
   if (s.traceback) {
     const d = h("details", { class: "nbx-traceback-box" }, h("summary", {}, "traceback"), h("pre", { class: "nbx-traceback" }, s.traceback));
     if (openDetails.traceback !== false) d.open = true;

@@ -1,5 +1,6 @@
 """The Dask executor on a real LocalCluster with 2 worker processes."""
 
+import html
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from notebook_ext import use_dask
 from notebook_ext.core import Scheduler, WorkerDied, progress, report
 from notebook_ext.testing import FakeClock, wait_until
+from notebook_ext.ui import snapshot_state, status_line, summary_html
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +57,10 @@ def test_cancel_a_running_dask_job_leaves_the_cluster_healthy(dsched):
     job.cancel("enough")
     assert job.wait(5) and job.state == "cancelled"
     assert "Dask cannot stop a running task" in job.cancel_note
+    # ... and the card says so (README and tutorial 06 promise it), in every renderer.
+    snap = job.snapshot()
+    assert snapshot_state(snap)["cancel_note"] == job.cancel_note
+    assert job.cancel_note in status_line(snap) and html.escape(job.cancel_note) in summary_html(snap)
     # The worker thread stops at its next progress step: both slots work again.
     jobs = [dsched.submit(count, 5, 0.01, executor="dask") for _ in range(2)]
     assert [j.result(timeout=30) for j in jobs] == [5, 5]

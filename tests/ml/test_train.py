@@ -18,6 +18,7 @@ from sklearn.svm import SVC
 from notebook_ext.core import Scheduler
 from notebook_ext.ml import strategy_for, train
 from notebook_ext.testing import wait_until
+from notebook_ext.ui import snapshot_state, status_line, summary_html
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,18 @@ def test_stop_and_keep_on_sgd_gives_a_working_model(sched, data):
     assert job.request_stop()
     model = job.result(timeout=30)
     assert job.state == "done" and job.detail.stopped_early is True
-    assert job.progress.done < job.progress.total
+    # The bar ends full at the steps taken (not "53/200000 (0%)"), and the
+    # curve's last point is at the step where it stopped, after the others.
+    assert job.progress.done == job.progress.total < 10_000 * 18
+    for name, series in job.metrics.items():
+        steps = [step for step, _ in series]
+        assert steps == sorted(set(steps)) and steps[-1] == job.progress.done, name
+    # "stopped early" is said once: the card's note, the status line's suffix.
+    snap = job.snapshot()
+    state = snapshot_state(snap)
+    assert state["stopped_early"] and "stopped early" not in state["message"]
+    assert status_line(snap).count("stopped early") == 1
+    assert summary_html(snap).count("stopped early") == 1
     assert model.predict(Xv).shape == yv.shape and model.score(Xv, yv) > 0.55
 
 

@@ -94,6 +94,44 @@ def test_card_buttons_cancel_stop_and_retry(setup):
     click(card, action="bogus")  # ignored
 
 
+_flaky_items = {"bad": True}
+
+
+def _fragile(x):
+    if x == 3 and _flaky_items["bad"]:
+        raise ValueError("item 3 is bad")
+    return x * 2
+
+
+def test_a_retry_from_anywhere_moves_the_original_card_to_the_new_run(setup):
+    # %retry and retry_failed() make a new job: the card that said "1 failed"
+    # follows it in place instead of staying stale beside a second card.
+    from notebook_ext.ml import preprocess, retry_failed
+
+    s, pump = setup
+    _flaky_items["bad"] = True
+    job = preprocess(_fragile, range(6), name="feats", scheduler=s)
+    card = pump.card(job)
+    job.result(30)
+    wait_until(lambda: card.snap["state"] == "done" and card.snap["failed_count"] == 1)
+    _flaky_items["bad"] = False
+    again = retry_failed(job)
+    assert again is not job
+    wait_until(lambda: pump.job_of(card) is again)
+    again.result(30)
+    wait_until(lambda: card.snap["id"] == again.id and card.snap["state"] == "done")
+    assert card.snap["failed_count"] == 0
+    assert again.result().results == [0, 2, 4, 6, 8, 10]
+    # A plain job re-run through the scheduler (the dashboard's Retry, %retry) alike
+    plain = s.submit(_spin, 3, 0.0, name="plain")
+    plain_card = pump.card(plain)
+    plain.result(10)
+    rerun = s.retry("plain")
+    wait_until(lambda: pump.job_of(plain_card) is rerun)
+    rerun.result(10)
+    wait_until(lambda: plain_card.snap["id"] == rerun.id and plain_card.snap["state"] == "done")
+
+
 def test_fifty_cards_stay_within_the_global_budget_in_real_comm_messages():
     clock = FakeClock()
     s = Scheduler(slots=4, history=None, clock=clock)
