@@ -7,7 +7,9 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import itertools
 import keyword
+import linecache
 from typing import Any, Callable, Mapping, Sequence
 
 from .core import Job, Scheduler, get_scheduler
@@ -18,7 +20,11 @@ _SKIP = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___", "_ih", "_
 
 
 class CellSource:
-    """A cell split into its body and its last expression (the job's value)."""
+    """A cell split into its body and its last expression (the job's value).
+
+    The parts keep the cell's own line numbers, and `register` puts the
+    source where ``linecache`` finds it (as IPython does for its cells), so
+    a traceback shows the cell's lines."""
 
     def __init__(self, source: str, filename: str = "<bg cell>") -> None:
         try:
@@ -37,11 +43,15 @@ class CellSource:
         self.filename = filename
         self.uses_await = _has_top_level_await(source)
 
-    def body_source(self) -> str:
-        return ast.unparse(self.tree)
+    def register(self) -> None:
+        """Let tracebacks (and debuggers) read this cell's lines by its file name."""
+        linecache.cache[self.filename] = (len(self.source), None, self.source.splitlines(True), self.filename)
 
-    def expr_source(self) -> str | None:
-        return ast.unparse(self.expr) if self.expr is not None else None
+    def compiled(self, flags: int = 0) -> tuple[Any, Any]:
+        """(body, last expression or None) as code objects, with the cell's line numbers."""
+        body = compile(self.tree, self.filename, "exec", flags=flags)
+        expr = compile(self.expr, self.filename, "eval", flags=flags) if self.expr is not None else None
+        return body, expr
 
     def free_names(self, namespace: Mapping[str, Any]) -> dict[str, Any]:
         """Names the cell reads that exist in ``namespace`` (to ship them)."""
@@ -61,31 +71,44 @@ def _has_top_level_await(source: str) -> bool:
     return bool(code.co_flags & inspect.CO_COROUTINE)
 
 
-def run_cell(body: str, expr: str | None, namespace: dict, filename: str = "<bg cell>") -> Any:
-    """Run a cell's code in ``namespace`` (a thread or worker process)."""
-    exec(compile(body, filename, "exec"), namespace)
-    if expr is None:
-        return None
-    return eval(compile(expr, filename, "eval"), namespace)
+_cell_numbers = itertools.count(1)
 
 
-async def run_cell_async(body: str, expr: str | None, namespace: dict, filename: str = "<bg cell>") -> Any:
+def cell_filename(name: str | None) -> str:
+    """The file name a cell's frames show in tracebacks: ``<bg cell NAME>``."""
+    return f"<bg cell {name}>" if name else f"<bg cell #{next(_cell_numbers)}>"
+
+
+def run_cell(source: str, namespace: dict, filename: str = "<bg cell>") -> Any:
+    """Run a cell's code in ``namespace`` (a thread or worker process); its
+    last expression's value is returned."""
+    cell = CellSource(source, filename)
+    cell.register()
+    body, expr = cell.compiled()
+    exec(body, namespace)
+    return eval(expr, namespace) if expr is not None else None
+
+
+async def run_cell_async(source: str, namespace: dict, filename: str = "<bg cell>") -> Any:
     """Run a cell that may use top-level ``await`` (on the scheduler's loop)."""
-    value = eval(compile(body, filename, "exec", flags=_FLAGS), namespace)
+    cell = CellSource(source, filename)
+    cell.register()
+    body, expr = cell.compiled(_FLAGS)
+    value = eval(body, namespace)
     if inspect.isawaitable(value):
         await value
     if expr is None:
         return None
-    value = eval(compile(expr, filename, "eval", flags=_FLAGS), namespace)
+    value = eval(expr, namespace)
     if inspect.isawaitable(value):
         value = await value
     return value
 
 
-def run_cell_shipped(body: str, expr: str | None, names: dict) -> Any:
+def run_cell_shipped(source: str, names: dict, filename: str = "<bg cell>") -> Any:
     """Worker-process side: the cell's names arrive by value."""
     namespace = {"__name__": "__bg_cell__", **names}
-    return run_cell(body, expr, namespace)
+    return run_cell(source, namespace, filename)
 
 
 def unshippable(names: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -122,24 +145,26 @@ def submit_cell(source: str, namespace: dict, *, executor: str | None = None, na
     42
     """
     sched = scheduler or get_scheduler()
-    src = CellSource(source)
+    src = CellSource(source, cell_filename(name))
     if out is not None and not (out.isidentifier() and not keyword.iskeyword(out)):
         raise ValueError(f"`out` must be a Python variable name, got {out!r}")
     executor = executor or ("loop" if src.uses_await else "thread")
     if src.uses_await and executor != "loop":
         raise ValueError("a cell that uses `await` runs with `--executor loop` (executor='loop')")
-    body, expr = src.body_source(), src.expr_source()
+    src.register()  # the kernel's tracebacks (thread and loop jobs) read the cell's lines
     if executor in ("process", "dask"):
         names = src.free_names(namespace)
         bad = unshippable(names)
         if bad:
             raise ValueError(f"cannot send `{bad[0]}` to a worker process ({bad[1]}); use `--executor thread`")
-        job = sched.submit(run_cell_shipped, body, expr, names, name=name, priority=priority, timeout=timeout,
-                           retries=retries, executor=executor, after=after, kind="cell", code=source)
+        job = sched.submit(run_cell_shipped, source, names, src.filename, name=name, priority=priority,
+                           timeout=timeout, retries=retries, executor=executor, after=after, kind="cell",
+                           code=source)
     else:
         call = run_cell_async if executor == "loop" else run_cell
-        job = sched.submit(call, body, expr, namespace, name=name, priority=priority, timeout=timeout,
-                           retries=retries, executor=executor, after=after, kind="cell", code=source)
+        job = sched.submit(call, source, namespace, src.filename, name=name, priority=priority,
+                           timeout=timeout, retries=retries, executor=executor, after=after, kind="cell",
+                           code=source)
     assign_on_success(namespace, out, job)
     return job
 

@@ -289,8 +289,10 @@ class Dispatcher:
     def _finish(self, job: Job, state: str, result: Any = None, exc: BaseException | None = None,
                 caught: bool = False) -> None:
         tb = getattr(exc, "__notebook_ext_traceback__", None) if exc is not None else None
-        if isinstance(tb, str):
-            tb = clean(tb)  # a worker's traceback text
+        if isinstance(tb, tuple) and len(tb) == 2 and all(isinstance(t, str) for t in tb):
+            tb = (clean(tb[0]), clean(tb[1]))  # a worker's (short, full) traceback text
+        else:
+            tb = None
         if caught:
             job.cancelled_caught = True
         job._finish(state, result, exc, tb)

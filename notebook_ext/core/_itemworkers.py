@@ -13,11 +13,12 @@ from typing import Any
 
 from ._channel import _EMPTY, Channel, Closed
 from ._context import JobContext, job_context
-from ._job import _format_traceback, describe_error
+from ._job import describe_error
 from ._loopthread import LoopThread
 from ._pipeline import FailedItem, Pipeline, Stage, StageStats
 from ._states import JobCancelled, WorkerDied
 from ._text import safe_repr, shorten
+from ._tracebacks import format_traceback
 
 CHUNK_SECONDS = 0.05  # process / Dask items go in chunks of about this much work
 
@@ -142,7 +143,7 @@ class ItemWorkers:
     def _fail(self, run: _StageRun, index: int, item: Any, exc: BaseException) -> _Failure:
         if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
             exc = exc.with_traceback(exc.__traceback__.tb_next)  # from the item's own frame on
-        return self._failure(run, index, item, describe_error(exc), _format_traceback(exc))
+        return self._failure(run, index, item, describe_error(exc), format_traceback(exc)[0])
 
     def _failure(self, run: _StageRun, index: int, item: Any, error: str, tb: str) -> _Failure:
         return _Failure(FailedItem(index, shorten(str(error), 300), safe_repr(item, 80), tb, run.spec.name), item, run.position)

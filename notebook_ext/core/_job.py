@@ -21,6 +21,9 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 from ._clock import Clock
 from ._context import JobContext, current_context
 from ._text import clean
+from ._tracebacks import attach as attach_traceback
+from ._tracebacks import NAME as TB_NAME
+from ._tracebacks import format_traceback
 from ._states import (
     CANCELLED,
     DONE,
@@ -81,7 +84,7 @@ class Job:
         "id", "name", "kind", "priority", "timeout", "retries", "backoff", "executor", "after",
         "parent", "_children", "params", "code", "fn", "args", "kwargs", "finalize", "retry_with",
         "shipment", "_control", "_state", "attempts", "created", "started", "ended", "ctx",
-        "_result", "_exception", "_traceback", "_event", "_callbacks", "_sequence", "_rate",
+        "_result", "_exception", "_traceback", "_full_traceback", "_event", "_callbacks", "_sequence", "_rate",
         "timed_out", "abandoned", "cancelled_caught", "cancel_note", "retried_as", "_attempt_errors",
         "_artifacts", "dashboard_link", "detail", "version", "__weakref__",
     )
@@ -137,7 +140,8 @@ class Job:
         self.ctx = JobContext(self.id, self)
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._traceback: str | None = None
+        self._traceback: str | None = None  # the user's frames (see _tracebacks)
+        self._full_traceback: str | None = None
         self._event: threading.Event | None = None  # made when someone waits
         self._callbacks: list[Callable[[Job], None]] | None = None
         self._sequence = 0
@@ -223,7 +227,13 @@ class Job:
 
     @property
     def traceback(self) -> str | None:
+        """The failure's traceback: the user's frames, with the cell's lines."""
         return self._traceback
+
+    @property
+    def full_traceback(self) -> str | None:
+        """The traceback with every frame, notebook_ext's and asyncio's too."""
+        return self._full_traceback
 
     def snapshot(self) -> JobSnapshot:
         """An immutable picture of the job now."""
@@ -402,15 +412,18 @@ class Job:
         self._state = state
 
     def _finish(self, state: str, result: Any = None, exc: BaseException | None = None,
-                tb: str | None = None) -> None:
+                tb: tuple[str, str] | None = None) -> None:
         if state not in _ALLOWED.get(self._state, ()):
             raise RuntimeError(f"job {self.name!r}: illegal transition {self._state} -> {state}")
         self._result = result
         self._exception = exc
+        if tb is None and exc is not None and not (isinstance(exc, JobCancelled) and self.cancelled_caught):
+            tb = format_traceback(exc)
         if tb is not None:
-            self._traceback = tb
-        elif exc is not None and not (isinstance(exc, JobCancelled) and self.cancelled_caught):
-            self._traceback = _format_traceback(exc)
+            short, self._full_traceback = tb
+            self._traceback = short.replace(f"%result {TB_NAME} --full", f"%result {self.name} --full")
+            if exc is not None:
+                attach_traceback(exc, self._traceback)  # re-raised in a cell, it shows the user's frames
         self.ended = self._control.clock.time()
         # Inputs are no longer needed by anyone but Retry, which re-packs them.
         self.shipment = None
@@ -442,13 +455,6 @@ def describe_error(exc: BaseException) -> str:
     except Exception as err:  # noqa: BLE001 - a user's broken __str__
         text = f"<str() of this exception raised {type(err).__name__}>"
     return clean(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
-
-
-def _format_traceback(exc: BaseException) -> str:
-    try:
-        return clean("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-    except Exception as err:  # noqa: BLE001 - a user's broken __str__
-        return f"{type(exc).__name__} (its traceback could not be formatted: {type(err).__name__})"
 
 
 @contextlib.contextmanager

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import sys
 import threading
-import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..core.lowlevel import JobContext, Output, describe_error, job_context
+from ..core.lowlevel import JobContext, Output, describe_error, format_traceback, job_context
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import Job
@@ -170,7 +169,7 @@ def run_shipped(job_id: int, payload: bytes, send: Callable[[tuple], None],
             value = fn(*args, **kwargs)
         outcome: tuple = ("ok", cloudpickle.dumps(value))
     except BaseException as exc:  # noqa: BLE001 - shipped to the parent
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = format_traceback(exc)  # (short, full), formatted here where the cell's lines are
         try:
             blob = cloudpickle.dumps(exc)
         except Exception:
@@ -242,8 +241,7 @@ def run_chunk(payload: tuple[str, Any], items: bytes, retries: int) -> bytes:
                 except BaseException as exc:  # noqa: BLE001 - one item's failure, shipped home
                     if attempt < retries:
                         continue
-                    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                    outcomes.append((False, (describe_error(exc), tb)))
+                    outcomes.append((False, (describe_error(exc), format_traceback(exc)[0])))
     try:
         return cloudpickle.dumps((outcomes, printed.getvalue()))
     except Exception:  # a result that cannot travel fails alone

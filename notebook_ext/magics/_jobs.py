@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import sys
+
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import HTML, display
+from IPython.display import display
 
 from ..cells import submit_cell
 from ..core import JobCancelled
+from ..core.lowlevel import describe_error
 from . import _args as A
 
 
@@ -119,9 +122,12 @@ class JobMagics(Magics):
 
     @magic_arguments()
     @argument("name", type=A.job_name, help="the job")
+    @argument("--full", action="store_true",
+              help="for a failed job, print its traceback with every frame (notebook_ext's and asyncio's too)")
     @line_magic
     def result(self, line: str):
-        """The job's value; re-raises its exception if it failed."""
+        """The job's value; re-raises its exception if it failed (showing the
+        job's own frames, with the cell's lines)."""
         args = parse_argstring(self.result, line)
         (job,) = A.existing_jobs(A.scheduler(), [args.name])
         if not job.done():
@@ -129,10 +135,11 @@ class JobMagics(Magics):
         exc = job.exception()
         if isinstance(exc, JobCancelled):
             raise UsageError(f"job {job.name!r} {job.state}: {exc.reason}")
+        if exc is not None and args.full:
+            print(job.full_traceback or describe_error(exc), file=sys.stderr)
+            return None
         if exc is not None:
-            if job.traceback and not exc.__traceback__:
-                display(HTML(f"<pre>{job.traceback}</pre>"))
-            raise exc
+            raise exc  # shown as job.traceback (`_render_traceback_`, set when the job ended)
         return job.result()
 
     @magic_arguments()

@@ -162,7 +162,7 @@ function drawCard(el, s, send, openDetails) {
   if (s.cancel_note) body.push(h("div", { class: "nbx-cancel-note" }, s.cancel_note));
   if (s.traceback) {
     const d = h("details", { class: "nbx-traceback-box" }, h("summary", {}, "traceback"), h("pre", { class: "nbx-traceback" }, s.traceback));
-    if (openDetails.traceback !== false) d.open = true;
+    d.open = !!openDetails.traceback;  // collapsed: the error line above says what failed
     d.addEventListener("toggle", () => { openDetails.traceback = d.open; });
     body.push(d);
   }

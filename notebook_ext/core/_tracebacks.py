@@ -1,0 +1,91 @@
+"""Tracebacks that show the user's code: frames of notebook_ext itself, of
+asyncio and of thread pools (the machinery every job runs through) are
+left out of the short form, which says how many it left out. The full form
+is kept beside it (``job.full_traceback``, ``%result NAME --full``)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+import traceback
+from typing import Any
+
+from ._text import clean
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # notebook_ext/
+_HIDDEN_DIRS = tuple(
+    os.path.join(os.path.dirname(os.path.abspath(path)), "")
+    for path in (os.path.join(_PACKAGE, "__init__.py"), asyncio.__file__, concurrent.futures.__file__)
+)
+_HIDDEN_FILES = {os.path.abspath(threading.__file__)}
+
+
+def is_machinery(filename: str) -> bool:
+    """True for a frame of notebook_ext, asyncio, thread pools or threads."""
+    if filename.startswith("<frozen "):
+        return True
+    path = os.path.abspath(filename) if not filename.startswith("<") else filename
+    return path.startswith(_HIDDEN_DIRS) or path in _HIDDEN_FILES
+
+
+def _prune(te: traceback.TracebackException, seen: set[int]) -> int:
+    hidden = 0
+    if id(te) in seen:
+        return 0
+    seen.add(id(te))
+    kept = [f for f in te.stack if not is_machinery(f.filename)]
+    hidden += len(te.stack) - len(kept)
+    te.stack = traceback.StackSummary.from_list(kept)
+    for other in (te.__cause__, te.__context__, *(getattr(te, "exceptions", None) or ())):
+        if other is not None:
+            hidden += _prune(other, seen)
+    return hidden
+
+
+NAME = "NAME"  # in the hint; the job puts its own name there
+
+
+def format_traceback(exc: BaseException) -> tuple[str, str]:
+    """(short, full) traceback text of ``exc``: the short one has the user's
+    frames only, with one closing line counting the frames left out."""
+    try:
+        full = clean("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+        hidden = _prune(te, set())
+        short = "".join(te.format())
+        if not te.stack and short.startswith("Traceback (most recent call last):\n"):
+            short = short.split("\n", 1)[1]  # nothing of the user's ran: the error line alone
+        if hidden:
+            short += (f"[{hidden} frame{'s' if hidden != 1 else ''} of notebook_ext and asyncio hidden: "
+                      f"job.full_traceback or `%result {NAME} --full` shows them]\n")
+        return clean(short), full
+    except Exception as err:  # noqa: BLE001 - a user's broken __str__
+        text = f"{type(exc).__name__} (its traceback could not be formatted: {type(err).__name__})"
+        return text, text
+
+
+class RenderedTraceback:
+    """IPython's ``_render_traceback_`` hook: set on a job's exception, so
+    re-raising it in a cell (``job.result()``, ``%result``) shows this text
+    instead of the machinery's frames (ipyparallel's remote errors do the same)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __call__(self) -> list[str]:
+        return self.text.rstrip("\n").split("\n")
+
+    def __reduce__(self) -> Any:
+        return (RenderedTraceback, (self.text,))
+
+
+def attach(exc: BaseException, short: str) -> None:
+    """Show ``short`` when ``exc`` is re-raised in a notebook cell."""
+    try:
+        exc._render_traceback_ = RenderedTraceback(short)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # an exception type that takes no attributes
+        pass
