@@ -18,6 +18,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, TextIO, TypeVar
 
+from . import _tqdm
 from ._states import JobCancelled
 from ._text import clean
 
@@ -89,6 +90,56 @@ class Output:
             return text
 
 
+DISPLAY_LIMIT = 30  # rich outputs (display(), figures) kept per job: the latest
+DISPLAY_BYTES = 4_000_000  # and at most this much of them
+
+
+class Displays:
+    """A job's rich outputs (``display()``, figures): mime bundles, the
+    latest kept within `DISPLAY_LIMIT` and `DISPLAY_BYTES`. Readers take
+    `items`, an immutable tuple replaced on every change."""
+
+    __slots__ = ("items", "dropped", "version", "_lock", "_clear_on_next")
+
+    def __init__(self) -> None:
+        self.items: tuple[dict, ...] = ()
+        self.dropped = 0
+        self.version = 0
+        self._lock = threading.Lock()
+        self._clear_on_next = False
+
+    def add(self, data: dict, metadata: dict | None = None, display_id: str | None = None,
+            update: bool = False) -> None:
+        entry = {"data": data, "metadata": metadata or {}, "id": display_id}
+        with self._lock:
+            items = list(self.items)
+            if self._clear_on_next:
+                self._clear_on_next, items = False, []
+            if update:  # update_display(): replace the output of that id (none: nothing to update)
+                items = [entry if e["id"] == display_id else e for e in items]
+            else:
+                items.append(entry)
+            size = sum(_bundle_size(e) for e in items)
+            while len(items) > 1 and (len(items) > DISPLAY_LIMIT or size > DISPLAY_BYTES):
+                size -= _bundle_size(items.pop(0))
+                self.dropped += 1
+            self.items = tuple(items)
+            self.version += 1
+
+    def clear(self, wait: bool = False) -> None:
+        """``clear_output()``; with ``wait``, at the next display."""
+        with self._lock:
+            if wait:
+                self._clear_on_next = True
+                return
+            self.items = ()
+            self.version += 1
+
+
+def _bundle_size(entry: dict) -> int:
+    return sum(len(v) if isinstance(v, (str, bytes)) else 64 for v in entry["data"].values())
+
+
 class JobContext:
     """What job code writes to (through `report`, `progress`, `checkpoint`).
 
@@ -97,7 +148,8 @@ class JobContext:
     output buffer is made on the first write.
     """
 
-    __slots__ = ("done", "total", "message", "metrics", "_output", "cancel_reason", "stop", "job_id", "job")
+    __slots__ = ("done", "total", "message", "metrics", "_output", "cancel_reason", "stop", "job_id", "job", "bars",
+                 "_displays")
 
     def __init__(self, job_id: int = 0, job: "Job | None" = None) -> None:
         self.job_id = job_id
@@ -109,6 +161,8 @@ class JobContext:
         self._output: Output | None = None
         self.cancel_reason: str | None = None  # set => cancellation requested
         self.stop = False  # "stop and keep": finish at the next step boundary
+        self.bars: list | None = None  # the job's open tqdm bars, outermost first (see _tqdm)
+        self._displays: Displays | None = None
 
     @property
     def output(self) -> Output:
@@ -123,6 +177,23 @@ class JobContext:
     @output.setter
     def output(self, value: Output) -> None:
         self._output = value
+
+    @property
+    def displays(self) -> Displays:
+        """The job's rich outputs (made on the first one)."""
+        shown = self._displays
+        if shown is None:
+            with _OUTPUT_LOCK:
+                shown = self._displays
+                if shown is None:
+                    shown = self._displays = Displays()
+        return shown
+
+    def display_version(self) -> int:
+        return self._displays.version if self._displays is not None else 0
+
+    def display_items(self) -> tuple[dict, ...]:
+        return self._displays.items if self._displays is not None else ()
 
     def output_text(self) -> str:
         return self._output.text() if self._output is not None else ""
@@ -380,6 +451,7 @@ def follow_jobs_into_threads() -> None:
         _pool_submit = ThreadPoolExecutor.submit
         ThreadPoolExecutor.submit = _submit_in_caller_job  # type: ignore[method-assign, assignment]
         threading.Thread.start = _start_in_job  # type: ignore[method-assign, assignment]
+        _tqdm.install(current_context)  # tqdm bars made in a job drive its progress
 
 
 @contextlib.contextmanager

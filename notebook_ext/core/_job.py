@@ -256,7 +256,7 @@ class Job:
             created=self.created, started=self.started, ended=self.ended,
             progress=Progress(done, total, ctx.message, rate, eta),
             metrics={k: tuple(v) for k, v in list(ctx.metrics.items())},
-            output=ctx.output_text(), error=self.error, traceback=self._traceback,
+            output=ctx.output_text(), displays=ctx.display_items(), error=self.error, traceback=self._traceback,
             cancel_requested=ctx.cancel_reason is not None, cancel_reason=ctx.cancel_reason,
             stop_requested=ctx.stop, parent=self.parent.name if self.parent else None,
             children=tuple(c.name for c in self.children), after=tuple(j.name for j in self.after),

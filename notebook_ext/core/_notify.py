@@ -81,7 +81,7 @@ class Notifier:
     def _signature(job: "Job") -> tuple:
         ctx = job.ctx
         return (
-            job.state, ctx.done, ctx.total, ctx.message, ctx.output_version(),
+            job.state, ctx.done, ctx.total, ctx.message, ctx.output_version(), ctx.display_version(),
             sum(len(s) for s in list(ctx.metrics.values())), ctx.cancel_reason, ctx.stop,
             job.version,
         )

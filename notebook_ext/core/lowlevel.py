@@ -5,7 +5,7 @@ so the rest of the package imports nothing private across packages."""
 from ._channel import Channel, Closed
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock, TimerHandle
 from ._context import (
-    OUTPUT_LIMIT, JobContext, JobOutputRouter, Output, current_context, install_output_capture, job_context,
+    OUTPUT_LIMIT, Displays, JobContext, JobOutputRouter, Output, current_context, install_output_capture, job_context,
 )
 from ._dispatch import Dispatcher
 from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, load_executor
@@ -17,7 +17,7 @@ from ._text import clean, format_number, format_value, printable, safe_repr
 from ._tracebacks import format_traceback, is_machinery
 
 __all__ = [
-    "Channel", "Closed", "DEFAULT_EXECUTORS", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Executor",
+    "Channel", "Closed", "DEFAULT_EXECUTORS", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Displays", "Executor",
     "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "install_output_capture", "job_context", "load_executor",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import Job, Scheduler, get_scheduler
+from ._display import route_displays
 from ._pump import UpdatePump
 from ._render import (
     history_table,
@@ -31,11 +32,21 @@ _lock = threading.Lock()
 def get_pump(scheduler: Any = None) -> UpdatePump:
     """The update pump of ``scheduler`` (default: the default scheduler)."""
     scheduler = scheduler or get_scheduler()
+    _route_displays()
     with _lock:
         pump = _pumps.get(id(scheduler))
         if pump is None or pump.scheduler is not scheduler:
             pump = _pumps[id(scheduler)] = UpdatePump(scheduler)
         return pump
+
+
+def _route_displays() -> None:
+    # display() from a job goes to its card, once cards are in use.
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        route_displays(shell)
 
 
 def card(job: Job) -> JobCard:

@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 
 from ..core import ItemsDetail, JobSnapshot, StageStats
 from ..core.lowlevel import format_number, format_value, printable
+from ._display import best_mime
 from ..ml import (
     LeaderboardRow,
     SearchDetail,
@@ -221,10 +222,20 @@ def summary_html(snap: JobSnapshot) -> str:
         extra += f"<pre>{e(stages_text(snap.detail.stages))}</pre>"
     if snap.traceback:
         extra += f"<details><summary>traceback</summary><pre>{e(snap.traceback)}</pre></details>"
+    for shown in snap.displays:  # display() and figures, for viewers without widgets
+        extra += f"<div class='nbx-display'>{_display_html(best_mime(shown))}</div>"
     if snap.output:
         extra += (f"<details><summary>output</summary><pre>{e(snap.output[-CARD_OUTPUT_CHARS:])}"
                   "</pre></details>")
     return f"<div class='nbx-card-static' style='font-family:sans-serif;font-size:13px'>{body}{extra}</div>"
+
+
+def _display_html(d: dict[str, Any]) -> str:
+    if d["mime"] in ("text/html", "image/svg+xml"):
+        return str(d["data"])  # the user's own output, as Jupyter shows it in a cell
+    if d["mime"] in ("image/png", "image/jpeg"):
+        return f"<img src='data:{d['mime']};base64,{html.escape(str(d['data']))}' style='max-width:100%'>"
+    return f"<pre>{html.escape(str(d['data']))}</pre>"
 
 
 def jobs_table(snaps: list[JobSnapshot]) -> tuple[str, str]:

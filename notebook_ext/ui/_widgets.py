@@ -22,6 +22,7 @@ import traitlets
 
 from ..core import ACTIVE_STATES, JobSnapshot
 from . import _render
+from ._display import best_mime
 
 _HERE = Path(__file__).parent
 _ESM = (_HERE / "card.js").read_text(encoding="utf-8")
@@ -84,9 +85,12 @@ class JobCard(_Base):
     """
 
     snap = traitlets.Dict().tag(sync=True)
+    #: the job's rich outputs (display(), figures); sent only when they change
+    displays = traitlets.List().tag(sync=True)
 
     def __init__(self, snapshot: JobSnapshot, on_action: Action | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._shown_displays: tuple = ()
         self.add_class("nbx-job-card")
         self._init_actions(on_action)
         self.show(snapshot)
@@ -94,6 +98,9 @@ class JobCard(_Base):
     def show(self, snap: JobSnapshot, children: Mapping[str, int] | None = None) -> None:
         """Draw ``snap`` (one comm message)."""
         self._last_snap = snap
+        if snap.displays is not self._shown_displays:
+            self._shown_displays = snap.displays
+            self.displays = [best_mime(e) for e in snap.displays]
         self.snap = _render.snapshot_state(snap, children)
 
     @property

@@ -85,7 +85,18 @@ function badge(state) {
   return h("span", { class: `nbx-state nbx-state-${state}`, style: `background:${COLOURS[state] || "#555"}` }, state);
 }
 
-function drawCard(el, s, send, openDetails) {
+// One rich output of the job (display(), a figure), in the mime type the kernel chose.
+export function drawDisplay(d) {
+  const box = h("div", { class: "nbx-display", "data-mime": d.mime });
+  if (d.mime === "text/html" || d.mime === "image/svg+xml") box.innerHTML = d.data;
+  else if (d.mime === "image/png" || d.mime === "image/jpeg") {
+    const md = d.metadata || {};
+    box.append(h("img", { src: `data:${d.mime};base64,${d.data}`, width: md.width, height: md.height }));
+  } else box.append(h("pre", {}, d.data));
+  return box;
+}
+
+function drawCard(el, s, send, openDetails, displays) {
   const running = s.state === "running";
   const active = ["pending", "queued", "running"].includes(s.state);
   const frac = s.fraction;
@@ -173,6 +184,7 @@ function drawCard(el, s, send, openDetails) {
     d.addEventListener("toggle", () => { openDetails.output = d.open; });
     body.push(d);
   }
+  if (displays) body.push(displays);
   el.replaceChildren(...body);
   el.dataset.state = s.state;
 }
@@ -189,11 +201,15 @@ function renderCard({ model, el }) {
   const openDetails = {};
   let receivedAt = Date.now();
   const send = (action) => model.send({ action });
-  const draw = () => { receivedAt = Date.now(); drawCard(root, model.get("snap"), send, openDetails); };
+  const displays = h("div", { class: "nbx-displays" });  // redrawn only when they change
+  const drawDisplays = () => displays.replaceChildren(...(model.get("displays") || []).map(drawDisplay));
+  const draw = () => { receivedAt = Date.now(); drawCard(root, model.get("snap"), send, openDetails, displays); };
   model.on("change:snap", draw);
+  model.on("change:displays", drawDisplays);
+  drawDisplays();
   draw();
   const timer = setInterval(() => tickElapsed(root, model.get("snap"), receivedAt), 500);
-  return () => { clearInterval(timer); model.off("change:snap", draw); };
+  return () => { clearInterval(timer); model.off("change:snap", draw); model.off("change:displays", drawDisplays); };
 }
 
 function drawDashboard(root, v, model) {

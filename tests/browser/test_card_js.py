@@ -39,14 +39,15 @@ def test_a_flat_curve_is_drawn_across_the_middle(card_js):
     assert rising[0][0] < rising[1][0] < rising[2][0]
 
 
-def draw(page, state):
+def draw(page, state, displays=()):
     """card.js's own render() on a model holding ``state``; the card's text."""
-    return page.evaluate("""(snap) => {
+    return page.evaluate("""([snap, displays]) => {
         const el = document.createElement("div");
         document.body.replaceChildren(el);
-        const model = { get: (k) => (k === "kind" ? "card" : snap), on() {}, off() {}, send() {} };
+        const values = { kind: "card", snap, displays };
+        const model = { get: (k) => values[k], on() {}, off() {}, send() {} };
         window.card.default.render({ model, el });
-    }""", state) or page.locator("body").inner_text()
+    }""", [state, list(displays)]) or page.locator("body").inner_text()
 
 
 def test_the_cancel_note_is_on_the_card(card_js):
@@ -62,3 +63,25 @@ def test_the_cancel_note_is_on_the_card(card_js):
     finally:
         sched.shutdown()
     assert "quick" in text and "Dask cannot stop a running task" in text
+
+
+def test_a_jobs_displays_are_drawn_on_its_card(card_js):
+    from notebook_ext.core import Scheduler
+    from notebook_ext.ui import snapshot_state
+    from notebook_ext.ui._display import best_mime
+
+    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    sched = Scheduler(slots=1, history=None)
+    try:
+        job = sched.submit(lambda: 1, name="plots")
+        job.result(timeout=30)
+        shown = [best_mime({"data": {"text/html": "<b class='mine'>hello</b>", "text/plain": "x"}}),
+                 best_mime({"data": {"image/png": png, "text/plain": "<Figure>"}, "metadata": {"image/png": {"width": 7}}}),
+                 best_mime({"data": {"text/plain": "just text"}})]
+        text = draw(card_js, snapshot_state(job.snapshot()), shown)
+    finally:
+        sched.shutdown()
+    assert card_js.locator(".nbx-card .nbx-displays b.mine").inner_text() == "hello"
+    img = card_js.locator(".nbx-card .nbx-displays img")
+    assert img.get_attribute("src").startswith("data:image/png;base64,") and img.get_attribute("width") == "7"
+    assert "just text" in text

@@ -1,0 +1,192 @@
+"""tqdm bars inside jobs drive the job's progress.
+
+A bar made while a job runs (``tqdm``, ``tqdm.auto``, ``tqdm.notebook``,
+``tqdm.asyncio``, ``tqdm.contrib.concurrent``'s maps; in any executor) is
+made as a subclass of its own class whose ``display`` writes to the job
+instead of a terminal or a widget: the outermost open bar is the job's
+progress (n, total, desc; the rate follows from n), inner bars are the
+message line. Nothing is shown anywhere else. Outside jobs tqdm is untouched.
+
+tqdm is patched only once it is imported (a finder on ``sys.meta_path``
+waits for ``tqdm.std``), so jobs cost nothing when it is not used or not
+installed. The hook is tqdm's own: ``tqdm.__new__`` picks the class, and
+``display`` is the method tqdm documents for overloading.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+from typing import Any, Callable
+
+from ._states import JobCancelled
+from ._text import clean, format_number
+
+_current: Callable[[], Any] = lambda: None  # noqa: E731 - set by install()
+_lock = threading.Lock()
+_classes: dict[type, type] = {}
+_patched = False
+# Front ends of their own that must not open (a widget, a window, a rich live view):
+# such bars become plain bars of the job (asyncio-capable when their class was).
+_FRONT_ENDS = (("tqdm.notebook", "tqdm_notebook"), ("tqdm.rich", "tqdm_rich"), ("tqdm.gui", "tqdm_gui"),
+               ("tqdm.tk", "tqdm_tk"))
+
+
+class _Nowhere:
+    """The file a job's bar writes to: nothing is written."""
+
+    def write(self, _text: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+_NOWHERE = _Nowhere()
+
+
+class JobBar:
+    """Mixed in before a tqdm class: the bar reports to its job."""
+
+    _nbx_ctx: Any = None
+    _nbx_closed = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._nbx_ctx = _current()
+        kwargs["file"] = _NOWHERE
+        if kwargs.get("disable") is None:  # tqdm disables itself for a file that is no tty
+            kwargs["disable"] = False
+        kwargs.pop("display", None)  # tqdm.notebook's own argument
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        if not self.disable and self._nbx_ctx is not None:  # type: ignore[attr-defined]
+            bars = self._nbx_ctx.bars
+            if bars is None:
+                bars = self._nbx_ctx.bars = []
+            bars.append(self)
+            self._nbx_push()
+
+    def display(self, msg: Any = None, pos: Any = None) -> bool:
+        # Called with tqdm's global write lock held (and no finally to free
+        # it): never raise here.
+        if self._nbx_ctx is not None:
+            self._nbx_push()
+        return True
+
+    def update(self, n: float = 1) -> Any:
+        shown = super().update(n)  # type: ignore[misc]
+        ctx = self._nbx_ctx
+        if ctx is not None and ctx.cancel_reason is not None and not self._nbx_closed:
+            raise JobCancelled(ctx.cancel_reason)  # a tqdm loop is a cancellation point, as progress() is
+        return shown
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            if not self._nbx_closed and self._nbx_ctx is not None:
+                self._nbx_closed = True
+                self._nbx_push()
+                bars = self._nbx_ctx.bars or []
+                if self in bars:
+                    bars.remove(self)
+                    if bars:
+                        bars[0]._nbx_push()
+
+    def _nbx_push(self) -> None:
+        ctx = self._nbx_ctx
+        bars = [b for b in (ctx.bars or ()) if not b._nbx_closed or b is self]
+        if not bars:
+            return
+        outer = bars[0]
+        if outer is self:
+            ctx.total = self.total  # type: ignore[attr-defined]
+            ctx.done = self.n  # type: ignore[attr-defined]
+        parts = [_label(outer)] if outer.desc else []  # type: ignore[attr-defined]
+        for bar in bars[1:]:
+            count = format_number(bar.n)
+            if bar.total:
+                count += f"/{format_number(bar.total)}"
+            parts.append(f"{_label(bar) or 'inner'} {count}")
+        ctx.message = clean(" · ".join(p for p in parts if p))
+
+
+def _label(bar: Any) -> str:
+    return str(bar.desc or "").strip().rstrip(":").strip()
+
+
+def _job_class(cls: type) -> type:
+    made = _classes.get(cls)
+    if made is not None:
+        return made
+    with _lock:
+        made = _classes.get(cls)
+        if made is None:
+            base = cls
+            front = tuple(getattr(sys.modules[m], n) for m, n in _FRONT_ENDS if m in sys.modules
+                          and hasattr(sys.modules[m], n))
+            if front and issubclass(cls, front):
+                asyncio_mod = sys.modules.get("tqdm.asyncio")
+                tqdm_asyncio = getattr(asyncio_mod, "tqdm_asyncio", None)
+                base = tqdm_asyncio if tqdm_asyncio and issubclass(cls, tqdm_asyncio) else sys.modules["tqdm.std"].tqdm
+            made = _classes[cls] = type(cls.__name__, (JobBar, base), {"__module__": __name__})
+        return made
+
+
+def _patch(std: Any) -> None:
+    global _patched
+    with _lock:
+        if _patched:
+            return
+        _patched = True
+    original = std.tqdm.__new__
+
+    def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
+        if _current() is None or issubclass(cls, JobBar):
+            return original(cls, *args, **kwargs)
+        made = _job_class(cls)
+        bar = original(made, *args, **kwargs)
+        if not isinstance(bar, cls):  # a front-end class was replaced: Python will not call __init__
+            bar.__init__(*args, **kwargs)
+        return bar
+
+    std.tqdm.__new__ = staticmethod(__new__)
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        _patch(module)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Patches ``tqdm.std`` right after it is first imported."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "tqdm.std":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Loader(spec.loader)
+        return spec
+
+
+def install(current: Callable[[], Any]) -> None:
+    """Make tqdm bars made inside jobs report to them (idempotent)."""
+    global _current
+    _current = current
+    std = sys.modules.get("tqdm.std")
+    if std is not None:
+        _patch(std)
+    elif not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
