@@ -89,3 +89,21 @@ def attach(exc: BaseException, short: str) -> None:
         exc._render_traceback_ = RenderedTraceback(short)  # type: ignore[attr-defined]
     except (AttributeError, TypeError):  # an exception type that takes no attributes
         pass
+
+
+def require(module: str, install: str, what: str) -> Any:
+    """``import module``; when it is not installed, a `ModuleNotFoundError`
+    of one line naming what needs it and what to install (shown as that one
+    line in a notebook, not as a traceback)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        top = module.split(".")[0]
+        if exc.name is not None and exc.name.split(".")[0] != top:
+            raise  # the module is there but something it imports is broken: that error is the news
+        error = ModuleNotFoundError(f"{what} needs {top}, which is not installed: pip install {install}",
+                                    name=module)
+        attach(error, f"ModuleNotFoundError: {error}")
+        raise error from None

@@ -14,12 +14,12 @@ from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
 from ._store import HistoryStore, default_history_path
 from ._text import clean, format_number, format_value, printable, safe_repr
-from ._tracebacks import format_traceback, is_machinery
+from ._tracebacks import format_traceback, is_machinery, require
 
 __all__ = [
     "Channel", "Closed", "DEFAULT_EXECUTORS", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Displays", "Executor",
     "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
-    "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "install_output_capture", "job_context", "load_executor",
+    "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "require", "install_output_capture", "job_context", "load_executor",
     "printable", "safe_repr",
 ]

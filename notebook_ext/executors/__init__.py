@@ -30,10 +30,7 @@ def use_dask(address_or_client: Any = None, *, scheduler: Scheduler | None = Non
     >>> client = use_dask(n_workers=2)                      # doctest: +SKIP
     >>> submit(fit, X, y, executor="dask").result()         # doctest: +SKIP
     """
-    try:
-        from ._dask import DaskExecutor
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("use_dask needs dask.distributed: pip install 'notebook_ext[dask]'") from exc
+    from ._dask import DaskExecutor  # dask itself is imported (or its absence said in one line) there
     sched = scheduler or get_scheduler()
     old = sched.executors.get("dask")
     if old is not None:

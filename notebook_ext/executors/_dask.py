@@ -39,7 +39,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..core import JobCancelled, WorkerDied
-from ..core.lowlevel import JobContext, clean, describe_error
+from ..core.lowlevel import JobContext, clean, describe_error, require
 from ._base import ExecutorBase
 from ._shipping import ProgressRouter, pack_call, pack_function, run_chunk, run_shipped, unpack_outcome
 
@@ -118,8 +118,9 @@ class DaskExecutor(ExecutorBase):
 
     def __init__(self, address_or_client: Any = None, **cluster_kwargs: Any) -> None:
         super().__init__(None)
-        import dask
-        from distributed import Client, LocalCluster
+        dask = require("dask", "'notebook_ext[dask]'", "the dask executor")
+        distributed = require("distributed", "'notebook_ext[dask]'", "the dask executor")
+        Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
         self.cluster = None
         if address_or_client is None:

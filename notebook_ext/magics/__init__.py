@@ -39,6 +39,18 @@ def load_ipython_extension(ipython: Any) -> None:
     from ..ui import get_pump
 
     get_pump(sched)  # one pump per scheduler, however often the extension loads
+    if _draw_finished_cards not in ipython.events.callbacks["post_run_cell"]:
+        ipython.events.register("post_run_cell", _draw_finished_cards)
+
+
+def _draw_finished_cards(*_args: Any) -> None:
+    # A job that ended during the cell has its final card state in this cell's messages.
+    from ..ui import get_pump
+
+    try:
+        get_pump().draw_finished()
+    except Exception:  # noqa: BLE001 - never fail the user's cell for a card
+        pass
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -21,6 +21,7 @@ from sklearn.metrics import check_scoring
 from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
 
 from ..core import ItemMap, Job, Pipeline, Stage, current_job, get_scheduler, report
+from ..core.lowlevel import require
 from ._details import LeaderboardRow, SearchDetail
 
 
@@ -83,8 +84,7 @@ class SearchResult:
 
     def to_frame(self) -> Any:
         """The results table as a pandas DataFrame (needs pandas)."""
-        import pandas as pd
-
+        pd = require("pandas", "pandas", "SearchResult.to_frame()")
         return pd.DataFrame(self.table)
 
     def __repr__(self) -> str:

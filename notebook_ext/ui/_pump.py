@@ -135,6 +135,22 @@ class UpdatePump:
             dash.show(rows, self._dashboard_link())
             dash.send_state("view")
 
+    def draw_finished(self) -> int:
+        """Draw, from the calling thread, the final state of every card whose
+        job has ended but whose final drawing has not gone out yet; returns
+        how many. Run at the end of each cell, it tags those states with the
+        cell (nbclient saves widget state only from the cell it runs, and a
+        job ending with the cell, as ``predictor.close()`` does, would
+        otherwise have its final drawing land after the cell's end)."""
+        with self._lock:
+            pending = [e for es in self._entries.values() for e in es if e.job.done() and not e.final_sent]
+        for entry in pending:
+            try:
+                entry.card.show(entry.job.snapshot(), self._group_summary(entry.job.name))
+            except Exception as exc:  # noqa: BLE001 - the pump reports it once; the cell must not fail
+                self._draw_failed(entry, exc)
+        return len(pending)
+
     def close(self) -> None:
         self._unsubscribe()
         self._closed = True

@@ -237,3 +237,4 @@ def test_quoted_names_are_unquoted_and_escapes_are_shown_escaped(kernel):
     text = "".join(m["content"]["data"].get("text/plain", "") for m in msgs if m["msg_type"] == "display_data")
     assert "two words" in text and "'two words'" not in text
     assert "\\x1b[31mred" in text and "\x1b" not in text
+
