@@ -50,6 +50,21 @@ def test_job_on_dask_returns_and_reports_progress_while_running(dsched):
     assert dsched.executor("dask").slots == 2
 
 
+def tqdm_loop(n):
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(n), desc="on the cluster"):
+        time.sleep(0.005)
+    return n
+
+
+def test_a_tqdm_loop_on_dask_drives_its_job(dsched):
+    job = dsched.submit(tqdm_loop, 40, executor="dask")
+    assert job.result(timeout=60) == 40
+    assert (job.progress.done, job.progress.total, job.progress.message) == (40, 40, "on the cluster")
+    assert job.output == ""
+
+
 def test_cancel_a_running_dask_job_leaves_the_cluster_healthy(dsched):
     job = dsched.submit(count, 100_000, 0.01, executor="dask")
     wait_until(lambda: job.progress.done >= 5, timeout=30)
