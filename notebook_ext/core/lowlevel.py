@@ -4,8 +4,9 @@ so the rest of the package imports nothing private across packages."""
 
 from ._channel import Channel, Closed
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock, TimerHandle
+from ._displays import Displays
 from ._context import (
-    OUTPUT_LIMIT, Displays, JobContext, JobOutputRouter, Output, current_context, install_output_capture, job_context,
+    OUTPUT_LIMIT, JobContext, JobOutputRouter, Output, current_context, install_output_capture, job_context,
 )
 from ._dispatch import Dispatcher
 from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, load_executor

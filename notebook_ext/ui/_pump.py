@@ -129,7 +129,7 @@ class UpdatePump:
             dashboards = list(self._dashboards)
             rows = list(self._rows.values())
         for entry in entries:
-            entry.card.show(entry.job.snapshot(), self._group_summary(entry.job.name))
+            entry.card.show(entry.job.snapshot(), _live_group_summary(entry.job))
             entry.card.send_state("snap")
         for dash in dashboards:
             dash.show(rows, self._dashboard_link())
@@ -146,7 +146,7 @@ class UpdatePump:
             pending = [e for es in self._entries.values() for e in es if e.job.done() and not e.final_sent]
         for entry in pending:
             try:
-                entry.card.show(entry.job.snapshot(), self._group_summary(entry.job.name))
+                entry.card.show(entry.job.snapshot(), _live_group_summary(entry.job))
             except Exception as exc:  # noqa: BLE001 - the pump reports it once; the cell must not fail
                 self._draw_failed(entry, exc)
         return len(pending)
@@ -336,3 +336,10 @@ class UpdatePump:
                 entry.display_handle.update(entry.card)
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _live_group_summary(job: Job) -> dict[str, int] | None:
+    # Drawn from the calling thread, ahead of the snapshots still on their way
+    # to the pump: the children's states as they are now, not as last seen.
+    children = list(job.children)
+    return children_summary(c.state for c in children) if children else None

@@ -44,3 +44,27 @@ def test_a_job_ending_with_its_cell_has_its_final_card_in_that_cell(kc):
     states = [m["content"]["data"]["state"]["snap"]["state"] for m in msgs
               if m["msg_type"] == "comm_msg" and m["content"]["data"].get("state", {}).get("snap")]
     assert states and states[-1] == "done", states
+
+
+def test_a_parent_ending_with_its_cell_shows_its_children_as_they_ended(kc):
+    # The end-of-cell drawing ran ahead of the children's final snapshots
+    # (still on their way from the notifier) and saved the search card of
+    # tutorial 04 with its refit child "running" (seen in the Binder test).
+    run(kc, "%load_ext notebook_ext\nimport notebook_ext as nx, threading\n"
+            "held, armed, go = threading.Event(), [False], threading.Event()\n"
+            "nx.get_scheduler().subscribe(lambda s: armed[0] and held.wait(30))\n"  # a notifier running late
+            "def fan():\n"
+            "    go.wait(30)\n"
+            "    return nx.submit(lambda: 5, name='kid', parent=nx.current_job()).result()\n")
+    try:
+        msgs = run(kc, "parent = nx.submit(fan, name='parent')\n"
+                       "display(nx.ui.card(parent))\n"
+                       "armed[0] = True\n"
+                       "go.set()\n"
+                       "parent.wait(10)\n")
+    finally:
+        run(kc, "armed[0] = False; held.set()")
+    snaps = [m["content"]["data"]["state"]["snap"] for m in msgs
+             if m["msg_type"] == "comm_msg" and m["content"]["data"].get("state", {}).get("snap")]
+    assert snaps and snaps[-1]["state"] == "done", [s["state"] for s in snaps]
+    assert snaps[-1]["children"] == {"done": 1, "total": 1}
