@@ -1,9 +1,20 @@
-"""Every tutorial runs in a fresh kernel and does what its prose promises."""
+"""Every tutorial runs in a fresh kernel and does what its prose promises.
+
+Each tutorial NN-*.ipynb has its checks in check_NN(nb) here; test_install.py
+and test_binder.py run the same checks on the tutorials executed in a fresh
+virtual environment. Running a tutorial from the repository's tutorials/ folder
+leaves no untracked files: whatever it writes there is ignored by git."""
+
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
-from tutorial_runner import card_states, outputs_text
+from tutorial_runner import TUTORIALS, card_displays, card_states, outputs_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
+
+ROOT = TUTORIALS.parent
 
 
 def _cell(nb, needle):
@@ -13,8 +24,9 @@ def _cell(nb, needle):
     raise AssertionError(f"no cell with {needle!r}")
 
 
-def test_01_quickstart(run):
-    check_quickstart(run("01-quickstart.ipynb"))
+def test_01_quickstart(run, tmp_path):
+    check_01(run("01-quickstart.ipynb"))
+    assert_ignored_by_git(scratch_files(tmp_path, "01-quickstart.ipynb"))
 
 
 def check_quickstart(nb):
@@ -32,10 +44,30 @@ def check_quickstart(nb):
     assert "reached 30" in cards["count"]["output"]
     assert cards["forever"]["state"] == "cancelled" and cards["boom"]["state"] == "failed"
     assert "FileNotFoundError" in cards["boom"]["traceback"]
+    # %result shows the job's own frames with the cell's lines, no library frames
+    (error,) = [o for o in _cell(nb, "%result boom").outputs if o["output_type"] == "error"]
+    tb = "\n".join(error["traceback"])
+    assert '"<bg cell boom>", line 4' in tb and 'load("data/missing.csv")' in tb and "notebook_ext/" not in tb
+    # tqdm drives the card and prints nothing; display() lands on the card
+    assert cards["own-code"]["state"] == "done"
+    assert (cards["own-code"]["done"], cards["own-code"]["total"]) == (20, 20)
+    assert [d["data"] for d in card_displays(nb)["own-code"]] == ["<b>20 epochs done</b>"]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert "it/s" not in outputs_text(cell) and "epochs done" not in outputs_text(cell), cell.source
 
 
-def test_02_background_training(run):
-    nb = run("02-background-training.ipynb")
+check_01 = check_quickstart
+
+
+def test_02_background_training(run, tmp_path):
+    check_02(run("02-background-training.ipynb"))
+    scratch = scratch_files(tmp_path, "02-background-training.ipynb")
+    assert "digits-sgd.joblib" in scratch  # the model it saves, next to the notebook
+    assert_ignored_by_git(scratch)
+
+
+def check_02(nb):
     scores = eval(outputs_text(_cell(nb, "for name, m in")))
     assert scores["sgd"] > 0.85 and scores["forest"] > 0.9 and scores["logreg"] > 0.9 and scores["svc"] > 0.9
     text = outputs_text(_cell(nb, "strategies:"))
@@ -52,8 +84,14 @@ def test_02_background_training(run):
     assert len(cards["sgd"]["curve"]["points"]) == 15
 
 
-def test_03_preprocessing_pipeline(run):
-    nb = run("03-preprocessing-pipeline.ipynb")
+def test_03_preprocessing_pipeline(run, tmp_path):
+    check_03(run("03-preprocessing-pipeline.ipynb"))
+    scratch = scratch_files(tmp_path, "03-preprocessing-pipeline.ipynb")
+    assert "tutorial-data/part-17.csv" in scratch  # the files it writes, next to the notebook
+    assert_ignored_by_git(scratch)
+
+
+def check_03(nb):
     text = outputs_text(_cell(nb, 'print("failed:"'))
     assert "PreprocessResult(39 ok, 1 failed)" in text and "17:" in text
     assert "most items in flight at once: " in text
@@ -73,8 +111,12 @@ def test_03_preprocessing_pipeline(run):
         ("read", 200, 0), ("parse", 195, 5), ("summarize", 195, 0)]
 
 
-def test_04_hyperparameter_search(run):
-    nb = run("04-hyperparameter-search.ipynb")
+def test_04_hyperparameter_search(run, tmp_path):
+    check_04(run("04-hyperparameter-search.ipynb"))
+    assert_ignored_by_git(scratch_files(tmp_path, "04-hyperparameter-search.ipynb"))
+
+
+def check_04(nb):
     text = outputs_text(_cell(nb, "print(result)"))
     assert "16 candidates" in text and "best_score_=0.9" in text
     same = outputs_text(_cell(nb, "largest difference"))
@@ -89,8 +131,12 @@ def test_04_hyperparameter_search(run):
     assert card["children"] == {"done": 1, "total": 1}  # the folds were work items; the refit is a child job
 
 
-def test_05_async_serving(run):
-    nb = run("05-async-serving.ipynb")
+def test_05_async_serving(run, tmp_path):
+    check_05(run("05-async-serving.ipynb"))
+    assert_ignored_by_git(scratch_files(tmp_path, "05-async-serving.ipynb"))
+
+
+def check_05(nb):
     text = outputs_text(_cell(nb, "batched: {len(rows)"))
     assert "same answers: True" in text
     batched = float(text.split("batched: ")[1].split(" req/s")[0].replace(",", ""))
@@ -100,12 +146,16 @@ def test_05_async_serving(run):
     acc = outputs_text(_cell(nb, "final accuracy"))
     assert float(acc.split("final accuracy: ")[1].split()[0]) > 0.9 and "array([1, 0])" in acc
     assert outputs_text(_cell(nb, "asyncio.run(main())")) == str([i * i for i in range(10)])
-    assert card_states(nb)["digits-api"]["serving"]["requests"] == 2000
+    assert card_states(nb)["digits-api"]["serving"]["requests"] == 3 * 2000
 
 
 @pytest.mark.slow
-def test_06_scale_out_with_dask(run):
-    nb = run("06-scale-out-with-dask.ipynb")
+def test_06_scale_out_with_dask(run, tmp_path):
+    check_06(run("06-scale-out-with-dask.ipynb"))
+    assert_ignored_by_git(scratch_files(tmp_path, "06-scale-out-with-dask.ipynb"))
+
+
+def check_06(nb):
     assert outputs_text(_cell(nb, "client.dashboard_link")).startswith("'http://127.0.0.1:")
     job_text = outputs_text(_cell(nb, 'job = nx.jobs["on-dask"]'))
     assert "worker pid" in job_text and job_text.strip().endswith("(True, True)")
@@ -114,3 +164,49 @@ def test_06_scale_out_with_dask(run):
     score, params = eval(outputs_text(_cell(nb, "round(wine.best_score_")))
     assert score > 0.9 and set(params) == {"n_estimators", "max_depth"}
     assert card_states(nb)["on-dask"]["state"] == "done"
+
+
+def tutorial_check(name):
+    """check_NN for the tutorial NN-*.ipynb, or None when it has none."""
+    number = name.split("-", 1)[0]
+    return globals().get(f"check_{number}") if number.isdigit() else None
+
+
+def test_every_tutorial_has_a_check_and_a_test():
+    names = sorted(p.name for p in TUTORIALS.glob("*.ipynb"))
+    assert names, f"no tutorials in {TUTORIALS}"
+    assert [n for n in names if tutorial_check(n) is None] == []
+    tests = {n.split("_", 2)[1] for n in globals() if n.startswith("test_") and n.split("_", 2)[1].isdigit()}
+    assert {n.split("-", 1)[0] for n in names} == tests
+
+
+def scratch_files(run_dir, *notebooks):
+    """Files (relative paths, sorted) a tutorial run left in its folder, apart from
+    the notebooks themselves and the job history database."""
+    history = os.environ.get("NOTEBOOK_EXT_HISTORY")
+    history = Path(history).resolve() if history else None
+    run_dir = Path(run_dir).resolve()
+    files = []
+    for path in sorted(run_dir.rglob("*")):
+        rel = path.relative_to(run_dir).as_posix()
+        if not path.is_file() or rel in notebooks:
+            continue
+        # the database and its -wal, -shm and -journal files
+        if history and path.parent == history.parent and path.name.startswith(history.name):
+            continue
+        files.append(rel)
+    return files
+
+
+def assert_ignored_by_git(scratch):
+    """Each file, as tutorials/<path>, is ignored by the checkout's git: a user who runs
+    the tutorials from tutorials/ gets no untracked files in `git status`."""
+    if not (ROOT / ".git").exists():
+        pytest.skip(f"{ROOT} is not a git checkout")
+    if not scratch:
+        return
+    paths = [f"{TUTORIALS.name}/{f}" for f in scratch]
+    found = subprocess.run(["git", "check-ignore", "--stdin", "-z"], input="\0".join(paths) + "\0", cwd=ROOT,
+                           check=False, capture_output=True, text=True, timeout=60)
+    assert found.returncode in (0, 1), found.stderr  # 1: none of them is ignored
+    assert sorted(set(paths) - set(found.stdout.split("\0"))) == [], "not ignored by git (.gitignore)"

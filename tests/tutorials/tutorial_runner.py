@@ -42,3 +42,14 @@ def card_states(nb):
         if snap:
             cards[snap["name"]] = snap
     return cards
+
+
+def card_displays(nb):
+    """name -> the rich outputs (display(), figures) each job card saved."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    shown = {}
+    for model in state.get("state", {}).values():
+        values = model.get("state", {})
+        if values.get("snap"):
+            shown[values["snap"]["name"]] = values.get("displays", [])
+    return shown
