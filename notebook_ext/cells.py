@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import inspect
 import itertools
 import keyword
@@ -41,7 +42,11 @@ class CellSource:
         self.tree = tree
         self.source = source
         self.filename = filename
-        self.uses_await = _has_top_level_await(source)
+
+    @functools.cached_property
+    def uses_await(self) -> bool:
+        """The cell awaits at top level (it runs on the loop)."""
+        return _has_top_level_await(self.source)
 
     def register(self) -> None:
         """Let tracebacks (and debuggers) read this cell's lines by its file name."""

@@ -21,9 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 from ._clock import Clock
 from ._context import JobContext, current_context
 from ._text import clean
-from ._tracebacks import attach as attach_traceback
-from ._tracebacks import NAME as TB_NAME
-from ._tracebacks import format_traceback
+from ._tracebacks import NAME as TB_NAME, attach as attach_traceback, format_traceback
 from ._states import (
     CANCELLED,
     DONE,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import os
 import threading
 import traceback
@@ -51,9 +52,9 @@ def format_traceback(exc: BaseException) -> tuple[str, str]:
     """(short, full) traceback text of ``exc``: the short one has the user's
     frames only, with one closing line counting the frames left out."""
     try:
-        full = clean("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
-        hidden = _prune(te, set())
+        full = clean("".join(te.format()))
+        hidden = _prune(te, set())  # the same frames, pruned: formatted once more, short
         short = "".join(te.format())
         if not te.stack and short.startswith("Traceback (most recent call last):\n"):
             short = short.split("\n", 1)[1]  # nothing of the user's ran: the error line alone
@@ -95,8 +96,6 @@ def require(module: str, install: str, what: str) -> Any:
     """``import module``; when it is not installed, a `ModuleNotFoundError`
     of one line naming what needs it and what to install (shown as that one
     line in a notebook, not as a traceback)."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:

@@ -32,16 +32,16 @@ _lock = threading.Lock()
 def get_pump(scheduler: Any = None) -> UpdatePump:
     """The update pump of ``scheduler`` (default: the default scheduler)."""
     scheduler = scheduler or get_scheduler()
-    _route_displays()
     with _lock:
         pump = _pumps.get(id(scheduler))
         if pump is None or pump.scheduler is not scheduler:
+            _route_displays()  # once cards are in use (the magics route them on %load_ext too)
             pump = _pumps[id(scheduler)] = UpdatePump(scheduler)
         return pump
 
 
 def _route_displays() -> None:
-    # display() from a job goes to its card, once cards are in use.
+    # display() from a job goes to its card.
     from IPython import get_ipython
 
     shell = get_ipython()

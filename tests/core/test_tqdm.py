@@ -49,20 +49,19 @@ def test_each_tqdm_flavour_drives_its_job(sched, kind, capsys):
 def test_the_outer_bar_drives_and_inner_bars_are_the_message(sched):
     from tqdm import tqdm
 
-    gate = {"go": False}
+    go = threading.Event()
     seen = []
 
     def nested():
         for _ in tqdm(range(3), desc="epoch"):
             for _ in tqdm(range(50), desc="batch", leave=False, mininterval=0):
-                while not gate["go"]:
-                    time.sleep(0.001)  # the work of one batch, held until the test looked
+                go.wait(30)  # the work of one batch, held until the test looked
         return "ok"
 
     job = sched.submit(nested, name="nested")
     wait_until(lambda: "batch" in job.progress.message)
     seen.append((job.progress.done, job.progress.total, job.progress.message))
-    gate["go"] = True
+    go.set()
     job.result(30)
     assert seen[0][:2] == (0, 3) and seen[0][2].startswith("epoch · batch ")
     assert seen[0][2].endswith("/50")

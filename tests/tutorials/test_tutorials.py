@@ -201,8 +201,7 @@ def scratch_files(run_dir, *notebooks):
 def assert_ignored_by_git(scratch):
     """Each file, as tutorials/<path>, is ignored by the checkout's git: a user who runs
     the tutorials from tutorials/ gets no untracked files in `git status`."""
-    if not (ROOT / ".git").exists():
-        pytest.skip(f"{ROOT} is not a git checkout")
+    assert (ROOT / ".git").exists(), f"run the tests from a git checkout ({ROOT} has no .git): this checks .gitignore"
     if not scratch:
         return
     paths = [f"{TUTORIALS.name}/{f}" for f in scratch]
