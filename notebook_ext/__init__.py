@@ -26,6 +26,7 @@ from .core import (
     checkpoint,
     current_job,
     get_scheduler,
+    history,
     jobs,
     map,
     pipeline,
@@ -45,9 +46,9 @@ __version__ = "0.1.0"
 # `map` is left out of __all__ on purpose: `from notebook_ext import *` must not hide the builtin.
 __all__ = [
     "FailedItem", "ItemMap", "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "Progress", "Scheduler",
-    "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "jobs", "pipeline", "progress",
+    "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "history", "jobs", "load_artifact", "pipeline", "progress",
     "report", "stage",
-    "set_scheduler", "stop_requested", "submit", "submit_cell", "submit_many", "use_dask", "wait",
+    "resume", "set_scheduler", "stop_requested", "submit", "submit_cell", "submit_many", "use_dask", "wait",
 ]
 
 _SUBMODULES = {"core", "executors", "lowlevel", "ml", "testing", "ui", "magics", "cells"}
@@ -58,6 +59,8 @@ def __getattr__(name: str) -> Any:
     # without importing scikit-learn and ipywidgets for everyone.
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("resume", "load_artifact"):  # scikit-learn and joblib only when used
+        return getattr(importlib.import_module(f"{__name__}.ml"), name)
     if name == "submit_cell":
         from .cells import submit_cell
 

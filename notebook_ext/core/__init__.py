@@ -2,11 +2,12 @@
 Knows nothing of Jupyter (no IPython, no ipywidgets) and nothing of the
 executors above it. The machinery is in `notebook_ext.core.lowlevel`."""
 
-from ._api import get_scheduler, jobs, set_scheduler, submit, submit_many, wait
+from ._api import get_scheduler, history, jobs, set_scheduler, submit, submit_many, wait
 from ._context import checkpoint, current_job, progress, report, stop_requested
 from ._items import ItemMap, map
 from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats, pipeline, stage
 from ._job import Job
+from ._records import HistoryRecords, JobRecord
 from ._states import (
     ACTIVE_STATES, CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, PENDING, QUEUED, RUNNING, STATES,
     TIMED_OUT, JobCancelled, JobDetail, JobError, JobSnapshot, JobTimedOut, Progress, WorkerDied,
@@ -16,9 +17,9 @@ from ._scheduler import Scheduler, WaitResult
 __all__ = [
     "ACTIVE_STATES", "CANCELLED", "DONE", "FAILED", "FINAL_STATES", "INTERRUPTED", "PENDING",
     "QUEUED", "RUNNING", "STATES", "TIMED_OUT",
-    "FailedItem", "ItemMap", "ItemsDetail", "Pipeline", "Stage", "StageStats",
+    "FailedItem", "HistoryRecords", "ItemMap", "JobRecord", "ItemsDetail", "Pipeline", "Stage", "StageStats",
     "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "Progress",
     "Scheduler", "WaitResult", "WorkerDied",
-    "checkpoint", "current_job", "get_scheduler", "jobs", "progress", "report", "set_scheduler",
+    "checkpoint", "current_job", "get_scheduler", "history", "jobs", "progress", "report", "set_scheduler",
     "map", "pipeline", "stage", "stop_requested", "submit", "submit_many", "wait",
 ]

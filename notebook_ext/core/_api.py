@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
 from ._job import Job
+from ._records import HistoryRecords, records
 from ._scheduler import Scheduler, WaitResult
 
 _default: Scheduler | None = None
@@ -67,6 +68,21 @@ def submit_many(fn: Callable[..., Any], arguments: Any, **options: Any) -> list[
     >>> jobs = nx.submit_many(load, [("a.csv",), ("b.csv",)])   # doctest: +SKIP
     """
     return get_scheduler().submit_many(fn, arguments, **options)
+
+
+def history(sessions: str = "all", limit: int = 1000) -> HistoryRecords:
+    """The job history, newest first: a list of `JobRecord` (``name``,
+    ``state``, ``params``, ``metrics``, ``artifacts``, ``resumable`` …) with
+    ``to_frame()`` for a pandas DataFrame. ``sessions``: ``"all"``,
+    ``"current"`` (this kernel) or ``"earlier"``.
+
+    Examples
+    --------
+    >>> nx.history(sessions="earlier").to_frame()      # doctest: +SKIP
+    """
+    if sessions not in ("all", "current", "earlier"):
+        raise ValueError(f"`sessions` must be 'all', 'current' or 'earlier', got {sessions!r}")
+    return records(get_scheduler().store.load(sessions=sessions, limit=limit))
 
 
 class _Jobs(Mapping):

@@ -295,8 +295,7 @@ class Dispatcher:
             tb = None
         if caught:
             job.cancelled_caught = True
-        job._finish(state, result, exc, tb)
-        self._changed(job, state)
+        job._finish(state, result, exc, tb, announce=lambda: self._changed(job, state))
         for dependent in self._dependents.pop(job.id, []):
             if dependent.state != PENDING:
                 continue

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 from ._channel import _EMPTY, Channel, Closed
@@ -97,6 +98,7 @@ class ItemMap(ItemWorkers):
         self.failed_stage: dict[int, int] = {}  #: index -> position of the stage it failed in
         self.total = pipe.total
         self.consumed = 0
+        self.done_before = 0  #: items finished by earlier runs (a retry, a resume): counted on the card
         self.stopped = False  #: "stop and keep" ended it before the source did
         self._sched = scheduler
         self._ctx: JobContext | None = current_context()
@@ -248,7 +250,7 @@ class ItemMap(ItemWorkers):
             else:
                 out.append((index, True, value))
         if self._report:
-            self._ctx.done = self.consumed  # type: ignore[union-attr]
+            self._ctx.done = self.done_before + self.consumed  # type: ignore[union-attr]
         return out
 
     def _tell(self, record: FailedItem) -> None:
@@ -268,22 +270,25 @@ class ItemMap(ItemWorkers):
         if not final and now - self._last_publish < PUBLISH_INTERVAL:
             return
         self._last_publish = now
-        ctx.done = self.consumed
+        done = self.done_before + self.consumed
+        ctx.done = done
         if self.total is not None:
             ctx.total = self.total
         n_failed = len(self.failed)
         stages = tuple(run.stats() for run in self._stages)
         in_flight = sum(s.in_flight for s in stages)
         job = ctx.job
-        ctx.message = f"{self.consumed - n_failed} ok, {n_failed} failed, {in_flight} in flight"
+        ctx.message = f"{done - n_failed} ok, {n_failed} failed, {in_flight} in flight"
         if final:
-            ctx.message = f"{self.consumed - n_failed} ok, {n_failed} failed" + (" (stopped early)" if self.stopped else "")
+            ctx.message = f"{done - n_failed} ok, {n_failed} failed" + (" (stopped early)" if self.stopped else "")
             if n_failed and job is not None and job.kind == "preprocess":
                 ctx.message += f": %retry {job.name} re-runs the failed items"
         if job is not None and self._detail_type is not None and (
                 job.detail is None or isinstance(job.detail, ItemsDetail)):
             shown = tuple(self.failed[i] for i in sorted(self.failed)[:FAILURES_SHOWN])
-            job.set_detail(self._detail_type(stages=stages, failed_items=shown, n_failed=n_failed))
+            facts: dict[str, Any] = {"stages": stages, "failed_items": shown, "n_failed": n_failed}
+            job.set_detail(replace(job.detail, **facts) if isinstance(job.detail, self._detail_type)
+                           else self._detail_type(**facts))
 
     async def _publisher(self) -> None:
         while True:

@@ -84,7 +84,7 @@ class Job:
         "shipment", "_control", "_state", "attempts", "created", "started", "ended", "ctx",
         "_result", "_exception", "_traceback", "_full_traceback", "_event", "_callbacks", "_sequence", "_rate",
         "timed_out", "abandoned", "cancelled_caught", "cancel_note", "retried_as", "_attempt_errors",
-        "_artifacts", "dashboard_link", "detail", "version", "__weakref__",
+        "_artifacts", "dashboard_link", "detail", "resume_spec", "version", "__weakref__",
     )
 
     def __init__(
@@ -108,6 +108,7 @@ class Job:
         finalize: Callable[["Job", Any], Any] | None = None,
         retry_with: Callable[["Job"], "Job"] | None = None,
         detail: JobDetail | None = None,
+        resume: Mapping[str, Any] | None = None,
     ) -> None:
         self.id = next(_ids)
         self.name = name
@@ -153,6 +154,8 @@ class Job:
         self._artifacts: list[str] | None = None
         self.dashboard_link: str | None = None
         self.detail = detail
+        #: how to pick this job up after a crash (JSON-able; kept in the history), or None
+        self.resume_spec: dict[str, Any] | None = dict(resume) if resume else None
         self.version = 0  # bumped by every change of facts (for observers)
 
     # -- reading -----------------------------------------------------------
@@ -410,7 +413,7 @@ class Job:
         self._state = state
 
     def _finish(self, state: str, result: Any = None, exc: BaseException | None = None,
-                tb: tuple[str, str] | None = None) -> None:
+                tb: tuple[str, str] | None = None, announce: Callable[[], None] | None = None) -> None:
         if state not in _ALLOWED.get(self._state, ()):
             raise RuntimeError(f"job {self.name!r}: illegal transition {self._state} -> {state}")
         self._result = result
@@ -430,6 +433,8 @@ class Job:
             # its parent; `retry_with` says how): let its inputs go.
             self.fn, self.args, self.kwargs = _dropped, (), {}
         self._state = state  # last: readers that see a final state see its result
+        if announce is not None:  # before waiters wake: whoever waited reads the history with this state
+            announce()
         with _LOCK:
             event = self._event
             callbacks, self._callbacks = self._callbacks, None

@@ -116,7 +116,7 @@ class Scheduler:
         after: Sequence["Job | str"] | "Job | str" = (), kind: str = "job", parent: "Job | None" = None,
         params: Mapping[str, Any] | None = None, code: str | None = None,
         finalize: Callable[[Job, Any], Any] | None = None, retry_with: Callable[[Job], Job] | None = None,
-        detail: JobDetail | None = None, **kwargs: Any,
+        detail: JobDetail | None = None, resume: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> Job:
         """Run ``fn(*args, **kwargs)`` in the background; return its `Job`.
 
@@ -130,7 +130,8 @@ class Scheduler:
         job's code succeeded and returns the job's result (an exception
         there fails the job); ``retry_with(job)`` is how `retry` re-runs it.
         ``kind``, ``params``, ``code`` and ``detail`` describe the job in
-        cards and the history.
+        cards and the history; ``resume`` (JSON-able) is kept in the history
+        for whoever resumes the job after a crash (see `notebook_ext.resume`).
 
         Examples
         --------
@@ -138,7 +139,8 @@ class Scheduler:
         """
         job = self._make(fn, args, kwargs, name=name, priority=priority, timeout=timeout, retries=retries,
                          backoff=backoff, executor=executor, after=after, kind=kind, parent=parent,
-                         params=params, code=code, finalize=finalize, retry_with=retry_with, detail=detail)
+                         params=params, code=code, finalize=finalize, retry_with=retry_with, detail=detail,
+                         resume=resume)
         self.loop_thread.call_soon(self._dispatcher.admit, (job,))
         return job
 

@@ -64,10 +64,12 @@ class JobDetail:
     """Typed facts a layer above the core attaches to a job (training,
     search, preprocessing, serving subclass it); immutable, carried by
     snapshots. ``curve`` names the metric a card plots; ``can_stop`` says
-    whether "stop and keep" means something for this job."""
+    whether "stop and keep" means something for this job; ``resumed_from``
+    is the step (or items done) a resumed job picked up from."""
 
     curve: str | None = None
     can_stop: bool = False
+    resumed_from: int | None = None
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS transitions (
     uid TEXT, state TEXT, t REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_session ON jobs(session);
+CREATE TABLE IF NOT EXISTS resumable (
+    uid TEXT PRIMARY KEY, spec TEXT
+);
 """
 _INSERT_JOB = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -333,6 +336,9 @@ class HistoryStore:
                     if not _bad_value(exc):
                         raise
                     con.execute(_INSERT_JOB, self._partial_row(job, state, exc))
+                if job.resume_spec is not None:
+                    con.execute("INSERT OR REPLACE INTO resumable VALUES (?, ?)",
+                                (f"{self.session}:{job.id}", json.dumps(job.resume_spec, default=str)))
 
     def _report_drops(self, why: str) -> None:
         lost = self.dropped - self._reported
@@ -371,10 +377,22 @@ class HistoryStore:
             where, args = "WHERE session=?", (self.session,)
         elif sessions == "earlier":
             where, args = "WHERE session!=?", (self.session,)
+        return self._records(f"{where} ORDER BY created DESC LIMIT ?", (*args, limit))
+
+    def find(self, name: str) -> dict[str, Any] | None:
+        """The newest record of a job named ``name``, of any session (None if none)."""
+        if self.path is None or not self.path.exists():
+            return None
+        self.flush()
+        found = self._records("WHERE name=? ORDER BY created DESC, jobs.rowid DESC LIMIT 1", (name,))
+        return found[0] if found else None
+
+    def _records(self, tail: str, args: tuple) -> list[dict[str, Any]]:
         out = []
-        for r in self._read(f"SELECT * FROM jobs {where} ORDER BY created DESC LIMIT ?", (*args, limit)):
+        for r in self._read(f"SELECT jobs.*, resumable.spec AS resume FROM jobs "
+                            f"LEFT JOIN resumable USING (uid) {tail}", args):
             d = dict(r)
-            for key in ("params", "metrics", "artifacts"):
+            for key in ("params", "metrics", "artifacts", "resume"):
                 d[key] = json.loads(d[key]) if d[key] else ({} if key != "artifacts" else [])
             out.append(d)
         return out

@@ -13,6 +13,7 @@ from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, load_executor
 from ._job import JobControl, describe_error
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
+from ._records import checkpoint_folder, hold, new_checkpoint, prune, release, write_atomic
 from ._store import HistoryStore, default_history_path
 from ._text import clean, format_number, format_value, printable, safe_repr
 from ._tracebacks import format_traceback, is_machinery, require
@@ -23,4 +24,5 @@ __all__ = [
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "require", "install_output_capture", "job_context", "load_executor",
     "printable", "safe_repr",
+    "checkpoint_folder", "hold", "new_checkpoint", "prune", "release", "write_atomic",
 ]

@@ -13,6 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .. import ml
 from ..core import Pipeline
 from ..cells import assign_on_success
+from ..ml import DEFAULT_CHECKPOINT_EVERY as DEFAULT_EVERY
 from . import _args as A
 
 
@@ -34,6 +35,9 @@ class MLMagics(Magics):
     @argument("--epochs", type=A.count("--epochs", 1), help="epochs (partial_fit) or stages (warm_start)")
     @argument("--scoring", help="scikit-learn scorer name for --eval")
     @argument("--save", help="joblib file the fitted model is written to (atomically)")
+    @argument("--checkpoint", nargs="?", const=DEFAULT_EVERY, metavar="EVERY",
+              help="checkpoint every EVERY steps (200) or seconds (30s, 5min) for %%resume "
+                   f"(default {DEFAULT_EVERY}; on by default with --save)")
     @A.job_options(("thread", "process", "dask"), "thread (default)", out_help="variable that gets the fitted model")
     @line_magic
     def train(self, line: str):
@@ -48,8 +52,10 @@ class MLMagics(Magics):
         y = A.lookup(ns, args.y, "%train", self.shell) if args.y else None
         ev = (A.lookup(ns, args.eval[0], "--eval", self.shell), A.lookup(ns, args.eval[1], "--eval", self.shell)) if args.eval else None
         A.check_executor(A.scheduler(), args.executor)
+        names = {"X": args.X, "y": args.y, "eval": args.eval, "out": args.out}
         job = _call(ml.train, est, X, y, eval=ev, scoring=args.scoring, epochs=args.epochs,
-                    save=args.save, name=args.name, executor=args.executor)
+                    save=args.save, name=args.name, executor=args.executor, checkpoint_every=args.checkpoint,
+                    _vars=_identifiers(names))
         assign_on_success(ns, args.out, job)
         A.show_job(self.shell, job)
 
@@ -89,6 +95,9 @@ class MLMagics(Magics):
     @argument("--retries", type=A.count("--retries", 0), default=0, help="re-runs of a failing item")
     @argument("--unordered", action="store_true", help="results as they finish, not in input order")
     @argument("--into", help="variable holding a sink: each result goes to it instead of a list")
+    @argument("--checkpoint", nargs="?", const=DEFAULT_EVERY, metavar="EVERY",
+              help="without --into: keep the results every EVERY items (500) or seconds (30s) for %%resume "
+                   "(with --into the items the sink took are always logged)")
     @A.job_options(("loop", "thread", "process", "dask"), "thread (default; loop for async def)",
                    out_help="variable that gets the list of results")
     @line_magic
@@ -121,13 +130,83 @@ class MLMagics(Magics):
             raise UsageError(f"%preprocess: --into {args.into!r} is not callable (a function or a list's append)")
         if args.executor not in (None, "loop", "thread"):
             A.check_executor(A.scheduler(), args.executor)
-        options: dict[str, Any] = {"max_pending": args.max_pending, "name": args.name, "into": into}
+        names = {"func": args.func, "items": args.items, "into": args.into, "out": args.out}
+        options: dict[str, Any] = {"max_pending": args.max_pending, "name": args.name, "into": into,
+                                   "checkpoint_every": args.checkpoint, "_vars": _identifiers(names)}
         if not is_pipe:
             options.update(workers=args.workers, executor=args.executor, cpu=args.cpu, retries=args.retries,
                            ordered=not args.unordered)
         job = _call(ml.preprocess, func, items, **options)
         assign_on_success(ns, args.out, job, pick=lambda r: getattr(r, "results", r))
         A.show_job(self.shell, job)
+
+
+    @magic_arguments()
+    @argument("name", type=A.job_name, help="the interrupted job (from the history, any session)")
+    @argument("data", nargs="*", metavar="DATA",
+              help="its data again (X y, or the items); default: the variables the job was started with")
+    @argument("--eval", nargs=2, metavar=("XV", "YV"), help="training: validation data for the curve")
+    @argument("--func", help="preprocessing: the function (default: the one of the same name)")
+    @argument("--into", help="preprocessing: the sink (default: the one it had)")
+    @argument("--out", type=A.identifier("--out"), help="variable that gets the result (default: the job's)")
+    @argument("--executor", type=A.executor_choice(("thread", "process", "dask")), help="training: where it runs")
+    @line_magic
+    def resume(self, line: str):
+        """Go on with a job from its last checkpoint after the kernel died.
+
+        Example: ``%resume fit`` (finds ``fit`` in the history, checks that
+        ``X_train``/``y_train`` are the data it was trained on, and goes on
+        from the step it had reached).
+        """
+        args = parse_argstring(self.resume, line)
+        ns = self.shell.user_ns
+        sched = A.scheduler()
+        record = sched.store.find(args.name) if sched.store.enabled else None
+        spec = (record or {}).get("resume") or {}
+        names = spec.get("vars") or {}
+        where = f"%resume {args.name}"
+        pipeline = spec.get("pipeline", False)
+        if args.data:
+            data = [A.lookup(ns, d, where, self.shell) for d in args.data]
+        elif spec:
+            keys = ["X", "y"] if spec["kind"] == "train" else ["func"] if pipeline else ["items"]
+            if keys[0] not in names:
+                raise UsageError(f"{where}: it was not started by a magic; name its data: {where} DATA")
+            data = [_variable(ns, names[k], where) for k in keys if k in names]
+        else:
+            data = []  # ml.resume says why there is nothing to resume
+        ev = args.eval or (names.get("eval") if not args.data else None)
+        eval_ = (A.lookup(ns, ev[0], "--eval", self.shell), A.lookup(ns, ev[1], "--eval", self.shell)) if ev else None
+        fname = args.func or (names.get("func") if not pipeline else None)
+        func = A.lookup(ns, fname, where, self.shell) if fname else None
+        iname = args.into or names.get("into")
+        into = A.lookup(ns, iname, where, self.shell) if iname else None
+        saved = {**names, "out": args.out or names.get("out")}
+        try:
+            job = ml.resume(args.name, *data, eval=eval_, func=func, into=into, executor=args.executor,
+                            _vars=saved)
+        except (TypeError, ValueError, FileNotFoundError) as exc:
+            raise UsageError(str(exc).splitlines()[0]) from None
+        out = saved["out"]
+        pick = (lambda r: getattr(r, "results", r)) if job.kind == "preprocess" else (lambda r: r)
+        assign_on_success(ns, out, job, pick=pick)
+        A.show_job(self.shell, job)
+
+
+def _variable(ns: dict, name: str, where: str) -> Any:
+    if name not in ns:
+        raise UsageError(f"{where}: {name!r} is not defined; run the cells that make it (or name the data: "
+                         f"{where} DATA)")
+    return ns[name]
+
+
+def _identifiers(names: dict[str, Any]) -> dict[str, Any]:
+    """The variable names a job was started with, for ``%resume`` (not expressions)."""
+    def ok(v: Any) -> bool:
+        return isinstance(v, str) and v.isidentifier()
+
+    return {k: v for k, v in names.items()
+            if ok(v) or (isinstance(v, list) and all(ok(x) for x in v))}
 
 
 def _literal_or_variable(ns: dict, text: str) -> Any:

@@ -11,13 +11,15 @@ from ._details import (
     ServingStats,
     TrainDetail,
 )
+from ._checkpoints import DEFAULT_EVERY as DEFAULT_CHECKPOINT_EVERY
 from ._preprocess import PreprocessResult, preprocess, retry_failed
+from ._resume import load_artifact, resume
 from ._search import SearchResult, search
 from ._serve import Predictor, learn_stream, serve
 from ._train import STRATEGIES, strategy_for, train
 
 __all__ = [
-    "STRATEGIES", "FailedItem", "LeaderboardRow", "Predictor", "PreprocessDetail", "PreprocessResult",
+    "DEFAULT_CHECKPOINT_EVERY", "STRATEGIES", "FailedItem", "LeaderboardRow", "Predictor", "PreprocessDetail", "PreprocessResult",
     "SearchDetail", "SearchResult", "ServingDetail", "ServingStats", "TrainDetail", "learn_stream",
-    "preprocess", "retry_failed", "search", "serve", "strategy_for", "train",
+    "load_artifact", "preprocess", "resume", "retry_failed", "search", "serve", "strategy_for", "train",
 ]

@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import inspect
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..core import ItemMap, Job, Pipeline, Stage, get_scheduler
-from ..core.lowlevel import Channel, Closed, current_context, job_context
+from ..core.lowlevel import Channel, Closed, current_context, hold, job_context
+from ._checkpoints import ItemLog, checkpoint_path, finished, fingerprint, parse_every, part_paths, write_part
 from ._details import PreprocessDetail
 
 
@@ -66,7 +68,8 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
                workers: int | None = None, executor: str | None = None, max_pending: int | None = None,
                name: str | None = None, retries: int = 0, priority: int = 0, ordered: bool = True,
                into: Callable[[Any], Any] | None = None, cpu: int | None = None, scheduler: Any = None,
-               _retry: list | None = None, _base: PreprocessResult | None = None) -> Job:
+               checkpoint_every: Any = None, _retry: list | None = None, _base: PreprocessResult | None = None,
+               _resume: "Resumption | None" = None, _vars: dict[str, Any] | None = None) -> Job:
     """Apply ``func`` to every item in the background: one job, the items
     as its work items.
 
@@ -96,6 +99,13 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
         A sink: each result is passed to ``into(result)`` (in order, from
         one thread; or awaited on the loop when it is ``async def``)
         instead of being kept, so memory stays flat for any number of items.
+        The indices of the items the sink took are logged (in the history's
+        ``checkpoints/`` folder), so `notebook_ext.resume` after a crash
+        runs only the others.
+    checkpoint_every : int or str, optional
+        Without a sink: keep the results produced so far in checkpoint
+        files every so many items (``500``) or seconds (``"30s"``), for
+        `notebook_ext.resume`. With a sink every item is logged anyway.
 
     Returns
     -------
@@ -136,39 +146,54 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
             if st.shipment is None:  # packed once, now: one that cannot travel is refused here, not in the job
                 sched.executor(st.executor).prepare_items(st)
     total = pipe.total if _retry is None else sum(len(group[1]) for group in _retry)
+    keep = _keeper(sched, pipe, name, into, checkpoint_every, _retry, _resume)
 
     async def run() -> PreprocessResult:
-        sink = _Sink(into) if into is not None else None
+        log = ItemLog(keep.path) if keep is not None else None
+        sink = _Sink(into, log) if into is not None else None
+        parts = _Parts(keep, log) if keep is not None and into is None else None
         results: dict[int, Any] = {}
         failed: dict[int, str] = {}
         failed_items: dict[int, Any] = {}
         failed_stage: dict[int, int] = {}
         groups = _retry if _retry is not None else [(0, None, pipe.source)]
         count, stopped = 0, False
+        if _resume is not None:
+            groups = [(0, *_remaining(pipe.source, _resume.done))]
+            count = len(_resume.done)
         try:
             for first, indices, source in groups:
                 part = Pipeline(source, pipe.stages[first:], ordered=pipe.ordered, max_pending=pipe.max_pending)
                 run_ = ItemMap(part, sched, report=True, detail=PreprocessDetail)
-                if _retry is not None:
+                if _retry is not None or _resume is not None:
                     run_.total = total
-                    run_.consumed = count
+                    run_.done_before = count
                 async for position, ok, value in run_.results():
                     index = indices[position] if indices is not None else position
                     if ok:
                         if sink is not None:
-                            await sink.put(value)
+                            await sink.put(value, index)
                         else:
                             results[index] = value
+                            if parts is not None:
+                                await parts.add(index, value)
                     else:
                         failed[index] = value.error
                         failed_items[index] = run_.failed_values[position]
                         failed_stage[index] = first + run_.failed_stage[position]
-                count = run_.consumed
+                count = run_.done_before + run_.consumed
                 stopped = stopped or run_.stopped
+        except BaseException:
+            if parts is not None:  # what was produced is kept for a resume
+                await parts.flush()
+            raise
         finally:
             if sink is not None:
                 await sink.close()
-        return _merge(_base, results, failed, failed_items, failed_stage, count, into is not None, stopped)
+            if log is not None:
+                log.close()
+        base = _base if _resume is None else _resume.base(count, into is not None)
+        return _merge(base, results, failed, failed_items, failed_stage, count, into is not None, stopped)
 
     def again(old: Job) -> Job:  # %retry: only the failed items, merged into the earlier result
         return _retry_failed(old, pipe, into, priority, sched)
@@ -180,8 +205,118 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
               "executor": pipe.stages[0].executor if len(stage_names) == 1 else [st.executor for st in pipe.stages]}
     if into is not None:
         params["into"] = getattr(into, "__name__", type(into).__name__)
-    return sched.submit(run, name=name, kind="preprocess", priority=priority, retry_with=again,
-                        detail=PreprocessDetail(can_stop=True), params=params)
+    resume = None
+    if keep is not None:
+        params["checkpoints"] = keep.path
+        resume = {"kind": "preprocess", "path": keep.path, "fingerprint": {"items": fingerprint(pipe.source)},
+                  "total": pipe.total, "every": [keep.steps, keep.seconds], "vars": _vars or {},
+                  "func": None if isinstance(func, Pipeline) else _name_of(func), "into": _name_of(into),
+                  "sink": into is not None,
+                  "pipeline": isinstance(func, Pipeline),
+                  "options": {"workers": workers, "executor": executor, "cpu": cpu, "retries": retries,
+                              "ordered": ordered, "max_pending": max_pending}}
+        hold(keep.path)
+    detail = PreprocessDetail(can_stop=True, resumed_from=len(_resume.done) if _resume is not None else None)
+    job = sched.submit(run, name=name, kind="preprocess", priority=priority, retry_with=again,
+                       detail=detail, params=params, resume=resume)
+    if keep is not None:
+        job.add_done_callback(lambda j: finished(sched, keep.path, j))
+    return job
+
+
+def _name_of(fn: Any) -> str | None:
+    """A plain function's name, for looking it up again after a restart."""
+    return fn.__name__ if inspect.isfunction(fn) and fn.__name__ != "<lambda>" else None
+
+
+@dataclass
+class Resumption:
+    """What an interrupted run left: the indices done and the results kept."""
+
+    path: str
+    done: set[int]
+    earlier: dict[int, Any]
+
+    def base(self, count: int, into: bool) -> PreprocessResult:
+        kept = [] if into else [self.earlier.get(i) for i in range(count)]
+        return PreprocessResult(kept, count=count, into=into)
+
+
+class _Keep:
+    """Where a run keeps what it finished, and how often it writes parts."""
+
+    def __init__(self, path: str, every: Any) -> None:
+        self.path = path
+        self.steps, self.seconds = parse_every(every) if every is not None else (None, None)
+
+
+def _keeper(sched: Any, pipe: Pipeline, name: str | None, into: Any, every: Any, retry: Any,
+            resumed: "Resumption | None") -> _Keep | None:
+    """A sink's run logs its items when there is a history to log them
+    beside; a run without a sink keeps results only when asked."""
+    if resumed is not None:
+        return _Keep(resumed.path, every)
+    if retry is not None or (into is None and every is None):
+        return None
+    try:
+        path = checkpoint_path(sched, None, name or pipe.stages[0].name)
+    except ValueError:
+        if every is None:
+            return None  # no history: a sink's run simply is not resumable
+        raise
+    return _Keep(path, every)
+
+
+def _remaining(source: Any, done: set[int]) -> tuple[list[int], Any]:
+    """The items of ``source`` not in ``done`` (lazily), and their indices
+    in ``source`` (filled as they are taken)."""
+    indices: list[int] = []
+    if hasattr(source, "__aiter__"):
+        async def agen() -> Any:
+            i = 0
+            async for item in source:
+                if i not in done:
+                    indices.append(i)
+                    yield item
+                i += 1
+        return indices, agen()
+
+    def gen() -> Any:
+        for i, item in enumerate(source):
+            if i not in done:
+                indices.append(i)
+                yield item
+    return indices, gen()
+
+
+class _Parts:
+    """Results kept for a resume (no sink): every ``steps`` items or
+    ``seconds`` the new ones go to a part file, written off the loop."""
+
+    def __init__(self, keep: _Keep, log: ItemLog) -> None:
+        self.keep, self.log = keep, log
+        self.new: dict[int, Any] = {}
+        self.number = len(part_paths(keep.path))
+        self.last = time.monotonic()
+
+    async def add(self, index: int, value: Any) -> None:
+        self.new[index] = value
+        if (self.keep.steps is not None and len(self.new) >= self.keep.steps) or (
+                self.keep.seconds is not None and time.monotonic() - self.last >= self.keep.seconds):
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.new:
+            return
+        new, self.new = self.new, {}
+        self.last = time.monotonic()
+        number, self.number = self.number, self.number + 1
+        await asyncio.get_running_loop().run_in_executor(None, self._write, number, new)
+
+    def _write(self, number: int, new: dict[int, Any]) -> None:
+        write_part(self.keep.path, number, new)
+        for index in new:  # after the part: a logged index always has its result on disk
+            self.log.add(index)
 
 
 class _Sink:
@@ -190,8 +325,9 @@ class _Sink:
     files), fed through a bounded channel, in order. A sink that raises
     fails the job (it is not one item's fault)."""
 
-    def __init__(self, into: Callable[[Any], Any]) -> None:
+    def __init__(self, into: Callable[[Any], Any], log: ItemLog | None = None) -> None:
         self.into = into
+        self.log = log  # the indices it took, for a resume
         self.is_async = inspect.iscoroutinefunction(into)
         self.error: BaseException | None = None
         self._chan: Channel | None = None
@@ -208,7 +344,10 @@ class _Sink:
             try:
                 with job_context(ctx) if ctx is not None else contextlib.nullcontext():
                     while True:
-                        self.into(self._chan.get_sync())  # type: ignore[union-attr]
+                        index, value = self._chan.get_sync()  # type: ignore[union-attr]
+                        self.into(value)
+                        if self.log is not None:
+                            self.log.add(index)
             except Closed:
                 pass
             except BaseException as exc:  # noqa: BLE001 - handed to the job
@@ -220,14 +359,16 @@ class _Sink:
         self._thread = threading.Thread(target=drain, name="notebook_ext-items-sink", daemon=True)
         self._thread.start()
 
-    async def put(self, value: Any) -> None:
+    async def put(self, value: Any, index: int) -> None:
         if self.is_async:
             await self.into(value)
+            if self.log is not None:
+                self.log.add(index)
             return
         if self._chan is None:
             self._start()
         try:
-            await self._chan.put(value)  # type: ignore[union-attr]
+            await self._chan.put((index, value))  # type: ignore[union-attr]
         except Closed:
             raise self.error or RuntimeError("the sink stopped") from None
 
@@ -251,7 +392,8 @@ def _merge(base: PreprocessResult | None, results: dict[int, Any], failed: dict[
     for i, value in results.items():
         merged[i] = value
     return PreprocessResult(merged, dict(sorted(failed.items())), dict(sorted(failed_items.items())),
-                            count=base.count, into=base.into, stopped=base.stopped, failed_stage=failed_stage)
+                            count=base.count, into=base.into, stopped=base.stopped or stopped,
+                            failed_stage=failed_stage)
 
 
 def retry_failed(job: Job) -> Job:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +17,8 @@ import numpy as np
 from sklearn.base import clone, is_classifier
 
 from ..core import Job, checkpoint, get_scheduler, report, stop_requested
+from ..core.lowlevel import current_context, hold, write_atomic
+from ._checkpoints import DEFAULT_EVERY, TrainCheckpointer, checkpoint_path, finished, fingerprint, parse_every
 from ._details import TrainDetail
 
 STRATEGIES = ("callback", "partial_fit", "warm_start", "fit")
@@ -140,7 +141,7 @@ class _ProgressCallback:
 
 
 def _fit_callback(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None, classes: Any,
-                  batch_size: int | None) -> tuple[Any, bool]:
+                  batch_size: int | None, ckpt: Any, start: Any) -> tuple[Any, bool]:
     cb = _ProgressCallback(scorer)
     model.set_callbacks(cb)
     try:
@@ -154,20 +155,25 @@ def _fit_callback(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | Non
 
 
 def _fit_partial(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None, classes: Any,
-                 batch_size: int | None) -> tuple[Any, bool]:
+                 batch_size: int | None, ckpt: TrainCheckpointer | None, start: dict | None) -> tuple[Any, bool]:
     n = _length(X, "X")
     epochs = epochs or 20
     batch = batch_size or max(1, min(1024, math.ceil(n / 20)))
     batches = math.ceil(n / batch)
+    total = epochs * batches
     kwargs: dict[str, Any] = {}
     if is_classifier(model) and y is not None:
         kwargs["classes"] = classes if classes is not None else np.unique(y)
     rng = np.random.default_rng(getattr(model, "random_state", None) if isinstance(
         getattr(model, "random_state", None), int) else None)
-    step = 0
-    for epoch in range(1, epochs + 1):
+    step, first_epoch, first_batch = 0, 1, 0
+    if start is not None:  # go on exactly where the checkpoint was: same epoch order, same next batch
+        step, first_epoch, first_batch = start["step"], start["state"]["epoch"], start["state"]["batch"]
+        rng.bit_generator.state = start["state"]["rng"]
+    for epoch in range(first_epoch, epochs + 1):
+        epoch_rng = rng.bit_generator.state
         order = rng.permutation(n)
-        for b in range(batches):
+        for b in range(first_batch if epoch == first_epoch else 0, batches):
             checkpoint()
             idx = order[b * batch:(b + 1) * batch]
             if y is not None:
@@ -175,23 +181,29 @@ def _fit_partial(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None
             else:
                 model.partial_fit(_rows(X, idx), **kwargs)
             step += 1
-            report(step, epochs * batches, f"epoch {epoch}/{epochs}, batch {b + 1}/{batches}")
+            report(step, total, f"epoch {epoch}/{epochs}, batch {b + 1}/{batches}")
             if stop_requested():  # the bar ends full at the steps taken; the curve's last point at this step
                 report(step, step, **scorer.metrics(model))
                 return model, True
-        report(step, epochs * batches, f"epoch {epoch}/{epochs}", **scorer.metrics(model))
+            if ckpt is not None and b + 1 < batches:
+                ckpt.maybe(step, model, {"epoch": epoch, "batch": b + 1, "rng": epoch_rng}, total)
+        report(step, total, f"epoch {epoch}/{epochs}", **scorer.metrics(model))
+        if ckpt is not None and epoch < epochs:  # after the epoch's metrics, so a resumed curve has them
+            ckpt.maybe(step, model, {"epoch": epoch + 1, "batch": 0, "rng": rng.bit_generator.state}, total)
     return model, False
 
 
 def _fit_warm(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None, classes: Any,
-              batch_size: int | None) -> tuple[Any, bool]:
+              batch_size: int | None, ckpt: TrainCheckpointer | None, start: dict | None) -> tuple[Any, bool]:
     param = _warm_param(model)
     assert param is not None
-    final = int(model.get_params()[param])
+    final = int(model.get_params()[param]) if start is None else start["state"]["final"]
     stages = max(1, min(epochs or 10, final))
     sizes = sorted({max(1, round(final * (i + 1) / stages)) for i in range(stages)})
     model.set_params(warm_start=True)
     for i, size in enumerate(sizes, 1):
+        if start is not None and i <= start["step"]:
+            continue  # grown before the checkpoint
         checkpoint()
         model.set_params(**{param: size})
         model.fit(X, y) if y is not None else model.fit(X)
@@ -203,11 +215,13 @@ def _fit_warm(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None, c
         if stop_requested() and i < len(sizes):
             report(i, i)
             return model, True
+        if ckpt is not None and i < len(sizes):
+            ckpt.maybe(i, model, {"final": final}, len(sizes))
     return model, False
 
 
 def _fit_plain(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None, classes: Any,
-               batch_size: int | None) -> tuple[Any, bool]:
+               batch_size: int | None, ckpt: Any, start: Any) -> tuple[Any, bool]:
     report(message="fitting… (no intermediate progress for this estimator)")
     model.fit(X, y) if y is not None else model.fit(X)
     checkpoint()
@@ -221,25 +235,23 @@ _FITTERS = {"callback": _fit_callback, "partial_fit": _fit_partial, "warm_start"
 def _save_atomic(model: Any, path: str) -> str:
     import joblib
 
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".joblib", dir=folder)
-    os.close(fd)
-    try:
-        joblib.dump(model, tmp)
-        os.replace(tmp, path)  # readers never see a half-written file
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: joblib.dump(model, tmp))
 
 
 def _train_job(estimator: Any, X: Any, y: Any, eval: Any, scoring: str | None, epochs: int | None,
-               classes: Any, batch_size: int | None, strategy: str, save: str | None) -> dict[str, Any]:
-    model = clone(estimator)
+               classes: Any, batch_size: int | None, strategy: str, save: str | None,
+               ckpt: TrainCheckpointer | None = None, start: dict | None = None) -> dict[str, Any]:
     scorer = _Scorer(X, y, eval, scoring)
-    model, stopped = _FITTERS[strategy](model, X, y, scorer, epochs, classes, batch_size)
+    if start is None:
+        model = clone(estimator)
+    else:  # resumed: the curve goes on from the saved history, the bar from the saved step
+        model = start["model"]
+        ctx = current_context()
+        if ctx is not None:
+            for key, points in start["metrics"].items():
+                ctx.metrics.setdefault(key, []).extend(points)
+        report(start["step"], start["total"], f"resumed from step {start['step']}")
+    model, stopped = _FITTERS[strategy](model, X, y, scorer, epochs, classes, batch_size, ckpt, start)
     checkpoint()  # cancelled inside an uninterruptible fit: end here, before any save
     saved = _save_atomic(model, save) if save else None
     return {"model": model, "stopped_early": stopped, "saved": saved}
@@ -257,7 +269,8 @@ def _finalize(job: Job, outcome: dict[str, Any]) -> Any:
 def train(estimator: Any, X: Any, y: Any = None, *, eval: Any = None, scoring: str | None = None,
           epochs: int | None = None, classes: Any = None, save: str | None = None,
           name: str | None = None, executor: str | None = None, batch_size: int | None = None,
-          priority: int = 0, timeout: float | None = None, scheduler: Any = None) -> Job:
+          priority: int = 0, timeout: float | None = None, checkpoint_every: Any = None,
+          scheduler: Any = None, _vars: dict[str, Any] | None = None) -> Job:
     """Fit a clone of ``estimator`` in the background with live progress.
 
     Progress comes, in this order of preference, from scikit-learn's callback
@@ -284,6 +297,14 @@ def train(estimator: Any, X: Any, y: Any = None, *, eval: Any = None, scoring: s
         All class labels, for ``partial_fit`` (default: ``np.unique(y)``).
     save : str, optional
         Write the fitted model there with joblib, atomically.
+    checkpoint_every : int or str, optional
+        Write a checkpoint (the model after its last step, the step, the
+        metric history) every so many steps (``200``) or seconds
+        (``"30s"``, ``"5min"``), so that `notebook_ext.resume` can go on
+        after the kernel died. Only for ``partial_fit`` and ``warm_start``
+        training. The file goes next to ``save`` (``PATH.ckpt``) or in the
+        history's ``checkpoints/`` folder, and is deleted when the job ends
+        ``done``. Default: every 60 s when ``save`` is given, else none.
     executor : {"thread", "process", "dask"}, optional
         Default "thread" (numpy and scikit-learn release the GIL).
 
@@ -296,19 +317,12 @@ def train(estimator: Any, X: Any, y: Any = None, *, eval: Any = None, scoring: s
     --------
     >>> job = train(SGDClassifier(), X, y, eval=(Xv, yv), epochs=30)   # doctest: +SKIP
     >>> model = job.result()                                           # doctest: +SKIP
+    >>> job = train(SGDClassifier(), X, y, epochs=500, checkpoint_every="30s")  # doctest: +SKIP
     """
     if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
         raise TypeError(f"`estimator` must be a scikit-learn estimator (with fit and get_params), "
                         f"got {type(estimator).__name__}")
-    n = _length(X, "X")
-    if y is not None and _length(y, "y") != n:
-        raise ValueError(f"`X` and `y` must have the same number of rows, got {n} and {_length(y, 'y')}")
-    if eval is not None:
-        if not (isinstance(eval, (tuple, list)) and len(eval) == 2):
-            raise TypeError("`eval` must be a pair (X_val, y_val)")
-        if _length(eval[0], "eval X") != _length(eval[1], "eval y"):
-            raise ValueError(f"`eval` X and y must have the same number of rows, got "
-                             f"{_length(eval[0], 'eval X')} and {_length(eval[1], 'eval y')}")
+    _check_data(X, y, eval)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"`epochs` must be a positive integer, got {epochs!r}")
     if scoring is not None:
@@ -322,13 +336,64 @@ def train(estimator: Any, X: Any, y: Any = None, *, eval: Any = None, scoring: s
             raise ValueError(f"`save`: folder {folder!r} does not exist")
     strategy = strategy_for(estimator)
     sched = scheduler or get_scheduler()
+    if checkpoint_every is not None and strategy not in RESUMABLE:
+        raise ValueError(f"`checkpoint_every`: {type(estimator).__name__} is trained by one uninterrupted "
+                         f"{'fit' if strategy == 'fit' else 'solver run'}, which cannot go on from a "
+                         f"checkpoint; checkpoints need partial_fit or warm_start training")
+    if checkpoint_every is None and save is not None and strategy in RESUMABLE:
+        checkpoint_every = DEFAULT_EVERY
+    options = {"scoring": scoring, "epochs": epochs, "classes": classes, "batch_size": batch_size,
+               "strategy": strategy, "save": save}
+    ckpt = None
+    if checkpoint_every is not None:
+        steps, seconds = parse_every(checkpoint_every)
+        path = checkpoint_path(sched, save, name or type(estimator).__name__)
+        header = {"estimator": clone(estimator), "options": options,
+                  "fingerprint": {"X": fingerprint(X), "y": fingerprint(y)}}
+        ckpt = TrainCheckpointer(str(path), steps, seconds, header)
+    return _submit(sched, estimator, X, y, eval, options, ckpt, None, name=name, executor=executor,
+                   priority=priority, timeout=timeout, vars=_vars)
+
+
+RESUMABLE = ("partial_fit", "warm_start")
+
+
+def _check_data(X: Any, y: Any, eval: Any) -> None:
+    n = _length(X, "X")
+    if y is not None and _length(y, "y") != n:
+        raise ValueError(f"`X` and `y` must have the same number of rows, got {n} and {_length(y, 'y')}")
+    if eval is not None:
+        if not (isinstance(eval, (tuple, list)) and len(eval) == 2):
+            raise TypeError("`eval` must be a pair (X_val, y_val)")
+        if _length(eval[0], "eval X") != _length(eval[1], "eval y"):
+            raise ValueError(f"`eval` X and y must have the same number of rows, got "
+                             f"{_length(eval[0], 'eval X')} and {_length(eval[1], 'eval y')}")
+
+
+def _submit(sched: Any, estimator: Any, X: Any, y: Any, eval: Any, options: dict[str, Any],
+            ckpt: TrainCheckpointer | None, start: dict[str, Any] | None, *, name: str | None,
+            executor: str | None, priority: int, timeout: float | None, vars: dict[str, Any] | None) -> Job:
+    """Submit a training job: a new one, or (``start``) one going on from a checkpoint."""
+    strategy = options["strategy"]
     detail = TrainDetail(
         curve="val_score" if eval is not None else ("loss" if strategy == "partial_fit" else None),
         can_stop=strategy != "fit", strategy=strategy, estimator=repr(estimator)[:200],
+        resumed_from=start["step"] if start is not None else None,
     )
-    return sched.submit(
-        _train_job, estimator, X, y, eval, scoring, epochs, classes, batch_size, strategy, save,
+    resume = None
+    if ckpt is not None:
+        resume = {"kind": "train", "path": ckpt.path, "fingerprint": ckpt.header["fingerprint"],
+                  "vars": vars or {}, "every": [ckpt.steps, ckpt.seconds], "executor": executor}
+        hold(ckpt.path)
+    job = sched.submit(
+        _train_job, estimator, X, y, eval, options["scoring"], options["epochs"], options["classes"],
+        options["batch_size"], strategy, options["save"], ckpt, start,
         name=name or None, kind="train", executor=executor or "thread", priority=priority, timeout=timeout,
-        params={"estimator": estimator, "strategy": strategy, "epochs": epochs, "save": save},
-        finalize=_finalize, detail=detail,
+        params={"estimator": estimator, "strategy": strategy, "epochs": options["epochs"], "save": options["save"],
+                **({"checkpoint_every": ckpt.steps or f"{ckpt.seconds:g}s"} if ckpt else {}),
+                **({"resumed_from": start["step"]} if start else {})},
+        finalize=_finalize, detail=detail, resume=resume,
     )
+    if ckpt is not None:
+        job.add_done_callback(lambda j: finished(sched, ckpt.path, j))
+    return job

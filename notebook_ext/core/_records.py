@@ -1,0 +1,196 @@
+"""The history as records a person can browse, and the folder where jobs
+keep their checkpoints.
+
+Checkpoints live in ``checkpoints/`` next to the history file (0700). A job
+writes its checkpoint over its previous one, so only the last is kept; a
+job that ends ``done`` deletes its own. The folder is capped at
+``$NOTEBOOK_EXT_CHECKPOINT_CAP`` bytes (default 2 GiB, suffixes K/M/G
+allowed): after each write the oldest checkpoints of jobs not running here
+are deleted until the folder fits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from ._states import DONE
+from ._tracebacks import require
+
+DEFAULT_CAP = 2 * 1024 ** 3
+_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+_in_use: set[str] = set()  # checkpoint groups a job of this process is writing
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job of the history (this session or an earlier one)."""
+
+    name: str
+    state: str
+    kind: str | None
+    session: str
+    uid: str
+    executor: str | None = None
+    priority: int | None = None
+    created: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    attempts: int | None = None
+    error: str | None = None
+    traceback: str | None = None
+    code: str | None = None
+    parent: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+    checkpoint: str | None = None  #: its checkpoint file, when it still exists
+    resumable: bool = False  #: `notebook_ext.resume` can pick it up from `checkpoint`
+
+    @property
+    def duration(self) -> float | None:
+        return self.ended - self.started if self.ended is not None and self.started is not None else None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "JobRecord":
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in names}
+        spec = row.get("resume") or {}
+        path = spec.get("path")
+        exists = isinstance(path, str) and os.path.exists(path)
+        values["checkpoint"] = path if exists else None
+        values["resumable"] = exists and row.get("state") != DONE
+        return cls(**values)
+
+
+class HistoryRecords(list):
+    """A list of `JobRecord`, newest first, with `to_frame`."""
+
+    def to_frame(self) -> Any:
+        """The records as a pandas DataFrame (needs pandas)."""
+        pd = require("pandas", "pandas", "history().to_frame()")
+        frame = pd.DataFrame([{**asdict(r), "duration": r.duration} for r in self])
+        for column in ("created", "started", "ended"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column], unit="s")
+        return frame
+
+
+def records(rows: list[dict[str, Any]]) -> HistoryRecords:
+    return HistoryRecords(JobRecord.from_row(r) for r in rows)
+
+
+# -- checkpoint files ---------------------------------------------------------
+def checkpoint_folder(history_path: Path | None) -> Path | None:
+    """``checkpoints/`` beside the history file, made private; None without a history."""
+    if history_path is None:
+        return None
+    folder = Path(history_path).parent / "checkpoints"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def new_checkpoint(folder: Path, name: str) -> Path:
+    """A fresh base path for one job's checkpoint files (``<base>``, ``<base>.items`` …)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40].strip("._") or "job"
+    return folder / f"{safe}-{uuid.uuid4().hex[:10]}.ckpt"
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it over
+    ``path``: readers (and a crash) see the old file or the new, never half."""
+    path = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _group(path: str | os.PathLike) -> str:
+    """The checkpoint a file belongs to: ``x.ckpt``, ``x.ckpt.items`` and ``x.ckpt.part-3`` are one."""
+    name = os.path.basename(path)
+    head, sep, _ = name.partition(".ckpt")
+    return head + sep
+
+
+def hold(path: str | os.PathLike) -> None:
+    """Mark a checkpoint as being written by a job here: pruning leaves it."""
+    with _lock:
+        _in_use.add(_group(path))
+
+
+def release(path: str | os.PathLike, *, delete: bool) -> None:
+    """The job writing ``path`` ended; ``delete`` removes all its files."""
+    with _lock:
+        _in_use.discard(_group(path))
+    if delete:
+        folder = os.path.dirname(os.path.abspath(path))
+        group = _group(path)
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                if _group(entry.name) == group:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+
+
+def cap_bytes() -> int:
+    text = os.environ.get("NOTEBOOK_EXT_CHECKPOINT_CAP", "").strip().upper().removesuffix("B").removesuffix("I")
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)", text)
+    if not match:
+        return DEFAULT_CAP
+    return int(float(match[1]) * _UNITS[match[2]])
+
+
+def prune(folder: "str | os.PathLike[str]", cap: int | None = None) -> list[str]:
+    """Delete the oldest checkpoints not in use here until ``folder`` holds at
+    most ``cap`` bytes; returns the groups deleted."""
+    cap = cap_bytes() if cap is None else cap
+    groups: dict[str, list[os.DirEntry]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(os.fspath(folder)):
+            if ".ckpt" in entry.name and not entry.name.startswith(".tmp-"):
+                groups.setdefault(_group(entry.name), []).append(entry)
+    sizes = {g: sum(_size(e) for e in entries) for g, entries in groups.items()}
+    total = sum(sizes.values())
+    deleted = []
+    with _lock:
+        busy = set(_in_use)
+    for group in sorted(groups, key=lambda g: max(_mtime(e) for e in groups[g])):
+        if total <= cap:
+            break
+        if group in busy:
+            continue
+        for entry in groups[group]:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        total -= sizes[group]
+        deleted.append(group)
+    return deleted
+
+
+def _size(entry: os.DirEntry) -> int:
+    try:
+        return entry.stat().st_size
+    except OSError:
+        return 0
+
+
+def _mtime(entry: os.DirEntry) -> float:
+    try:
+        return entry.stat().st_mtime
+    except OSError:
+        return 0.0
