@@ -83,6 +83,7 @@ class Job:
         "parent", "_children", "params", "code", "fn", "args", "kwargs", "finalize", "retry_with",
         "shipment", "_control", "_state", "attempts", "created", "started", "ended", "ctx",
         "_result", "_exception", "_traceback", "_full_traceback", "_event", "_callbacks", "_sequence", "_rate",
+        "_settled", "_settling",
         "timed_out", "abandoned", "cancelled_caught", "cancel_note", "retried_as", "_attempt_errors",
         "_artifacts", "dashboard_link", "detail", "resume_spec", "version", "__weakref__",
     )
@@ -143,6 +144,8 @@ class Job:
         self._full_traceback: str | None = None
         self._event: threading.Event | None = None  # made when someone waits
         self._callbacks: list[Callable[[Job], None]] | None = None
+        self._settled = False  # final, and its done callbacks have run: waiters may go on
+        self._settling: int | None = None  # the thread running those callbacks
         self._sequence = 0
         self._rate: tuple[float, float, float | None] | None = None  # (t, done, rate)
         self.timed_out = False  #: the timeout is what stopped it
@@ -287,13 +290,14 @@ class Job:
 
     # -- results -----------------------------------------------------------
     def _wait_event(self, timeout: float | None, lend: bool = True) -> bool:
-        if self.done():
+        # Waiters go on once the done callbacks ran (a callback may read the result itself).
+        if self._settled or (self._settling == threading.get_ident() and self.done()):
             return True
         with _LOCK:
             event = self._event
             if event is None:
                 event = self._event = threading.Event()
-            if self.done():
+            if self._settled:
                 event.set()
         if not lend:  # the caller lends the slot around all its waits
             return event.wait(timeout)
@@ -435,16 +439,19 @@ class Job:
         self._state = state  # last: readers that see a final state see its result
         if announce is not None:  # before waiters wake: whoever waited reads the history with this state
             announce()
+        self._settling = threading.get_ident()
         with _LOCK:
-            event = self._event
             callbacks, self._callbacks = self._callbacks, None
-        if event is not None:
-            event.set()
-        for cb in callbacks or ():
+        for cb in callbacks or ():  # before waiters wake: `--out` is assigned, a checkpoint gone, when they do
             try:
                 cb(self)
             except Exception:  # a broken observer must not break the scheduler
                 traceback.print_exc()
+        with _LOCK:
+            self._settled = True
+            event = self._event
+        if event is not None:
+            event.set()
 
 
 def _dropped(*_args: Any, **_kwargs: Any) -> Any:
@@ -483,11 +490,11 @@ def wait_all(jobs: "list[Job]", timeout: float | None) -> None:
     """Wait for every job to end, at most ``timeout`` real seconds in all
     (in short waits, so Ctrl-C interrupts it)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    if not jobs or all(job.done() for job in jobs):
+    if not jobs or all(job._settled for job in jobs):
         return
     with lending_slot(jobs[0]._control):
         for job in jobs:
-            while not job.done():
+            while not job._settled:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return

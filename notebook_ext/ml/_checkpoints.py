@@ -123,7 +123,7 @@ def differs(saved: dict[str, Any], given: dict[str, Any]) -> str | None:
 
 
 def _shape(fp: dict[str, Any]) -> str:
-    return "(" + ", ".join(str(n) for n in fp["shape"]) + ")" if fp.get("shape") is not None else "?"
+    return str(tuple(fp["shape"])) if fp.get("shape") is not None else "?"
 
 
 # -- training -------------------------------------------------------------------

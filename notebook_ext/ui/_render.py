@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Iterable, Mapping
 
-from ..core import ItemsDetail, JobSnapshot, StageStats
+from ..core import ItemsDetail, JobRecord, JobSnapshot, StageStats
 from ..core.lowlevel import format_number, format_value, printable
 from ._display import best_mime
 from ..ml import (
@@ -102,6 +102,7 @@ def snapshot_state(snap: JobSnapshot, children: Mapping[str, Any] | None = None)
         "stop_requested": snap.stop_requested,
         "can_stop": bool(detail is not None and detail.can_stop),
         "stopped_early": isinstance(detail, TrainDetail) and detail.stopped_early,
+        "resumed_note": resumed_note(snap),
         "abandoned": snap.abandoned,
         "cancel_note": snap.cancel_note,
         "after": list(snap.after),
@@ -170,6 +171,14 @@ def progress_text(snap: JobSnapshot, width: int = 20) -> str:
     return ""
 
 
+def resumed_note(snap: JobSnapshot) -> str | None:
+    """"resumed from step N" (training) or "resumed after N items" (preprocessing)."""
+    n = snap.detail.resumed_from if snap.detail is not None else None
+    if n is None:
+        return None
+    return f"resumed after {format_number(n)} items" if snap.kind == "preprocess" else f"resumed from step {n}"
+
+
 def status_line(snap: JobSnapshot) -> str:
     """One line per job, for terminals and saved notebooks."""
     parts = [f"{snap.name} [{snap.state}]"]
@@ -189,6 +198,8 @@ def status_line(snap: JobSnapshot) -> str:
         parts.append(snap.error)
     if isinstance(snap.detail, TrainDetail) and snap.detail.stopped_early:
         parts.append("(stopped early, kept)")
+    if (note := resumed_note(snap)) is not None:
+        parts.append(f"({note})")
     if snap.cancel_note:
         parts.append(f"({snap.cancel_note})")
     return printable("  ".join(parts))
@@ -212,6 +223,8 @@ def summary_html(snap: JobSnapshot) -> str:
         rows.append(e(", ".join(f"{k}={format_number(v)}" for k, v in metrics.items())))
     if isinstance(snap.detail, TrainDetail) and snap.detail.stopped_early:
         rows.append("stopped early, model kept")
+    if (note := resumed_note(snap)) is not None:
+        rows.append(e(note))
     if snap.error and snap.state != "done":
         rows.append(f"<span style='color:{STATE_COLOURS['failed']}'>{e(snap.error)}</span>")
     if snap.cancel_note:
@@ -252,13 +265,15 @@ def jobs_table(snaps: list[JobSnapshot]) -> tuple[str, str]:
 
 
 def history_table(records: list[dict[str, Any]]) -> tuple[str, str]:
-    header = ("name", "state", "kind", "started", "duration", "error", "session")
+    """Earlier jobs; a job with a checkpoint to go on from says ``%resume NAME``."""
+    header = ("name", "state", "kind", "started", "duration", "resume", "error", "session")
     rows = []
     for r in records:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else ""
         dur = (r["ended"] - r["started"]) if r.get("ended") and r.get("started") else None
+        resumable = JobRecord.from_row(r).resumable
         rows.append((r["name"], r["state"], r["kind"], started, format_duration(dur),
-                     (r.get("error") or "")[:80], r["session"]))
+                     f"%resume {r['name']}" if resumable else "", (r.get("error") or "")[:80], r["session"]))
     return _table(header, rows)
 
 

@@ -126,6 +126,7 @@ function drawCard(el, s, send, openDetails, displays) {
     h("span", { class: "nbx-name" }, s.name), badge(s.state),
     s.kind !== "job" ? h("span", { class: "nbx-kind" }, s.kind) : null,
     s.stopped_early ? h("span", { class: "nbx-note" }, "stopped early, model kept") : null,
+    s.resumed_note ? h("span", { class: "nbx-note nbx-resumed" }, s.resumed_note) : null,
     s.abandoned ? h("span", { class: "nbx-note" }, "thread abandoned") : null,
     s.dashboard_link ? h("a", { class: "nbx-link", href: s.dashboard_link, target: "_blank" }, "Dask dashboard") : null,
     buttons);

@@ -28,3 +28,30 @@ def test_history_has_the_final_state_as_soon_as_a_waiter_wakes(tmp_path):
         assert stale == []
     finally:
         sched.shutdown()
+
+
+def test_a_waiter_wakes_after_the_done_callbacks_ran(tmp_path):
+    """`--out VAR` is a done callback: `%wait` returned before it had assigned
+    the variable, and a finished training job's checkpoint was still on disk
+    when `result()` returned."""
+    sched = Scheduler(2, history=None)
+    try:
+        late = []
+        for i in range(20):
+            release = threading.Event()
+            seen = []
+            job = sched.submit(release.wait, 10, name=f"j{i}")
+
+            def callback(j, seen=seen):
+                threading.Event().wait(0.02)  # a slow observer, not a sync
+                assert j.result() is True  # a callback may read the result on the finishing thread
+                seen.append(j.state)
+
+            job.add_done_callback(callback)
+            release.set()
+            sched.wait(job) if i % 2 else job.result(timeout=10)
+            if seen != ["done"]:
+                late.append(i)
+        assert late == []
+    finally:
+        sched.shutdown()

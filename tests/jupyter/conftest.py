@@ -63,18 +63,41 @@ class Kernel:
         return [m["content"] for m in msgs if m["msg_type"] == "error"]
 
 
-@pytest.fixture
-def kernel(tmp_path):
+def start_kernel(history):
+    """A kernel with notebook_ext loaded, its history at ``history``."""
     km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60,
-                              env={**__import__("os").environ,
-                                   "NOTEBOOK_EXT_HISTORY": str(tmp_path / "history.sqlite3")})
+                              env={**__import__("os").environ, "NOTEBOOK_EXT_HISTORY": str(history)})
     k = Kernel(km, kc)
     try:
         k.execute("%load_ext notebook_ext\nimport notebook_ext as nx, time")
-        yield k
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    except BaseException:
+        stop_kernel(k)
+        raise
+    return k
+
+
+def stop_kernel(k):
+    k.kc.stop_channels()
+    k.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def new_kernel(tmp_path):
+    """Start kernels on one history file (a kernel after another one died); all stopped at the end."""
+    started = []
+
+    def start():
+        started.append(start_kernel(tmp_path / "history.sqlite3"))
+        return started[-1]
+
+    yield start
+    for k in started:
+        stop_kernel(k)
+
+
+@pytest.fixture
+def kernel(new_kernel):
+    return new_kernel()
 
 
 def comm_updates(msgs):
