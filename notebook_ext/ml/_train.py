@@ -251,6 +251,8 @@ def _train_job(estimator: Any, X: Any, y: Any, eval: Any, scoring: str | None, e
             for key, points in start["metrics"].items():
                 ctx.metrics.setdefault(key, []).extend(points)
         report(start["step"], start["total"], f"resumed from step {start['step']}")
+    if ckpt is not None:
+        ckpt.start(start["step"] if start is not None else 0)
     model, stopped = _FITTERS[strategy](model, X, y, scorer, epochs, classes, batch_size, ckpt, start)
     checkpoint()  # cancelled inside an uninterruptible fit: end here, before any save
     saved = _save_atomic(model, save) if save else None

@@ -61,13 +61,14 @@ check_01 = check_quickstart
 
 
 def test_02_background_training(run, tmp_path):
-    check_02(run("02-background-training.ipynb"))
+    # the kernel really dies where the tutorial says "restart the kernel now"
+    check_02(run("02-background-training.ipynb", crash=True), crashed=True)
     scratch = scratch_files(tmp_path, "02-background-training.ipynb")
     assert "digits-sgd.joblib" in scratch  # the model it saves, next to the notebook
     assert_ignored_by_git(scratch)
 
 
-def check_02(nb):
+def check_02(nb, crashed=False):
     scores = eval(outputs_text(_cell(nb, "for name, m in")))
     assert scores["sgd"] > 0.85 and scores["forest"] > 0.9 and scores["logreg"] > 0.9 and scores["svc"] > 0.9
     text = outputs_text(_cell(nb, "strategies:"))
@@ -78,6 +79,30 @@ def check_02(nb):
     assert state == "done" and stopped is True and score > 0.5
     loaded_score, artifacts = eval(outputs_text(_cell(nb, "joblib.load")))
     assert loaded_score > 0.8 and artifacts[0].endswith("digits-sgd.joblib")
+    check_02_resume(nb, crashed)
+
+
+def check_02_resume(nb, crashed):
+    """The job trained past a checkpoint, died with its kernel (or was
+    cancelled in its place) and went on from there in the new one."""
+    refusal = outputs_text(_cell(nb, "nx.resume(\"long\", X_test, y_test)"))
+    assert refusal.strip() == ("cannot resume 'long': X has shape (450, 64) float64, the checkpoint's had "
+                               "(1347, 64) float64; resume needs the data it was started with")
+    text = [line for line in outputs_text(_cell(nb, "resumed.detail.resumed_from")).splitlines() if line]
+    lines = text[[line.startswith("resumed from step") for line in text].index(True):]
+    step = int(lines[0].split()[3])
+    assert 200 <= step < 1200 and step % 100 == 0, lines  # the last checkpoint before the stop
+    assert lines[0] == f"resumed from step {step} of 1200 -> done"
+    assert float(lines[1].split()[1]) > 0.85
+    earlier = "interrupted" if crashed else "cancelled"
+    assert eval(lines[2]) == [("long", "done", False), ("long", earlier, False)]  # done: its checkpoint went
+    widgets = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
+    longs = [w["state"]["snap"] for w in widgets if w.get("state", {}).get("snap", {}).get("name") == "long"]
+    assert sorted((c["state"], c["resumed_note"]) for c in longs) == sorted(
+        [("done", f"resumed from step {step}"), ("running" if crashed else "cancelled", None)])
+    # (the first card was running when its kernel died: that is what the saved notebook shows)
+    (card,) = [c for c in longs if c["state"] == "done"]
+    assert card["curve"]["points"][0][0] < step  # the curve goes on from the first run's points
     cards = card_states(nb)
     for name in ("sgd", "forest", "logreg", "svc"):
         assert cards[name]["state"] == "done", name

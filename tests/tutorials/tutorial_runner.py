@@ -5,18 +5,35 @@ import os
 from pathlib import Path
 
 import nbformat
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
 TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
 
 
-def run_notebook(name, tmp_path, timeout=180):
+def run_notebook(name, tmp_path, timeout=180, crash=False):
+    """Execute the tutorial; with ``crash``, a cell tagged ``crash`` is not run:
+    the kernel is killed and restarted there, as the tutorial tells its reader
+    to do (the cell stands in for that when the notebook runs top to bottom)."""
     nb = nbformat.read(TUTORIALS / name, as_version=4)
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
     )
     os.environ.setdefault("NOTEBOOK_EXT_HISTORY", str(tmp_path / "history.sqlite3"))
-    client.execute()
+    if not crash:
+        client.execute()
+    else:
+        tagged = [i for i, cell in enumerate(nb.cells) if "crash" in cell.metadata.get("tags", [])]
+        assert tagged, f"{name} has no cell tagged 'crash'"
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                if index in tagged:
+                    run_sync(client.km.restart_kernel)(now=True)  # SIGKILL, then a fresh kernel
+                    run_sync(client.kc.wait_for_ready)(timeout=60)
+                    cell.outputs = []
+                    continue
+                client.execute_cell(cell, index)
+            client.set_widgets_metadata()
     nbformat.write(nb, tmp_path / name)
     return nb
 
