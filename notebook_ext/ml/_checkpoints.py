@@ -57,6 +57,7 @@ def checkpoint_path(sched: Any, save: str | None, name: str) -> str:
     if folder is None:
         raise ValueError("`checkpoint_every` needs the job history (NOTEBOOK_EXT_HISTORY is off) "
                          "or `save=PATH` (the checkpoint goes next to it)")
+    prune(folder)  # room for this one: the oldest of the jobs not running here go first
     return str(new_checkpoint(folder, name))
 
 

@@ -81,6 +81,11 @@ def test_training_resumes_after_sigkill_to_the_uninterrupted_models(new_kernel, 
 
     k = new_kernel()
     k.execute("import hashlib")
+    reply, _ = k.execute("%resume sgdfit", allow_error=True)  # the data cells have not run yet
+    assert (reply["ename"], reply["evalue"]) == ("UsageError", "%resume sgdfit: 'X' is not defined; run the "
+                                                 "cells that make it (or name the data: %resume sgdfit DATA)")
+    reply, _ = k.execute("%resume nope", allow_error=True)
+    assert reply["evalue"].startswith("no job named 'nope' in the history")
     k.execute(DATA)
     _, listed = k.execute("%jobs --history")
     listed = str(listed)

@@ -246,3 +246,63 @@ def test_prune_deletes_the_oldest_checkpoints_not_in_use(tmp_path, monkeypatch):
     monkeypatch.setenv("NOTEBOOK_EXT_CHECKPOINT_CAP", "2.5K")
     assert prune(tmp_path) == ["old.ckpt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.ckpt", "new.ckpt.items", "notes.txt"]
+
+
+def test_a_process_job_writes_its_checkpoints_in_the_worker_and_resumes(sched, data):
+    X, y = data
+    kw = dict(epochs=30, batch_size=30, scheduler=sched, executor="process")
+    reference = train(SGDClassifier(random_state=1), X, y, name="ref", **kw).result(120)
+    job = train(SGDClassifier(random_state=1), X, y, name="proc", checkpoint_every=100, **kw)
+    step = stop_after_checkpoint(job, 200)
+    again = resume("proc", X, y, scheduler=sched)
+    assert again.executor == "process"  # where it ran before
+    model = again.result(120)
+    np.testing.assert_array_equal(model.coef_, reference.coef_)
+    assert again.metrics["train_score"][0][0] < step  # the history came back from the worker, and on
+
+
+def test_retrying_a_checkpointed_training_starts_over_and_cleans_up(sched, data):
+    X, y = data
+    job = train(SGDClassifier(random_state=0), X, y, epochs=300, batch_size=30, checkpoint_every=50,
+                scheduler=sched, name="fit")
+    stop_after_checkpoint(job)
+    again = sched.retry(job)
+    assert again.resume_spec["path"] == job.resume_spec["path"] and again.detail.resumed_from is None
+    again.cancel()
+    again.wait(30)
+    third = resume("fit", X, y, scheduler=sched)
+    third.result(120)
+    assert not os.path.exists(job.resume_spec["path"])
+
+
+def test_a_pipeline_into_an_async_sink_resumes(sched):
+    import asyncio
+
+    from notebook_ext import pipeline, stage
+
+    gate = threading.Event()
+    seen, ran = [], []
+
+    def parse(i):
+        ran.append(i)
+        if i >= 30:
+            gate.wait(30)
+        return i
+
+    async def store(value):
+        await asyncio.sleep(0)
+        seen.append(value)
+
+    items = list(range(80))
+    pipe = pipeline(items, stage(parse, workers=3), stage(lambda v: v + 1000, workers=2))
+    job = preprocess(pipe, into=store, scheduler=sched, name="pipe")
+    wait_until(lambda: len(ItemLog.read(job.resume_spec["path"])) == 30, timeout=30)
+    job.cancel("stands in for a crash")
+    gate.set()
+    job.wait(30)
+    ran.clear()
+    with pytest.raises(TypeError, match="it ran a pipeline; give the pipeline again"):
+        resume("pipe", items, into=store, scheduler=sched)
+    result = resume("pipe", pipe, into=store, scheduler=sched).result(60)
+    assert sorted(ran) == list(range(30, 80))
+    assert sorted(seen) == [i + 1000 for i in range(80)] and result.count == 80
