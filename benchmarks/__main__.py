@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ._table import Row, render
 
-NAMES = ["responsiveness", "search", "overhead", "progress", "preprocess", "items", "serving", "dashboard", "dask", "soak"]
+NAMES = ["responsiveness", "search", "overhead", "progress", "preprocess", "items", "serving", "dashboard", "dask",
+         "checkpoint", "soak"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,6 +95,10 @@ def fingerprint(data: Any) -> dict[str, Any] | None:
     elif isinstance(data, np.ndarray) and data.dtype != object:
         h.update(memoryview(np.ascontiguousarray(data)).cast("B"))
         dtype = str(data.dtype)
+    elif isinstance(data, (list, tuple)) and all(type(x) is str for x in data):  # file names: 20x faster
+        h.update("".join(data).encode("utf-8", "surrogatepass"))
+        h.update(np.fromiter(map(len, data), dtype=np.int64, count=len(data)).tobytes())  # where each ends
+        shape, dtype = (len(data),), type(data).__name__
     elif isinstance(data, (list, tuple, np.ndarray, str, bytes, range)):
         import joblib
 

@@ -306,3 +306,26 @@ def test_a_pipeline_into_an_async_sink_resumes(sched):
     result = resume("pipe", pipe, into=store, scheduler=sched).result(60)
     assert sorted(ran) == list(range(30, 80))
     assert sorted(seen) == [i + 1000 for i in range(80)] and result.count == 80
+
+
+def test_fingerprints_tell_data_apart():
+    import pandas as pd
+    from scipy import sparse
+
+    from notebook_ext.ml._checkpoints import differs, fingerprint
+
+    def same(a, b):
+        return differs({"d": fingerprint(a)}, {"d": fingerprint(b)}) is None
+
+    X = np.arange(12.0).reshape(4, 3)
+    assert same(X, X.copy()) and same(X, np.asfortranarray(X))  # the values, not the memory layout
+    assert not same(X, X.astype(np.float32)) and not same(X, X[:, ::-1])
+    assert same(["ab", "c"], ["ab", "c"]) and not same(["ab", "c"], ["a", "bc"])
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    assert same(frame, frame.copy()) and not same(frame, frame.rename(columns={"b": "c"}))
+    assert not same(frame, frame.iloc[::-1])
+    S = sparse.random(20, 5, density=0.3, random_state=0, format="csr")
+    assert same(S, S.tocoo()) and not same(S, S * 2)
+    assert same([{"k": 1}], [{"k": 1}]) and not same([{"k": 1}], [{"k": 2}])
+    assert fingerprint(iter([1, 2]))["hash"] is None  # an iterator is not consumed to be hashed
+    assert same(iter([1]), iter([2]))  # so it cannot be checked: it is not refused
