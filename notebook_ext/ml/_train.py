@@ -395,8 +395,10 @@ def _submit(sched: Any, estimator: Any, X: Any, y: Any, eval: Any, options: dict
                 **({"checkpoint_every": ckpt.steps or f"{ckpt.seconds:g}s"} if ckpt else {}),
                 **({"resumed_from": start["step"]} if start else {})},
         finalize=_finalize, detail=detail, resume=resume,
-        retry_with=lambda old: _submit(sched, estimator, X, y, eval, options, ckpt, start, name=old.name,
-                                       executor=executor, priority=priority, timeout=timeout, vars=vars),
+        # a retry with checkpoints starts over on the same checkpoint (held, and cleaned up when done)
+        retry_with=None if ckpt is None else (
+            lambda old: _submit(sched, estimator, X, y, eval, options, ckpt, start, name=old.name,
+                                executor=executor, priority=priority, timeout=timeout, vars=vars)),
     )
     if ckpt is not None:
         job.add_done_callback(lambda j: finished(sched, ckpt.path, j))
