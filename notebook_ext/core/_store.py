@@ -160,6 +160,7 @@ class HistoryStore:
         self.dropped = 0  #: records dropped because the backlog was full
         self._reported = 0  # of `dropped`, told in a warning
         self._queue: queue.Queue = queue.Queue()
+        self._specs_written: set[int] = set()  # jobs whose resume spec is on disk (writer thread only)
         self._thread: threading.Thread | None = None
         if self.path is None:
             return
@@ -321,6 +322,7 @@ class HistoryStore:
     def _write(self, con: sqlite3.Connection, entries: Iterable[tuple]) -> None:
         """``entries`` in one transaction: all of them or, raising, none."""
         latest: dict[int, tuple] = {}  # a job's row is written once per batch, however often it moved
+        specs: list[int] = []
         with con:
             for entry in entries:
                 if entry[0] == "end":
@@ -336,9 +338,11 @@ class HistoryStore:
                     if not _bad_value(exc):
                         raise
                     con.execute(_INSERT_JOB, self._partial_row(job, state, exc))
-                if job.resume_spec is not None:
+                if job.resume_spec is not None and job.id not in self._specs_written:
                     con.execute("INSERT OR REPLACE INTO resumable VALUES (?, ?)",
                                 (f"{self.session}:{job.id}", json.dumps(job.resume_spec, default=str)))
+                    specs.append(job.id)
+        self._specs_written.update(specs)  # committed: a job's spec (it never changes) is written once
 
     def _report_drops(self, why: str) -> None:
         lost = self.dropped - self._reported

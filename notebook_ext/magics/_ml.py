@@ -184,7 +184,7 @@ class MLMagics(Magics):
         saved = {**names, "out": args.out or names.get("out")}
         try:
             job = ml.resume(args.name, *data, eval=eval_, func=func, into=into, executor=args.executor,
-                            _vars=saved)
+                            _vars=saved, _record=record)
         except (TypeError, ValueError, FileNotFoundError) as exc:
             raise UsageError(str(exc).splitlines()[0]) from None
         out = saved["out"]

@@ -18,7 +18,7 @@ from ._train import _check_data, _submit
 
 def resume(name: str, *data: Any, eval: Any = None, func: Any = None, into: Any = None,
            executor: str | None = None, priority: int = 0, scheduler: Any = None,
-           _vars: dict[str, Any] | None = None) -> Job:
+           _vars: dict[str, Any] | None = None, _record: dict[str, Any] | None = None) -> Job:
     """Go on with job ``name`` from its last checkpoint, after the kernel
     that ran it died (or after it failed or was cancelled).
 
@@ -40,14 +40,14 @@ def resume(name: str, *data: Any, eval: Any = None, func: Any = None, into: Any 
     >>> job = nx.resume("clean", paths)              # doctest: +SKIP   (or: %resume clean)
     """
     sched = scheduler or get_scheduler()
-    record = _resumable(sched, name)
+    record = _resumable(sched, name, _record)  # `%resume` read the record already
     spec = record["resume"]
     if spec["kind"] == "train":
         return _resume_train(sched, record, data, eval, executor, priority, _vars)
     return _resume_preprocess(sched, record, data, func, into, priority, _vars)
 
 
-def _resumable(sched: Any, name: str) -> dict[str, Any]:
+def _resumable(sched: Any, name: str, record: dict[str, Any] | None = None) -> dict[str, Any]:
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a job's name, got {type(name).__name__}")
     live = sched.jobs.get(name)
@@ -55,7 +55,7 @@ def _resumable(sched: Any, name: str) -> dict[str, Any]:
         raise ValueError(f"job {name!r} is still {live.state} in this kernel: nothing to resume")
     if not sched.store.enabled:
         raise ValueError("resume needs the job history, and it is off (NOTEBOOK_EXT_HISTORY)")
-    record = sched.store.find(name)
+    record = record if record is not None else sched.store.find(name)
     if record is None:
         raise ValueError(f"no job named {name!r} in the history ({sched.store.path})")
     if record["state"] == "done":
