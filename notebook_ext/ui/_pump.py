@@ -81,10 +81,13 @@ class UpdatePump:
             if job.children:
                 self._children[job.name] = {c.name: c.state for c in job.children}
                 self._group_dirty.add(job.name)
-            if job.done() and not card.last_snapshot.finished and job.id not in self._latest:
-                # It ended between the card's first drawing and now: its final
-                # snapshot went by before this card was registered.
-                self._latest[job.id] = job.snapshot()
+            if job.id not in self._latest:
+                now = job.snapshot()
+                if now.state != card.last_snapshot.state:
+                    # It started or ended between the card's first drawing and
+                    # now: the snapshot saying so went by before this card was
+                    # registered, and a quiet job may send no other.
+                    self._latest[job.id] = now
         self._wake.set()
         return card
 

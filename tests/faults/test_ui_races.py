@@ -48,3 +48,41 @@ def test_a_card_made_while_its_job_ends_still_shows_the_end(monkeypatch, flat):
                        message=f"the card stays {card.snap['state']!r}")
         finally:
             pump.close()
+
+
+def test_a_card_made_while_its_job_starts_shows_it_running(monkeypatch, flat):
+    # Seen in the browser: a card drawn "pending" whose job started before
+    # the pump knew the card stayed "pending" for good (the job reported no
+    # progress, so no later snapshot came to correct it).
+    release = threading.Event()
+    with Scheduler(slots=1, history=None) as sched:
+        pump = UpdatePump(sched)
+        hold = threading.Event()
+        try:
+            blocker = sched.submit(release.wait, 30)
+            wait_until(lambda: blocker.state == "running")
+            job = sched.submit(hold.wait, 30)
+            assert job.state in ("pending", "queued")
+            delivered = []
+            sched.subscribe(lambda s: delivered.append(s.state) if s.id == job.id else None)
+            first_show = JobCard.show
+
+            def show_then_let_the_job_start(card, snap, children=None):
+                first_show(card, snap, children)
+                monkeypatch.setattr(JobCard, "show", first_show)
+                # The card has drawn "queued"; before the pump knows the card,
+                # the slot frees, the job starts and its snapshot goes by.
+                release.set()
+                wait_until(lambda: "running" in delivered, timeout=10)
+
+            monkeypatch.setattr(JobCard, "show", show_then_let_the_job_start)
+            card = pump.card(job)
+            assert card.last_snapshot.state in ("pending", "queued")
+            wait_until(lambda: card.snap["state"] == "running", timeout=5,
+                       message=f"the card stays {card.snap['state']!r}")
+            hold.set()
+            wait_until(lambda: card.snap["state"] == "done", timeout=10)
+        finally:
+            release.set()
+            hold.set()
+            pump.close()
