@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..core import ItemsDetail, JobRecord, JobSnapshot, StageStats
@@ -23,8 +25,10 @@ CARD_OUTPUT_CHARS = 6_000  # the card shows the tail; job.output has more
 CURVE_POINTS = 200
 LEADERBOARD_ROWS = 15
 
+#: each state's colour where theme.css's variables are missing (a renderer
+#: that drops <style>): white text on each keeps a WCAG contrast >= 4.5
 STATE_COLOURS = {
-    "pending": "#8a8a8a",
+    "pending": "#6c757d",
     "queued": "#6c757d",
     "running": "#1f6feb",
     "done": "#1a7f37",
@@ -33,6 +37,27 @@ STATE_COLOURS = {
     "timed_out": "#bc4c00",
     "interrupted": "#6e40c9",
 }
+
+#: the state colours (from JupyterLab's theme variables, light and dark)
+THEME_CSS = (Path(__file__).parent / "theme.css").read_text(encoding="utf-8")
+# The same rules ride along with each static card and table (a saved notebook
+# has no widget to load card.css); comments and spacing dropped.
+_STATIC_STYLE = "<style>" + re.sub(r"\s+", " ", re.sub(r"/\*.*?\*/", "", THEME_CSS, flags=re.S)).strip() + "</style>"
+
+
+def state_badge(state: str) -> str:
+    """A state as a coloured badge, for static HTML (theme.css's colours, or
+    plain fall-backs where a renderer drops the style sheet)."""
+    e = html.escape
+    if state not in STATE_COLOURS:
+        return f"<span class='nbx-state' style='background:#555;color:#fff'>{e(state)}</span>"
+    return (f"<span class='nbx-state nbx-state-{state}' style='background:var(--nbx-{state}, "
+            f"{STATE_COLOURS[state]});color:var(--nbx-on-state, #fff);border-radius:8px;padding:0 6px'>"
+            f"{e(state)}</span>")
+
+
+def error_html(text: str) -> str:
+    return f"<span class='nbx-error' style='color:var(--nbx-error-text, #cf222e)'>{html.escape(text)}</span>"
 
 
 def _num(x: Any) -> Any:
@@ -207,12 +232,8 @@ def status_line(snap: JobSnapshot) -> str:
 
 def summary_html(snap: JobSnapshot) -> str:
     """A static card, saved in the notebook for viewers without widgets."""
-    colour = STATE_COLOURS.get(snap.state, "#555")
     e = html.escape
-    rows = [
-        f"<b>{e(snap.name)}</b> <span style='background:{colour};color:#fff;"
-        f"border-radius:8px;padding:0 6px'>{e(snap.state)}</span>"
-    ]
+    rows = [f"<b class='nbx-name'>{e(snap.name)}</b> {state_badge(snap.state)}"]
     prog = progress_text(snap)
     if prog:
         rows.append(f"<code>{e(prog)}</code>")
@@ -226,7 +247,7 @@ def summary_html(snap: JobSnapshot) -> str:
     if (note := resumed_note(snap)) is not None:
         rows.append(e(note))
     if snap.error and snap.state != "done":
-        rows.append(f"<span style='color:{STATE_COLOURS['failed']}'>{e(snap.error)}</span>")
+        rows.append(error_html(snap.error))
     if snap.cancel_note:
         rows.append(f"<i>{e(snap.cancel_note)}</i>")
     body = " &middot; ".join(rows)
@@ -234,13 +255,15 @@ def summary_html(snap: JobSnapshot) -> str:
     if isinstance(snap.detail, ItemsDetail) and len(snap.detail.stages) > 1:
         extra += f"<pre>{e(stages_text(snap.detail.stages))}</pre>"
     if snap.traceback:
-        extra += f"<details><summary>traceback</summary><pre>{e(snap.traceback)}</pre></details>"
+        extra += (f"<details><summary>traceback</summary><pre class='nbx-traceback' "
+                  f"style='color:var(--nbx-error-text, #cf222e)'>{e(snap.traceback)}</pre></details>")
     for shown in snap.displays:  # display() and figures, for viewers without widgets
         extra += f"<div class='nbx-display'>{_display_html(best_mime(shown))}</div>"
     if snap.output:
         extra += (f"<details><summary>output</summary><pre>{e(snap.output[-CARD_OUTPUT_CHARS:])}"
                   "</pre></details>")
-    return f"<div class='nbx-card-static' style='font-family:sans-serif;font-size:13px'>{body}{extra}</div>"
+    return (f"{_STATIC_STYLE}<div class='nbx-static nbx-card-static' style='font-family:sans-serif;"
+            f"font-size:13px'>{body}{extra}</div>")
 
 
 def _display_html(d: dict[str, Any]) -> str:
@@ -286,9 +309,9 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> tuple[str, s
     head = "".join(f"<th style='text-align:left'>{e(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(
-            f"<td><span style='color:{STATE_COLOURS.get(c, 'inherit')}'>{e(c)}</span></td>" if i == 1
+            f"<td>{state_badge(c)}</td>" if i == 1
             else f"<td>{e(c)}</td>" for i, c in enumerate(r)
         ) + "</tr>"
         for r in rows
     )
-    return text, f"<table class='nbx-jobs-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return text, f"{_STATIC_STYLE}<table class='nbx-static nbx-jobs-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -26,7 +26,7 @@ from ._display import best_mime
 
 _HERE = Path(__file__).parent
 _ESM = (_HERE / "card.js").read_text(encoding="utf-8")
-_CSS = (_HERE / "card.css").read_text(encoding="utf-8")
+_CSS = _render.THEME_CSS + (_HERE / "card.css").read_text(encoding="utf-8")
 
 Action = Callable[[Any, dict], None]  # (widget, message content)
 

@@ -1,10 +1,8 @@
 // The job card and the dashboard: one widget model each, drawn from the
 // snapshot the kernel sends ("snap" / "view"). No state lives here.
 
-const COLOURS = {
-  pending: "#8a8a8a", queued: "#6c757d", running: "#1f6feb", done: "#1a7f37",
-  failed: "#cf222e", cancelled: "#9a6700", timed_out: "#bc4c00", interrupted: "#6e40c9",
-};
+// A state's colour: theme.css defines it from JupyterLab's theme variables.
+const stateColour = (state) => `var(--nbx-${state}, #555)`;
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -74,7 +72,7 @@ function sparkline(curve) {
   svg.setAttribute("class", "nbx-curve");
   const path = document.createElementNS(ns, "path");
   path.setAttribute("d", d); path.setAttribute("fill", "none");
-  path.setAttribute("stroke", "#1f6feb"); path.setAttribute("stroke-width", "1.5");
+  path.style.stroke = "var(--nbx-curve, #1f6feb)"; path.setAttribute("stroke-width", "1.5");
   svg.append(path);
   const wrap = h("span", { class: "nbx-curve-wrap", title: `${curve.name}: ${num(ys[0])} → ${num(ys[ys.length - 1])}` },
     svg, h("span", { class: "nbx-curve-label" }, `${curve.name} ${num(ys[ys.length - 1])}`));
@@ -82,7 +80,7 @@ function sparkline(curve) {
 }
 
 function badge(state) {
-  return h("span", { class: `nbx-state nbx-state-${state}`, style: `background:${COLOURS[state] || "#555"}` }, state);
+  return h("span", { class: `nbx-state nbx-state-${state}` }, state);
 }
 
 // One rich output of the job (display(), a figure), in the mime type the kernel chose.
@@ -101,7 +99,7 @@ function drawCard(el, s, send, openDetails, displays) {
   const active = ["pending", "queued", "running"].includes(s.state);
   const frac = s.fraction;
   const bar = h("div", { class: "nbx-bar" + (frac === null && running ? " nbx-bar-indeterminate" : "") },
-    h("div", { class: "nbx-bar-fill", style: `width:${frac === null ? (s.state === "done" ? 100 : 0) : (frac * 100).toFixed(1)}%;background:${COLOURS[s.state] || "#555"}` }));
+    h("div", { class: "nbx-bar-fill", style: `width:${frac === null ? (s.state === "done" ? 100 : 0) : (frac * 100).toFixed(1)}%;background:${stateColour(s.state)}` }));
   let progText = "";
   if (s.total) progText = `${num(s.done)}/${num(s.total)} (${(100 * (frac || 0)).toFixed(0)}%)`;
   else if (s.done) progText = `${num(s.done)} steps`;
@@ -236,7 +234,7 @@ function drawDashboard(root, v, model) {
       h("td", { class: "nbx-row-name" }, r.name),
       h("td", {}, badge(r.state)),
       h("td", {}, h("div", { class: "nbx-bar nbx-bar-small" },
-        h("div", { class: "nbx-bar-fill", style: `width:${frac === null ? (r.state === "done" ? 100 : 0) : (frac * 100).toFixed(0)}%;background:${COLOURS[r.state] || "#555"}` })),
+        h("div", { class: "nbx-bar-fill", style: `width:${frac === null ? (r.state === "done" ? 100 : 0) : (frac * 100).toFixed(0)}%;background:${stateColour(r.state)}` })),
         r.total ? ` ${num(r.done)}/${num(r.total)}` : ""),
       h("td", {}, duration(r.elapsed)),
       h("td", {}, r.priority),
