@@ -1,11 +1,17 @@
-"""In JupyterLab, in Chromium: the card renders, moves while another cell
-blocks the kernel, Cancel acts during that cell, the dashboard lists the
-jobs, and a reloaded page shows the running job's card again."""
+"""In JupyterLab and in Notebook 7, in Chromium: the card renders, moves while
+another cell blocks the kernel, Cancel acts during that cell, the cancelled
+card stays cancelled while the other one moves on after it, the dashboard
+lists the jobs, and a reloaded page shows the running job's card again.
+
+Notebook 7 runs all of it: its page has the same ``window.jupyterapp``
+(``--JupyterNotebookApp.expose_app_in_browser=True``), the notebook panel is
+``shell.currentWidget``, and cells carry JupyterLab's classes. Screenshots go to
+``screenshots/<lab|notebook7>-<step>.png``."""
 
 import re
 
 import pytest
-from browser_harness import SCREENSHOTS, run_all, wait_for_kernel
+from browser_harness import run_all, screenshot, wait_for_kernel
 
 from notebook_ext.testing import wait_until
 
@@ -18,6 +24,7 @@ CELLS = [
     "time.sleep(8)\nprint('blocking cell done')",
     "%jobs --live",
 ]
+LIVE_STEPS = 1200
 
 
 def card(page, name):
@@ -29,10 +36,19 @@ def progress_of(page, name):
     return int(text.split("/")[0])
 
 
-def test_cards_in_jupyterlab(lab, page):
-    lab.write_notebook("e2e.ipynb", CELLS)
-    page.goto(lab.tree_url("e2e.ipynb"))
-    wait_for_kernel(page)
+def state_of(page, name):
+    return card(page, name).locator(".nbx-state").inner_text()
+
+
+def test_cards(frontend_server, page):
+    server = frontend_server
+
+    def shot(step):  # screenshots/lab-card.png, screenshots/notebook7-card.png, ...
+        return screenshot(page, f"{server.label}-{step}")
+
+    server.write_notebook("e2e.ipynb", CELLS)
+    page.goto(server.notebook_url("e2e.ipynb"))
+    wait_for_kernel(page, path="e2e.ipynb")
     run_all(page)
 
     # (a) the card renders, no widget error text anywhere
@@ -40,7 +56,7 @@ def test_cards_in_jupyterlab(lab, page):
     card(page, "victim").wait_for(timeout=30_000)
     body = page.locator("body").inner_text()
     assert "Loading widget" not in body and "model not found" not in body.lower()
-    page.screenshot(path=str(SCREENSHOTS / "card.png"))
+    shot("card")
 
     # (b) progress moves while cell 4 blocks the kernel
     blocking = page.locator(".jp-CodeCell").nth(3)
@@ -48,36 +64,55 @@ def test_cards_in_jupyterlab(lab, page):
     assert "[*]" in blocking.locator(".jp-InputPrompt").inner_text()
     first = progress_of(page, "live")
     wait_until(lambda: progress_of(page, "live") > first, timeout=5, message="the card did not move")
-    done = lambda: "blocking cell done" in blocking.locator(".jp-OutputArea").inner_text()  # noqa: E731
+
+    def done():
+        return "blocking cell done" in blocking.locator(".jp-OutputArea").inner_text()
+
     assert not done()
 
     # (c) Cancel during the blocking cell takes effect before it ends
     card(page, "victim").locator("button.nbx-cancel").click()
-    state = card(page, "victim").locator(".nbx-state")
-    wait_until(lambda: state.inner_text() == "cancelled", timeout=5)
-    assert state.inner_text() == "cancelled"
+    wait_until(lambda: state_of(page, "victim") == "cancelled", timeout=5,
+               message="the victim card did not say cancelled")
+    assert state_of(page, "victim") == "cancelled"
     assert not done(), "the click acted only after the blocking cell ended"
-    page.screenshot(path=str(SCREENSHOTS / "cancelled-during-blocking-cell.png"))
+    shot("cancelled-during-blocking-cell")
 
-    # (d) the dashboard renders and lists the jobs
+    # (d) after the blocking cell: the victim stays cancelled and stopped, `live`
+    # keeps moving (or has ended done, all steps counted). `live` counts 20
+    # steps a second, so 20 more steps span more than one card refresh, in
+    # which the victim (100 steps a second) would have moved had it run on.
+    wait_until(done, timeout=30, message="the blocking cell did not end")
+    stopped_at = progress_of(page, "victim")
+    moved_from = progress_of(page, "live")
+    wait_until(lambda: progress_of(page, "live") >= moved_from + 20 or state_of(page, "live") == "done",
+               timeout=10, message="the live card did not move after the blocking cell")
+    assert state_of(page, "live") in ("running", "done"), state_of(page, "live")
+    if state_of(page, "live") == "done":
+        assert progress_of(page, "live") == LIVE_STEPS
+    assert state_of(page, "victim") == "cancelled"
+    assert progress_of(page, "victim") == stopped_at, "the cancelled job kept counting"
+
+    # (e) the dashboard renders and lists the jobs
     dash = page.locator(".nbx-dashboard")
     dash.wait_for(timeout=30_000)
     wait_until(lambda: {"live", "victim"} <= set(dash.locator(".nbx-row-name").all_inner_texts()), timeout=10)
-    assert done()
-    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
+    assert {"live", "victim"} <= set(dash.locator(".nbx-row-name").all_inner_texts())
+    shot("dashboard")
 
-    # (e) after a reload, the running job's card shows again and keeps moving
+    # (f) after a reload, the running job's card shows again and keeps moving
     # The user saves (or autosave does), then reloads the tab.
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
     wait_until(lambda: not page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty"), timeout=10)
     page.reload()
-    wait_for_kernel(page)
+    wait_for_kernel(page, path="e2e.ipynb")
     try:
         card(page, "live").wait_for(timeout=60_000)
     except Exception:
-        page.screenshot(path=str(SCREENSHOTS / "after-reload-failed.png"))
+        shot("after-reload-failed")
         raise
     a = progress_of(page, "live")
     wait_until(lambda: progress_of(page, "live") > a, timeout=5, message="the card did not move after a reload")
     assert "Loading widget" not in page.locator("body").inner_text()
-    page.screenshot(path=str(SCREENSHOTS / "after-reload.png"))
+    assert state_of(page, "victim") == "cancelled"
+    shot("after-reload")
