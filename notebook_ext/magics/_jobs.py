@@ -50,12 +50,12 @@ class JobMagics(Magics):
     @line_magic
     def jobs(self, line: str):
         """List jobs: name, state, progress, elapsed, priority."""
-        from ..ui import dashboard, history_table, jobs_table
+        from ..ui import history_table, jobs_table, show_dashboard
 
         args = parse_argstring(self.jobs, line)
         sched = A.scheduler()
         if args.live:
-            display(dashboard(sched))
+            show_dashboard(sched)
             return
         text, html = jobs_table([j.snapshot() for j in sched.all_jobs()])
         display({"text/plain": text, "text/html": html}, raw=True)

@@ -22,7 +22,7 @@ from ._widgets import Dashboard, DashboardRow, JobCard
 
 __all__ = [
     "CARDS_PER_CELL", "Dashboard", "DashboardRow", "JobCard", "UpdatePump", "card", "dashboard", "get_pump", "history_table",
-    "jobs_table", "show", "snapshot_state", "status_line", "summary_html",
+    "jobs_table", "show", "show_dashboard", "snapshot_state", "status_line", "summary_html",
 ]
 
 _pumps: dict[int, UpdatePump] = {}
@@ -109,7 +109,7 @@ def show(job: Job) -> JobCard | Dashboard:
         if grouped and group is not None:
             pump.add_to_group(group, job)
             if new_group:
-                display(group)
+                pump.set_display_handle(group, display(group, display_id=True))
             return group
     widget = pump.card(job)
     pump.set_display_handle(widget, display(widget, display_id=True))
@@ -120,3 +120,14 @@ def dashboard(scheduler: Scheduler | None = None) -> Dashboard:
     """A live dashboard of every job: state, progress, elapsed, priority,
     cancel / retry per job; stays light with thousands of jobs."""
     return get_pump(scheduler).dashboard()
+
+
+def show_dashboard(scheduler: Scheduler | None = None) -> Dashboard:
+    """Display a live dashboard under the running cell (``%jobs --live``);
+    where no front end draws widgets, its saved output is a table."""
+    from IPython.display import display
+
+    pump = get_pump(scheduler)
+    dash = pump.dashboard()
+    pump.set_display_handle(dash, display(dash, display_id=True))
+    return dash

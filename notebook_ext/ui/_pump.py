@@ -20,8 +20,15 @@ from typing import Any
 
 from ..core import Job, JobSnapshot, Scheduler
 from ..core.lowlevel import describe_error
-from ._render import children_summary
+from ._render import children_summary, dashboard_bundle, static_bundle
 from ._widgets import Dashboard, DashboardRow, JobCard
+
+
+#: seconds a finished card waits, at its cell's end, for a front end's hello
+#: before it is saved as a static card; only while the kernel's first cards
+#: are young (a page's first hello can take a second), so a run without a
+#: front end pays it once at most
+FRONTEND_GRACE = 2.0
 
 
 @dataclass
@@ -32,6 +39,7 @@ class _CardEntry:
     final_sent: bool = False
     display_handle: Any = None
     draw_failed: bool = False
+    static: bool = False  # its display shows the static card, not the widget
 
 
 class UpdatePump:
@@ -59,6 +67,12 @@ class UpdatePump:
         self._group_dirty: set[str] = set()
         self._rows: dict[int, DashboardRow] = {}  # every job seen, for dashboards
         self._dashboards: list[Dashboard] = []
+        self._dash_saved: dict[int, list] = {}  # id(dashboard) -> [dashboard, display handle, text last saved]
+        # Set once a front end that draws widgets says hello (card.js does
+        # when it gets a model): until then nobody can draw a widget, and
+        # finished cards are saved as their static summary.
+        self._frontend = threading.Event()
+        self._first_card: float | None = None  # when the first card was made
         self._dash_dirty = False
         self._dash_last = float("-inf")
         self._closed = False
@@ -74,7 +88,10 @@ class UpdatePump:
     def card(self, job: Job) -> JobCard:
         """A new card for ``job``, kept up to date from now on."""
         card = JobCard(job.snapshot(), on_action=self._card_action)
-        entry = _CardEntry(card, job, last_sent=self.clock.monotonic())
+        now = self.clock.monotonic()
+        entry = _CardEntry(card, job, last_sent=now)
+        if self._first_card is None:
+            self._first_card = now
         with self._lock:
             self._entries.setdefault(job.id, []).append(entry)
             self._by_card[id(card)] = entry
@@ -96,11 +113,20 @@ class UpdatePump:
         with self._lock:
             return self._by_card[id(card)].job
 
-    def set_display_handle(self, card: JobCard, handle: Any) -> None:
-        """The handle ``card`` was displayed with: its saved text/HTML
-        fallback is refreshed when the job ends."""
+    def set_display_handle(self, widget: JobCard | Dashboard, handle: Any) -> None:
+        """The handle ``widget`` (a card or a dashboard) was displayed with:
+        its saved text/HTML is refreshed when the job ends, and without a
+        widget front end it becomes the static card (`draw_finished`)."""
         with self._lock:
-            self._by_card[id(card)].display_handle = handle
+            if isinstance(widget, JobCard):
+                self._by_card[id(widget)].display_handle = handle
+            else:
+                self._dash_saved[id(widget)] = [widget, handle, None]
+
+    @property
+    def frontend_seen(self) -> bool:
+        """True once a front end that draws widgets has shown a card or dashboard."""
+        return self._frontend.is_set()
 
     def dashboard(self, *, title: str = "notebook_ext jobs", only: set[int] | None = None) -> Dashboard:
         """A new dashboard of every job (or of the jobs whose ids are in
@@ -152,7 +178,43 @@ class UpdatePump:
                 entry.card.show(entry.job.snapshot(), _live_group_summary(entry.job))
             except Exception as exc:  # noqa: BLE001 - the pump reports it once; the cell must not fail
                 self._draw_failed(entry, exc)
+        self._save_static()
         return len(pending)
+
+    def _save_static(self) -> None:
+        # Without a front end that draws widgets (nbclient, papermill), a
+        # saved widget view is an empty box in every renderer without a
+        # widget manager (nbconvert's HTML offline, GitHub, a text reader):
+        # a finished card's display becomes its static card, and a dashboard
+        # its table, sent from the cell (nbclient keeps only its messages).
+        if self._frontend.is_set():
+            return
+        with self._lock:
+            due = [e for e in self._by_card.values()
+                   if e.display_handle is not None and not e.static and e.job.done()]
+            self._dash_saved = {k: v for k, v in self._dash_saved.items() if not v[0].closed}
+            dashes = list(self._dash_saved.values())
+        if not due and not dashes:
+            return
+        now = self.clock.monotonic()
+        first = self._first_card if self._first_card is not None else now
+        if now - first < FRONTEND_GRACE and self._frontend.wait(FRONTEND_GRACE - (now - first)):
+            return  # among the kernel's first cards: a front end's hello may be on its way
+        for entry in due:
+            try:
+                entry.display_handle.update(static_bundle(entry.job.snapshot()), raw=True)
+                entry.static = True
+            except Exception:  # noqa: BLE001 - never fail the user's cell for a card
+                pass
+        for saved in dashes:
+            dash, handle, last = saved
+            bundle = dashboard_bundle(dash.view)
+            if bundle["text/plain"] != last:
+                try:
+                    handle.update(bundle, raw=True)
+                    saved[2] = bundle["text/plain"]
+                except Exception:  # noqa: BLE001
+                    pass
 
     def close(self) -> None:
         self._unsubscribe()
@@ -163,6 +225,9 @@ class UpdatePump:
     # -- actions (any thread: with subshells, a click comes while a cell runs) -------
     def _card_action(self, card: Any, content: dict) -> None:
         action = content.get("action")
+        if action == "hello":
+            self._frontend.set()
+            return
         with self._lock:
             entry = self._by_card.get(id(card))
         if entry is None:
@@ -187,6 +252,12 @@ class UpdatePump:
             entry.final_sent = False
             self._entries.setdefault(job.id, []).append(entry)
             self._latest[job.id] = job.snapshot()
+            static, entry.static = entry.static, False
+        if static:  # it was saved as the static card: the new run is live again
+            try:
+                entry.display_handle.update(entry.card)
+            except Exception:  # noqa: BLE001
+                pass
         self._wake.set()
 
     def _follow_retry(self, snap: JobSnapshot) -> None:
@@ -203,6 +274,9 @@ class UpdatePump:
 
     def _dashboard_action(self, dash: Any, content: dict) -> None:
         action, name = content.get("action"), content.get("name")
+        if action == "hello":
+            self._frontend.set()
+            return
         try:
             if action == "cancel" and name:
                 self.scheduler.cancel(name, "cancelled from the dashboard")
@@ -333,7 +407,9 @@ class UpdatePump:
 
     def _finalize(self, entry: _CardEntry) -> None:
         entry.final_sent = True
-        if entry.display_handle is not None:
+        # Without a front end, the cell's end saves the static card instead
+        # (`_save_static`); a widget bundle from here could land after it.
+        if entry.display_handle is not None and self._frontend.is_set():
             # Refresh the saved text/html fallback for viewers without widgets.
             try:
                 entry.display_handle.update(entry.card)

@@ -274,17 +274,41 @@ def _display_html(d: dict[str, Any]) -> str:
     return f"<pre>{html.escape(str(d['data']))}</pre>"
 
 
+def static_bundle(snap: JobSnapshot) -> dict[str, str]:
+    """A card as renderers without widgets show it: one status line, and the
+    static card (state, progress, metrics, error, traceback, displays)."""
+    return {"text/plain": status_line(snap), "text/html": summary_html(snap)}
+
+
+def _progress_cell(done: float | None, total: float | None) -> str:
+    if total:
+        return f"{format_number(done or 0)}/{format_number(total)}"
+    return format_number(done) if done else ""
+
+
 def jobs_table(snaps: list[JobSnapshot]) -> tuple[str, str]:
     """(text, html) tables of jobs: name, state, progress, elapsed, priority."""
     header = ("name", "state", "progress", "elapsed", "priority", "executor", "error")
     rows = []
     for s in snaps:
-        p = s.progress
-        prog = (f"{format_number(p.done)}/{format_number(p.total)}" if p.total
-                else (format_number(p.done) if p.done else ""))
-        rows.append((s.name, s.state, prog, format_duration(s.elapsed), str(s.priority),
+        rows.append((s.name, s.state, _progress_cell(s.progress.done, s.progress.total),
+                     format_duration(s.elapsed), str(s.priority),
                      s.executor, (s.error or "") if s.state != "done" else ""))
     return _table(header, rows)
+
+
+def dashboard_bundle(view: Mapping[str, Any]) -> dict[str, str]:
+    """A dashboard's page (its ``view``) as renderers without widgets show it."""
+    counts = ", ".join(f"{n} {state}" for state, n in sorted((view.get("counts") or {}).items()))
+    title = f"{view.get('title', 'jobs')}: {view.get('total', 0)} jobs" + (f" ({counts})" if counts else "")
+    rows = [(r["name"], r["state"], _progress_cell(r["done"], r["total"]), format_duration(r["elapsed"]),
+             str(r["priority"]), r["executor"]) for r in view.get("rows") or ()]
+    text, table = _table(("name", "state", "progress", "elapsed", "priority", "executor"), rows)
+    shown = view.get("matching", len(rows))
+    more = f"\n(rows {view['first']}-{view['last']} of {shown})" if rows and shown > len(rows) else ""
+    return {"text/plain": f"{printable(title)}\n{text}{more}",
+            "text/html": f"<div class='nbx-static'><b>{html.escape(title)}</b>{table}"
+                         f"{html.escape(more)}</div>"}
 
 
 def history_table(records: list[dict[str, Any]]) -> tuple[str, str]:

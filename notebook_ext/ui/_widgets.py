@@ -110,8 +110,7 @@ class JobCard(_Base):
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle  # (data, metadata)
-        data["text/plain"] = _render.status_line(self._last_snap)
-        data["text/html"] = _render.summary_html(self._last_snap)
+        data.update(_render.static_bundle(self._last_snap))
         return bundle
 
 
@@ -205,6 +204,12 @@ class Dashboard(_Base):
             "first": start + 1 if page else 0, "last": start + len(page), "page": self.page,
             "sort": self.sort, "filter": self.filter, "dashboard_link": self._link, "title": self.title,
         }
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle  # (data, metadata)
+        data.update(_render.dashboard_bundle(self.view))
+        return bundle
 
     def _received(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict):

@@ -267,4 +267,17 @@ function render({ model, el }) {
   return model.get("kind") === "dashboard" ? renderDashboard({ model, el }) : renderCard({ model, el });
 }
 
-export default { render };
+// A front end that draws widgets has this model: the kernel keeps the card
+// a live widget once its job ends (without one, nbclient or papermill, the
+// saved output becomes the static card that exports and viewers can show).
+// Said again a little later: a page's first messages can queue behind every
+// cell that "Run All" has sent (JupyterLab sets up its widget subshell
+// meanwhile), while later ones reach the kernel as its cells run.
+function initialize({ model }) {
+  const hello = () => model.send({ action: "hello" });
+  hello();
+  const timers = [400, 1500, 4000].map((ms) => setTimeout(hello, ms));
+  return () => timers.forEach(clearTimeout);
+}
+
+export default { initialize, render };
