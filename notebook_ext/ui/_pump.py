@@ -99,12 +99,12 @@ class UpdatePump:
                 self._children[job.name] = {c.name: c.state for c in job.children}
                 self._group_dirty.add(job.name)
             if job.id not in self._latest:
-                now = job.snapshot()
-                if now.state != card.last_snapshot.state:
+                fresh = job.snapshot()
+                if fresh.state != card.last_snapshot.state:
                     # It started or ended between the card's first drawing and
                     # now: the snapshot saying so went by before this card was
                     # registered, and a quiet job may send no other.
-                    self._latest[job.id] = now
+                    self._latest[job.id] = fresh
         self._wake.set()
         return card
 

@@ -3,8 +3,8 @@
 Tutorial 01 is executed with nbclient (as CI, papermill or ``nbconvert
 --execute`` do), exported with ``jupyter nbconvert --to html``'s exporter,
 and opened in Chromium with every network request blocked: each job card of
-the notebook shows its name, final state and progress. A plain-text reader
-(the saved text/plain) shows the same."""
+the notebook shows its name, final state, progress, metrics and error. A
+plain-text reader (the saved text/plain) shows them too."""
 
 import importlib.util
 from pathlib import Path
@@ -50,6 +50,8 @@ def test_plain_text_readers_see_each_cards_final_state(executed):
         assert line is not None, f"no saved text for the card {name!r}"
         assert line.startswith(f"{name} [{snap['state']}]"), line
         assert progress(snap) in line, (line, progress(snap))
+        for metric, value in list((snap.get("metrics") or {}).items())[:4]:  # the line shows four
+            assert f"{metric}={format_number(value)}" in line, (line, metric)
     assert "FileNotFoundError" in next(t for t in texts if t.startswith("boom ["))
 
 
@@ -84,5 +86,11 @@ def test_html_export_offline_shows_each_cards_final_state(executed, browser):
             text = card.inner_text()
             assert snap["state"] in card.locator(".nbx-state").inner_text(), (name, text)
             assert progress(snap) in text, (name, progress(snap), text)
+            for metric, value in (snap.get("metrics") or {}).items():
+                assert f"{metric}={format_number(value)}" in text, (name, metric, text)
+            if snap.get("error") and snap["state"] != "done":
+                assert snap["error"] in text, (name, snap["error"], text)
+        assert any(snap.get("metrics") for snap in cards.values()) and any(
+            snap.get("error") for snap in cards.values()), "the tutorial no longer has a card with metrics and one with an error"
     finally:
         context.close()

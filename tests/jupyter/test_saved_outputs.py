@@ -52,6 +52,15 @@ def test_without_a_widget_front_end_finished_cards_are_saved_static(kernel):
     assert "ValueError: bad thing" in last["text/html"] and "traceback" in last["text/html"]
     assert kernel.value("nx.ui.get_pump().frontend_seen") == "False"
 
+    # A live dashboard is saved as its table.
+    _, live = kernel.execute("%jobs --live")
+    shown = next(m["content"] for m in live if m["msg_type"] == "display_data")
+    assert WIDGET in shown["data"]
+    last = _updates(live, shown["transient"]["display_id"])[-1]
+    assert WIDGET not in last
+    assert last["text/plain"].startswith("notebook_ext jobs: 2 jobs (1 done, 1 failed)"), last["text/plain"]
+    assert "quick" in last["text/plain"] and "nbx-state-failed" in last["text/html"]
+
     # %retry makes the card live again; the rerun fails and is saved static again.
     _, retried = kernel.execute("%retry boom\n%wait boom")
     ups = _updates(retried, boom)
