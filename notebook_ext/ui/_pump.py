@@ -98,13 +98,11 @@ class UpdatePump:
             if job.children:
                 self._children[job.name] = {c.name: c.state for c in job.children}
                 self._group_dirty.add(job.name)
-            if job.id not in self._latest:
-                fresh = job.snapshot()
-                if fresh.state != card.last_snapshot.state:
-                    # It started or ended between the card's first drawing and
-                    # now: the snapshot saying so went by before this card was
-                    # registered, and a quiet job may send no other.
-                    self._latest[job.id] = fresh
+            if job.id not in self._latest and job.state != card.last_snapshot.state:
+                # It started or ended between the card's first drawing and
+                # now: the snapshot saying so went by before this card was
+                # registered, and a quiet job may send no other.
+                self._latest[job.id] = job.snapshot()
         self._wake.set()
         return card
 

@@ -56,8 +56,11 @@ def state_badge(state: str) -> str:
             f"{e(state)}</span>")
 
 
+_ERROR_STYLE = f"color:var(--nbx-error-text, {STATE_COLOURS['failed']})"
+
+
 def error_html(text: str) -> str:
-    return f"<span class='nbx-error' style='color:var(--nbx-error-text, #cf222e)'>{html.escape(text)}</span>"
+    return f"<span class='nbx-error' style='{_ERROR_STYLE}'>{html.escape(text)}</span>"
 
 
 def _num(x: Any) -> Any:
@@ -256,7 +259,7 @@ def summary_html(snap: JobSnapshot) -> str:
         extra += f"<pre>{e(stages_text(snap.detail.stages))}</pre>"
     if snap.traceback:
         extra += (f"<details><summary>traceback</summary><pre class='nbx-traceback' "
-                  f"style='color:var(--nbx-error-text, #cf222e)'>{e(snap.traceback)}</pre></details>")
+                  f"style='{_ERROR_STYLE}'>{e(snap.traceback)}</pre></details>")
     for shown in snap.displays:  # display() and figures, for viewers without widgets
         extra += f"<div class='nbx-display'>{_display_html(best_mime(shown))}</div>"
     if snap.output:
