@@ -162,9 +162,11 @@ def test_a_card_that_cannot_be_drawn_is_said_once_and_the_rest_keep_moving(world
     bad.result(timeout=10)
     with pytest.raises(RuntimeError):
         pump.card(bad)  # making the card draws it: the caller hears at once
-    job = sched.submit(ok, name="bad2")
+    gate = threading.Event()
+    job = sched.submit(gate.wait, 10, name="bad2")
     card = pump.card(job)
     job.set_detail(Undrawable())  # from now on its updates cannot be drawn
+    gate.set()  # only now may it end: its "done" must be drawn with this detail
     job.result(timeout=10)
     wait_until(lambda: pump.draw_errors >= 1, timeout=10)
     assert job.output.count("this job's card could not be drawn") == 1
