@@ -109,6 +109,11 @@ def _counts(written: list[int]) -> str:
     return (f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}") + (" checkpoint" if hi == 1 else " checkpoints")
 
 
+def _medians(result: dict[str, Any]) -> tuple[float, float]:
+    """The median times of the runs with and without checkpoints."""
+    return median_spread(result["times"]["with"])[0], median_spread(result["times"]["without"])[0]
+
+
 def _row(case: str, result: dict[str, Any], target: str, met: bool | None, note: str) -> Row:
     w, w_spread = median_spread(result["times"]["with"])
     wo, wo_spread = median_spread(result["times"]["without"])
@@ -135,7 +140,8 @@ def run(quick: bool) -> list[Row]:
             res = _compare(s, est, X, y, X_test, epochs=sgd["epochs"], batch_size=batch, every=every, reps=reps,
                            warm={"n": 2000, "epochs": 2})
             steps = sgd["epochs"] * -(-sgd["n"] // batch)
-            ratio = median_spread(res["times"]["with"])[0] / median_spread(res["times"]["without"])[0]
+            w, wo = _medians(res)
+            ratio = w / wo
             rows.append(_row(
                 f"SGDClassifier, {sgd['n']:,} x 20, {steps:,} partial_fit steps of {batch} rows, "
                 f"checkpoint every {every}", res, f"<= {TARGET:.2f}x", ratio <= TARGET,
@@ -157,7 +163,8 @@ def run(quick: bool) -> list[Row]:
             partial.n_estimators = trees
             last_size, final_size = _size(partial, tmp), _size(model, tmp)
             del partial, model
-            ratio = median_spread(res["times"]["with"])[0] / median_spread(res["times"]["without"])[0]
+            w, wo = _medians(res)
+            ratio = w / wo
             rows.append(_row(
                 f"RandomForestClassifier({forest['trees']} trees), {forest['n']:,} x 20, {forest['stages']} "
                 f"warm_start stages, checkpoint every {every}", res, f"<= {TARGET:.2f}x", ratio <= TARGET,
@@ -173,7 +180,8 @@ def run(quick: bool) -> list[Row]:
             res = _compare(s, est, X, y, X_test, epochs=worst["epochs"], batch_size=batch, every=1, reps=reps,
                            warm={"n": 2000, "epochs": 2})
             steps = worst["epochs"] * -(-worst["n"] // batch)
-            extra = median_spread(res["times"]["with"])[0] - median_spread(res["times"]["without"])[0]
+            w, wo = _medians(res)
+            extra = w - wo
             n_written = int(np.median(res["written"]))
             rows.append(_row(
                 f"worst case: SGDClassifier, {worst['n']:,} x 20, {steps:,} steps, checkpoint every step (1)",

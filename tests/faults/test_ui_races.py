@@ -23,6 +23,26 @@ def quiet_comms(monkeypatch):
     monkeypatch.setattr(comm, "create_comm", lambda *a, **k: QuietComm(*a, **k))
 
 
+def after_first_drawing(monkeypatch, then):
+    """Forces the race: ``then()`` runs right after a new card's first
+    drawing, before the pump has registered the card."""
+    first_show = JobCard.show
+
+    def show_then(card, snap, children=None):
+        first_show(card, snap, children)
+        monkeypatch.setattr(JobCard, "show", first_show)
+        then()
+
+    monkeypatch.setattr(JobCard, "show", show_then)
+
+
+def states_of(sched, job):
+    """The states the scheduler delivers for ``job`` from now on."""
+    delivered = []
+    sched.subscribe(lambda s: delivered.append(s.state) if s.id == job.id else None)
+    return delivered
+
+
 def test_a_card_made_while_its_job_ends_still_shows_the_end(monkeypatch, flat):
     release = threading.Event()
     with Scheduler(slots=1, history=None) as sched:
@@ -30,19 +50,15 @@ def test_a_card_made_while_its_job_ends_still_shows_the_end(monkeypatch, flat):
         try:
             job = sched.submit(release.wait, 30)
             wait_until(lambda: job.state == "running")
-            delivered = []
-            sched.subscribe(lambda s: delivered.append(s.state) if s.id == job.id else None)
-            first_show = JobCard.show
+            delivered = states_of(sched, job)
 
-            def show_then_let_the_job_end(card, snap, children=None):
-                first_show(card, snap, children)
-                monkeypatch.setattr(JobCard, "show", first_show)
+            def let_the_job_end():
                 # The card has drawn "running"; before the pump knows the card,
                 # the job ends and its final snapshot goes by.
                 release.set()
                 wait_until(lambda: "done" in delivered, timeout=10)
 
-            monkeypatch.setattr(JobCard, "show", show_then_let_the_job_end)
+            after_first_drawing(monkeypatch, let_the_job_end)
             card = pump.card(job)
             wait_until(lambda: card.snap["state"] == "done", timeout=10,
                        message=f"the card stays {card.snap['state']!r}")
@@ -63,19 +79,15 @@ def test_a_card_made_while_its_job_starts_shows_it_running(monkeypatch, flat):
             wait_until(lambda: blocker.state == "running")
             job = sched.submit(hold.wait, 30)
             assert job.state in ("pending", "queued")
-            delivered = []
-            sched.subscribe(lambda s: delivered.append(s.state) if s.id == job.id else None)
-            first_show = JobCard.show
+            delivered = states_of(sched, job)
 
-            def show_then_let_the_job_start(card, snap, children=None):
-                first_show(card, snap, children)
-                monkeypatch.setattr(JobCard, "show", first_show)
+            def let_the_job_start():
                 # The card has drawn "queued"; before the pump knows the card,
                 # the slot frees, the job starts and its snapshot goes by.
                 release.set()
                 wait_until(lambda: "running" in delivered, timeout=10)
 
-            monkeypatch.setattr(JobCard, "show", show_then_let_the_job_start)
+            after_first_drawing(monkeypatch, let_the_job_start)
             card = pump.card(job)
             assert card.last_snapshot.state in ("pending", "queued")
             wait_until(lambda: card.snap["state"] == "running", timeout=5,
