@@ -10,7 +10,7 @@ from ._job import Job
 from ._records import HistoryRecords, JobRecord
 from ._states import (
     ACTIVE_STATES, CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, PENDING, QUEUED, RUNNING, STATES,
-    TIMED_OUT, JobCancelled, JobDetail, JobError, JobSnapshot, JobTimedOut, Progress, WorkerDied,
+    TIMED_OUT, JobCancelled, JobDetail, JobError, JobSnapshot, JobTimedOut, LoopDied, Progress, WorkerDied,
 )
 from ._scheduler import Scheduler, WaitResult
 
@@ -18,7 +18,7 @@ __all__ = [
     "ACTIVE_STATES", "CANCELLED", "DONE", "FAILED", "FINAL_STATES", "INTERRUPTED", "PENDING",
     "QUEUED", "RUNNING", "STATES", "TIMED_OUT",
     "FailedItem", "HistoryRecords", "ItemMap", "JobRecord", "ItemsDetail", "Pipeline", "Stage", "StageStats",
-    "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "Progress",
+    "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "LoopDied", "Progress",
     "Scheduler", "WaitResult", "WorkerDied",
     "checkpoint", "current_job", "get_scheduler", "history", "jobs", "progress", "report", "set_scheduler",
     "map", "pipeline", "stage", "stop_requested", "submit", "submit_many", "wait",

@@ -20,19 +20,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ._job import Job, describe_error
 from ._text import clean
-from ._states import CANCELLED, DONE, FAILED, PENDING, QUEUED, RUNNING, TIMED_OUT, JobCancelled, JobTimedOut
+from ._states import (CANCELLED, DONE, FAILED, PENDING, QUEUED, RUNNING, TIMED_OUT, Escaped, JobCancelled,
+                      JobTimedOut)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._executor import Executor
     from ._loopthread import LoopThread
-
-
-class _Escaped(Exception):
-    """Carries a job's KeyboardInterrupt / SystemExit / GeneratorExit out of its task."""
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(original)
-        self.original = original
 
 
 class Dispatcher:
@@ -59,6 +52,7 @@ class Dispatcher:
         self._timers: dict[int, Any] = {}
         self._lent: dict[int, int] = {}  # job id -> depth of its waits on other jobs
         self._seq = itertools.count()
+        self.held: dict[int, Job] = {}  # every job admitted here and not ended (what a dead loop fails)
         self.closing = False
 
     # -- admission -------------------------------------------------------------
@@ -67,6 +61,7 @@ class Dispatcher:
         for job in jobs:
             if job.done():
                 continue  # cancelled before the loop saw it
+            self.held[job.id] = job
             if job.cancel_called:
                 self._cancel_now(job)
                 continue
@@ -173,7 +168,7 @@ class Dispatcher:
         try:
             value = await ex.run(job)
         except (KeyboardInterrupt, SystemExit, GeneratorExit) as exc:
-            raise _Escaped(exc) from None  # raised in a task, these would stop the loop itself
+            raise Escaped(exc) from None  # raised in a task, these would stop the loop itself
         if job.finalize is not None:
             value = job.finalize(job, value)
         return value
@@ -192,11 +187,13 @@ class Dispatcher:
             self.dispatch()
 
     def _settle(self, job: Job, task: asyncio.Task) -> None:
+        if job.done():  # ended by `fail_all` when the loop died; this is its task unwinding
+            return
         if task.cancelled():  # we cancelled the attempt: an abandon, or shutdown
             self._stopped(job, None)
             return
         exc = task.exception()
-        if isinstance(exc, _Escaped):
+        if isinstance(exc, Escaped):
             exc = exc.original
         if exc is None:
             if job.cancel_called:
@@ -295,6 +292,7 @@ class Dispatcher:
             tb = None
         if caught:
             job.cancelled_caught = True
+        self.held.pop(job.id, None)
         job._finish(state, result, exc, tb, announce=lambda: self._changed(job, state))
         for dependent in self._dependents.pop(job.id, []):
             if dependent.state != PENDING:
@@ -304,6 +302,25 @@ class Dispatcher:
                              caught=True)
             elif all(d.state == DONE for d in dependent.after):
                 self._enqueue(dependent)
+
+    def fail_all(self, jobs: Iterable[Job], why: Callable[[Job], BaseException]) -> None:
+        """The loop died under these jobs: each fails with ``why(job)``, and a
+        running one is stopped as hard as its executor can (a thread at its
+        next checkpoint). Runs on the dead loop's thread, nothing else here
+        runs any more."""
+        self.closing = True
+        self._dependents.clear()  # each ends with the loop's error, not "dependency failed"
+        for job in jobs:
+            if job.done():
+                continue
+            err = why(job)
+            if job.ctx.cancel_reason is None:
+                job.ctx.cancel_reason = str(err)  # a thread job stops at its next checkpoint
+            try:
+                if job.state == RUNNING:
+                    self.executors[job.executor].interrupt(job)
+            finally:
+                self._finish(job, FAILED, exc=err)
 
     async def close(self, jobs: list[Job], grace: float) -> None:
         """Cancel every active job and wait (at most ``grace`` seconds) for

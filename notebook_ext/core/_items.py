@@ -140,7 +140,7 @@ class ItemMap(ItemWorkers):
         with job_context(self._ctx) if self._ctx is not None else contextlib.nullcontext():
             # tasks made here copy the job's context: items print and check cancel there
             if hasattr(pipe.source, "__aiter__"):
-                self._tasks.append(loop.create_task(self._feed(chans[0]), name="notebook_ext-items-feed"))
+                self._tasks.append(loop.create_task(self._fenced(self._feed, chans[0]), name="notebook_ext-items-feed"))
             else:  # a plain iterable may block (a generator reading files): never on the loop
                 self._threads_live += 1
                 threading.Thread(target=self._feed_sync, args=(chans[0],), daemon=True,
@@ -148,7 +148,7 @@ class ItemMap(ItemWorkers):
             for run in self._stages:
                 self._start_stage(run, loop)
             if self._report:
-                self._tasks.append(loop.create_task(self._publisher(), name="notebook_ext-items-publish"))
+                self._tasks.append(loop.create_task(self._fenced(self._publisher), name="notebook_ext-items-publish"))
 
     def _start_stage(self, run: _StageRun, loop: asyncio.AbstractEventLoop) -> None:
         spec = run.spec
@@ -166,7 +166,7 @@ class ItemMap(ItemWorkers):
             for _ in range(spec.workers):
                 tally = _Tally()
                 run.tallies.append(tally)
-                self._tasks.append(loop.create_task(self._async_worker(run, tally)))
+                self._tasks.append(loop.create_task(self._fenced(self._async_worker, run, tally)))
         else:
             run.runner = self._sched.executor(spec.executor).item_runner(spec.cpu)  # type: ignore[attr-defined]
             # a file write or a Dask scatter of the packed function: in a thread, not on the loop
@@ -179,7 +179,7 @@ class ItemMap(ItemWorkers):
             for _ in range(n):
                 tally = _Tally()
                 run.tallies.append(tally)
-                self._tasks.append(loop.create_task(self._chunk_worker(run, tally)))
+                self._tasks.append(loop.create_task(self._fenced(self._chunk_worker, run, tally)))
 
     def _check_complete(self) -> None:
         """Every item fed came out (ok or failed), or say why not: never a

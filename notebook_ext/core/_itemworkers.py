@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ._channel import _EMPTY, Channel, Closed
 from ._context import JobContext, job_context
@@ -118,13 +118,27 @@ class ItemWorkers:
                 self._fed = index
         except Closed:
             return
-        except BaseException as exc:  # the source itself failed: the whole run does
-            if not isinstance(exc, asyncio.CancelledError):
-                self._error = exc
-                self._abort_channels()
+        except asyncio.CancelledError:
             raise
+        except BaseException as exc:  # noqa: BLE001 - the source failed, the whole run does (not the loop)
+            self._error = exc
+            self._abort_channels()
         finally:
             first.close()
+
+    async def _fenced(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run one task of this run, ``work(*args)``. Whatever escapes it (a
+        KeyboardInterrupt or SystemExit from user code would stop the loop
+        itself) ends the run with that error instead. (The coroutine is made
+        here: a task cancelled before its first step leaves none unawaited.)"""
+        try:
+            await work(*args)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the run's error, never the loop's end
+            if self._error is None:
+                self._error = exc
+            self._abort_channels()
 
     def _retired(self, run: _StageRun, thread: bool = False) -> None:
         with run.lock:
@@ -231,14 +245,18 @@ class ItemWorkers:
             return await run.runner.run_chunk(payload, items, run.spec.retries)
         except WorkerDied:
             pass
-        except Exception as exc:  # noqa: BLE001 - no worker could run them: these items failed
-            return failed(exc, len(items)), ""
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - no worker could run them, or their results
+            return failed(exc, len(items)), ""  # could not be read back: these items failed
         outcomes, printed = [], []
         for item in items:
             async with run.suspects:
                 try:
                     one, text = await run.runner.run_chunk(payload, [item], run.spec.retries)
-                except Exception as exc:  # noqa: BLE001 - its own worker died (or none could start)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - its own worker died (or none could start)
                     one, text = failed(exc, 1), ""
             outcomes += one
             printed.append(text)

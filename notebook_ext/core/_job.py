@@ -37,9 +37,9 @@ from ._states import (
     Progress,
 )
 
-_ALLOWED = {
-    PENDING: {QUEUED, CANCELLED},
-    QUEUED: {RUNNING, CANCELLED},
+_ALLOWED = {  # FAILED before RUNNING: the scheduler's loop died under the job (LoopDied)
+    PENDING: {QUEUED, CANCELLED, FAILED},
+    QUEUED: {RUNNING, CANCELLED, FAILED},
     RUNNING: {DONE, FAILED, CANCELLED, TIMED_OUT, QUEUED},  # QUEUED: a retry
 }
 

@@ -32,9 +32,12 @@ class LoopThread:
     >>> lt.stop()
     """
 
-    def __init__(self, name: str, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, name: str, clock: Clock = SYSTEM_CLOCK,
+                 on_death: Callable[[BaseException], None] | None = None) -> None:
         self.name = name
         self.clock = clock
+        self.death: BaseException | None = None  #: what ended the loop, if it did not stop cleanly
+        self._on_death = on_death
         self._loop = asyncio.new_event_loop()
         self._inbox: collections.deque = collections.deque()
         self._inbox_lock = threading.Lock()
@@ -114,6 +117,16 @@ class LoopThread:
         """Run a coroutine on the loop; a `concurrent.futures.Future` of its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
 
+    def take_inbox(self) -> list[tuple[Callable[..., Any], tuple]]:
+        """The calls nobody will run: what is left in the inbox of a loop
+        that died (empty while it runs)."""
+        if self.running:
+            return []
+        taken = []
+        while self._inbox:
+            taken.append(self._inbox.popleft())
+        return taken
+
     # -- loop thread only -------------------------------------------------------
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> TimerHandle:
         """Run ``fn(*args)`` after ``delay`` seconds of the clock (loop thread only)."""
@@ -126,13 +139,42 @@ class LoopThread:
     # -- inside ----------------------------------------------------------------
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_forever()
+        try:
+            self._loop.run_forever()
+        except BaseException as exc:  # noqa: BLE001 - the watchdog: say so, never a silent hang
+            # Only user code that reached the loop itself (a raw handle or a
+            # task of its own raising KeyboardInterrupt / SystemExit) gets here.
+            self.death = exc
+            self._closed = True
+            _report_error(f"{self.name}: the loop thread died")
+            if self._on_death is not None:
+                try:
+                    self._on_death(exc)
+                except BaseException:  # noqa: BLE001 - reporting must never raise
+                    _report_error(f"{self.name}: handling the loop's death raised")
+            self._unwind()
+            self._loop.close()
+
+    def _unwind(self) -> None:
+        """Cancel what the dead loop still held and let it unwind in its own
+        contexts (for a second at most), so no coroutine is torn down by
+        the garbage collector in a foreign context."""
+        loop = self._loop
+        try:
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        except BaseException:  # noqa: BLE001 - user code again: the loop is closed anyway
+            _report_error(f"{self.name}: unwinding the dead loop raised")
 
     def _guarded(self, fn: Callable[..., Any], args: tuple) -> None:
         try:
             fn(*args)
-        except Exception:  # a server, not a script: report and keep serving
-            self.errors += 1
+        except BaseException:  # noqa: BLE001 - a server, not a script: report and keep serving
+            self.errors += 1   # (a KeyboardInterrupt / SystemExit here would end the loop)
             _report_error(f"{self.name}: a callback raised")
 
     def _drain(self) -> None:

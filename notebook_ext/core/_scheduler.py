@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._dispatch import Dispatcher
 from ._executor import Executor, with_defaults
-from ._job import Job, WaitResult, wait_all
+from ._job import Job, WaitResult, describe_error, wait_all
 from ._registry import JobRegistry, check_call
-from ._states import DONE, INTERRUPTED, PENDING, QUEUED, JobDetail
+from ._states import DONE, INTERRUPTED, PENDING, QUEUED, JobDetail, LoopDied
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
 from ._store import HistoryStore, default_history_path
@@ -73,14 +74,38 @@ class Scheduler:
         self._closing = False
         path = default_history_path() if history is _DEFAULT else (history or None)
         self.store = HistoryStore(path, clock=clock)
-        self.loop_thread = LoopThread("notebook_ext-scheduler", clock)
         self._executors: dict[str, Executor] = {}
-        self._dispatcher = Dispatcher(self.loop_thread, self._executors, self.slots, thread_grace,
-                                      self._on_change)
+        self._loop_lock = threading.Lock()  # a job's admission and a dead loop's replacement, one at a time
+        self.loop_thread: LoopThread
+        self._dispatcher: Dispatcher
+        self._start_loop()
         self.notifier = Notifier(lambda: list(self._dispatcher.running.values()),
                                  interval=notify_interval, clock=clock)
         for ex in with_defaults(executors):
             self.add_executor(ex)
+
+    def _start_loop(self) -> None:
+        """A loop thread and its dispatcher: at start, and after a loop died."""
+        lt = LoopThread("notebook_ext-scheduler", self.clock, on_death=self._loop_died)
+        self._dispatcher = Dispatcher(lt, self._executors, self.slots, self.thread_grace, self._on_change)
+        self.loop_thread = lt
+
+    def _loop_died(self, exc: BaseException) -> None:
+        """The watchdog's call, on the dead loop's thread: every job that loop
+        held (admitted, or still in its inbox) fails with one error that says
+        so, and new jobs go to a fresh loop. Never a silent hang."""
+        with self._loop_lock:
+            old_lt, old = self.loop_thread, self._dispatcher
+            if not self._closing:
+                self._start_loop()
+        held = dict(old.held)
+        for fn, args in old_lt.take_inbox():
+            if fn == old.admit:
+                held.update((job.id, job) for job in args[0])
+        cause = describe_error(exc)
+        old.fail_all(held.values(), lambda job: LoopDied(
+            f"the scheduler's loop thread died ({cause}: user code raised it on the loop itself) "
+            f"while job {job.name!r} was {job.state}; new jobs get a fresh loop, %retry runs this one again"))
 
     # -- configuration -----------------------------------------------------
     def add_executor(self, executor: Executor) -> None:
@@ -141,7 +166,8 @@ class Scheduler:
                          backoff=backoff, executor=executor, after=after, kind=kind, parent=parent,
                          params=params, code=code, finalize=finalize, retry_with=retry_with, detail=detail,
                          resume=resume)
-        self.loop_thread.call_soon(self._dispatcher.admit, (job,))
+        with self._loop_lock:
+            self.loop_thread.call_soon(self._dispatcher.admit, (job,))
         return job
 
     def submit_many(self, fn: Callable[..., Any], arguments: Iterable[Any], **options: Any) -> list[Job]:
@@ -158,7 +184,8 @@ class Scheduler:
                              "jobs get kind-N names")
         jobs = [self._make(fn, a if isinstance(a, tuple) else (a,), {}, **options) for a in arguments]
         if jobs:
-            self.loop_thread.call_soon(self._dispatcher.admit, jobs)
+            with self._loop_lock:
+                self.loop_thread.call_soon(self._dispatcher.admit, jobs)
         return jobs
 
     def _make(self, fn: Callable[..., Any], args: tuple, kwargs: dict, *, executor: str | None = None,

@@ -42,6 +42,25 @@ class WorkerDied(JobError):
     """The process (or cluster worker) running a job died under it."""
 
 
+class LoopDied(JobError):
+    """The scheduler's loop thread died while the job was active (user code
+    that reached the loop itself ended it); new jobs get a fresh loop."""
+
+
+class Escaped(Exception):
+    """Carries a KeyboardInterrupt / SystemExit / GeneratorExit that user
+    code raised out of a task on the scheduler's loop: raised in a task, the
+    original would stop the loop itself. ``original`` is what was raised."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(original)
+        self.original = original
+
+
+#: what user code may raise that an event loop does not survive in a task or callback
+LOOP_KILLERS = (KeyboardInterrupt, SystemExit)
+
+
 @dataclass(frozen=True)
 class Progress:
     """Progress of a job: ``done`` of ``total`` steps (``total`` may be None)."""

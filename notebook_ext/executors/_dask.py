@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 from ..core import JobCancelled, WorkerDied
 from ..core.lowlevel import JobContext, clean, describe_error, require
 from ._base import ExecutorBase
-from ._shipping import ProgressRouter, pack_call, pack_function, run_chunk, run_shipped, unpack_outcome
+from ._shipping import (ProgressRouter, pack_call, pack_function, run_chunk, run_shipped, unpack_chunk,
+                        unpack_outcome)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import Job
@@ -317,7 +318,7 @@ class DaskItemRunner:
             blob = await loop.run_in_executor(None, fut.result)
         finally:
             self._futures.discard(fut)
-        return cloudpickle.loads(blob)
+        return unpack_chunk(blob)
 
     def kill(self) -> None:
         self._killed = True

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 from ..core import JobCancelled, WorkerDied
 from ..core.lowlevel import JobContext
 from ._base import ExecutorBase
-from ._shipping import ProgressRouter, pack_call, pack_function, run_chunk, run_shipped, unpack_outcome
+from ._shipping import (ProgressRouter, pack_call, pack_function, run_chunk, run_shipped, unpack_chunk,
+                        unpack_outcome)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import Job
@@ -512,7 +513,7 @@ class ProcessItemRunner:
                 self._pool = None
                 pool.shutdown(wait=False, cancel_futures=True)
             raise WorkerDied("the worker process running this chunk of items died") from None
-        return cloudpickle.loads(blob)
+        return unpack_chunk(blob)
 
     def pids(self) -> list[int]:
         procs = getattr(self._pool, "_processes", None) or {}

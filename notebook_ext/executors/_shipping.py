@@ -81,7 +81,7 @@ def unpack_outcome(ctx: JobContext, outcome: tuple) -> Any:
     exc: BaseException
     try:
         exc = cloudpickle.loads(blob) if blob is not None else RuntimeError(line)
-    except Exception:
+    except BaseException:  # noqa: BLE001 - even a KeyboardInterrupt from its unpickling: the line stands
         exc = RuntimeError(line)
     if not isinstance(exc, BaseException):
         exc = RuntimeError(line)
@@ -172,7 +172,7 @@ def run_shipped(job_id: int, payload: bytes, send: Callable[[tuple], None],
         tb = format_traceback(exc)  # (short, full), formatted here where the cell's lines are
         try:
             blob = cloudpickle.dumps(exc)
-        except Exception:
+        except BaseException:  # noqa: BLE001 - an error that cannot travel goes as its line
             blob = None
         outcome = ("error", blob, describe_error(exc), tb)
     finally:
@@ -223,7 +223,9 @@ def _function(payload: tuple[str, Any]) -> Any:
 def run_chunk(payload: tuple[str, Any], items: bytes, retries: int) -> bytes:
     """Worker side: ``func(item)`` for each item of a chunk, each failure
     kept apart (``(False, ("Type: message", traceback))``) so the others go
-    on. Returns cloudpickle bytes of ``(outcomes, printed text)``."""
+    on. Returns cloudpickle bytes of ``(outcomes, printed text)``, each good
+    result pickled on its own: one that cannot travel, or cannot be read
+    back home, fails alone (`unpack_chunk`)."""
     import contextlib
     import io
 
@@ -236,20 +238,34 @@ def run_chunk(payload: tuple[str, Any], items: bytes, retries: int) -> bytes:
         for item in cloudpickle.loads(items):
             for attempt in range(retries + 1):
                 try:
-                    outcomes.append((True, func(item)))
-                    break
+                    value = func(item)
                 except BaseException as exc:  # noqa: BLE001 - one item's failure, shipped home
                     if attempt < retries:
                         continue
                     outcomes.append((False, (describe_error(exc), format_traceback(exc)[0])))
-    try:
-        return cloudpickle.dumps((outcomes, printed.getvalue()))
-    except Exception:  # a result that cannot travel fails alone
-        safe = []
-        for ok, value in outcomes:
+                    break
+                try:
+                    outcomes.append((True, cloudpickle.dumps(value)))
+                except BaseException as exc:  # noqa: BLE001 - even a SystemExit from its __reduce__:
+                    # it must not end the worker; this result fails alone
+                    outcomes.append((False, (f"cannot send the result back ({describe_error(exc)})", "")))
+                break
+    return cloudpickle.dumps((outcomes, printed.getvalue()))
+
+
+def unpack_chunk(blob: bytes) -> tuple[list[tuple[bool, Any]], str]:
+    """Parent side of `run_chunk`: ``(ok, value or (error line, traceback))``
+    per item, and what the chunk printed. A result whose unpickling raises
+    (anything, a KeyboardInterrupt too) is that item's failure."""
+    import cloudpickle
+
+    packed, printed = cloudpickle.loads(blob)
+    outcomes: list[tuple[bool, Any]] = []
+    for ok, value in packed:
+        if ok:
             try:
-                cloudpickle.dumps(value)
-                safe.append((ok, value))
-            except Exception as exc:  # noqa: BLE001
-                safe.append((False, (f"cannot send the result back ({describe_error(exc)})", "")))
-        return cloudpickle.dumps((safe, printed.getvalue()))
+                value = cloudpickle.loads(value)
+            except BaseException as exc:  # noqa: BLE001 - this item's failure, never the loop's end
+                ok, value = False, (f"cannot read the result back ({describe_error(exc)})", "")
+        outcomes.append((ok, value))
+    return outcomes, printed

@@ -99,6 +99,8 @@ def test_cancel_queued_behind_full_slots(executor, paths, flat):
                    for i in range(slots)]
         queued = sched.submit(fn, paths.marker("queued"), paths.release, executor=executor)
         wait_until(lambda: all(paths.ran(f"h{i}") for i in range(slots)), timeout=30)
+        # its admission is a separate call to the loop: it may still be on the way (seen under load)
+        wait_until(lambda: queued.state != "pending", timeout=10)
         assert queued.state == "queued"
         assert queued.cancel("changed my mind")
         assert queued.state == "cancelled"
