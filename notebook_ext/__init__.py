@@ -33,6 +33,7 @@ from .core import (
     progress,
     report,
     set_scheduler,
+    shutdown,
     stage,
     stop_requested,
     submit,
@@ -48,7 +49,7 @@ __all__ = [
     "FailedItem", "ItemMap", "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "Progress", "Scheduler",
     "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "history", "jobs", "load_artifact", "pipeline", "progress",
     "report", "stage",
-    "resume", "set_scheduler", "stop_requested", "submit", "submit_cell", "submit_many", "use_dask", "wait",
+    "resume", "set_scheduler", "shutdown", "stop_requested", "submit", "submit_cell", "submit_many", "use_dask", "wait",
 ]
 
 _SUBMODULES = {"core", "executors", "lowlevel", "ml", "testing", "ui", "magics", "cells"}

@@ -2,7 +2,7 @@
 Knows nothing of Jupyter (no IPython, no ipywidgets) and nothing of the
 executors above it. The machinery is in `notebook_ext.core.lowlevel`."""
 
-from ._api import get_scheduler, history, jobs, set_scheduler, submit, submit_many, wait
+from ._api import get_scheduler, history, jobs, set_scheduler, shutdown, submit, submit_many, wait
 from ._context import checkpoint, current_job, progress, report, stop_requested
 from ._items import ItemMap, map
 from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats, pipeline, stage
@@ -21,5 +21,5 @@ __all__ = [
     "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "LoopDied", "Progress",
     "Scheduler", "WaitResult", "WorkerDied",
     "checkpoint", "current_job", "get_scheduler", "history", "jobs", "progress", "report", "set_scheduler",
-    "map", "pipeline", "stage", "stop_requested", "submit", "submit_many", "wait",
+    "map", "pipeline", "shutdown", "stage", "stop_requested", "submit", "submit_many", "wait",
 ]

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
+from ._hooks import HOOKS
 from ._job import Job
 from ._records import HistoryRecords, records
 from ._scheduler import Scheduler, WaitResult
@@ -36,6 +37,24 @@ def set_scheduler(scheduler: Scheduler | None) -> Scheduler | None:
 def _shutdown_default() -> None:
     if _default is not None:
         _default.shutdown(timeout=3)
+
+
+def shutdown(wait: bool = True) -> None:
+    """Stop every job of the default scheduler, release every thread and
+    process it started, and put back everything notebook_ext patched in the
+    interpreter (``sys.stdout``, ``Thread.start``, tqdm … : see
+    `notebook_ext.core.lowlevel.HOOKS`). The next job starts afresh.
+
+    Examples
+    --------
+    >>> nx.shutdown()                                   # doctest: +SKIP
+    """
+    global _default
+    with _lock:
+        sched, _default = _default, None
+    if sched is not None:
+        sched.shutdown(wait=wait)
+    HOOKS.undo()
 
 
 def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:

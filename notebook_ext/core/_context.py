@@ -15,11 +15,13 @@ import io
 import logging
 import sys
 import threading
+import types
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, TextIO, TypeVar
 
 from . import _tqdm
 from ._displays import Displays
+from ._hooks import HOOKS
 from ._states import JobCancelled
 from ._text import clean
 
@@ -282,7 +284,8 @@ def progress(
 
 class JobOutputRouter(io.TextIOBase):
     """Stands in for ``sys.stdout`` / ``sys.stderr``: text written by job code
-    goes to that job's buffer, everything else to the original stream.
+    goes to that job's buffer, everything else to the stream it stands for
+    (`original`), whose ``isatty``, ``encoding``, ``fileno`` … it mirrors.
 
     Background prints otherwise land in whichever notebook cell runs now.
     """
@@ -301,48 +304,105 @@ class JobOutputRouter(io.TextIOBase):
         ctx.output.write(text)
         return len(text)
 
+    def writelines(self, lines: Iterable[str]) -> None:  # type: ignore[override]
+        for line in lines:
+            self.write(line)
+
     def flush(self) -> None:
         if _current.get() is None:
             self._original.flush()
 
+    # -- the stream it stands for ----------------------------------------------
     def writable(self) -> bool:
         return True
 
     def isatty(self) -> bool:
-        return False
+        return self._original.isatty()
+
+    def fileno(self) -> int:
+        return self._original.fileno()
+
+    def readable(self) -> bool:
+        return self._original.readable()
+
+    def seekable(self) -> bool:
+        return self._original.seekable()
+
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        return self._original.closed
+
+    def close(self) -> None:
+        """Does not close the stream it stands for (a router dropped by the
+        garbage collector calls this too)."""
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._original, "encoding", "utf-8")
 
-    def fileno(self) -> int:
-        return self._original.fileno()
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self._original, "errors", None)
+
+    @property
+    def newlines(self) -> Any:  # type: ignore[override]
+        return getattr(self._original, "newlines", None)
 
     def __getattr__(self, name: str) -> Any:
-        # Kernel streams carry extra API (e.g. ipykernel's OutStream).
+        # Kernel streams carry extra API (e.g. ipykernel's OutStream), a StringIO its getvalue.
         return getattr(self._original, name)
 
+    def __repr__(self) -> str:
+        return f"<notebook_ext router for {self._original!r}>"
 
-_install_lock = threading.Lock()
+
+class _RoutedSys(types.ModuleType):
+    """``sys``'s class while notebook_ext is loaded (a documented way to give
+    a module a ``__setattr__``): a stream set on ``sys.stdout`` or
+    ``sys.stderr`` later (``%%capture``, ``redirect_stdout``, pytest) is
+    wrapped as it is set, so a running job's prints stay the job's and the
+    foreground's go where the foreground sent them."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _STREAMS and value is not None and not isinstance(value, JobOutputRouter):
+            value = JobOutputRouter(value)
+        super().__setattr__(name, value)
+
+
+_STREAMS = ("stdout", "stderr")
 
 
 def install_output_capture() -> None:
-    """Route ``sys.stdout``/``sys.stderr`` through `JobOutputRouter` (idempotent).
-
-    Re-wraps if something (a kernel, pytest) replaced the streams since.
-    """
-    with _install_lock:
-        for name in ("stdout", "stderr"):
+    """Route ``sys.stdout``/``sys.stderr`` through `JobOutputRouter`, now and
+    whenever they are replaced (idempotent; `HOOKS.undo` takes it back)."""
+    if type(sys) is _RoutedSys:
+        return
+    with HOOKS.lock:
+        if type(sys) is _RoutedSys:
+            return
+        HOOKS.on_undo("sys.stdout, sys.stderr (and what is set there later)", _unroute_streams)
+        sys.__class__ = _RoutedSys
+        for name in _STREAMS:
             stream = getattr(sys, name)
             if stream is None or isinstance(stream, JobOutputRouter):
                 continue
-            router = JobOutputRouter(stream)
-            setattr(sys, name, router)
+            setattr(sys, name, stream)  # wrapped by _RoutedSys
             # Logging handlers made earlier hold the raw stream: point them at
             # the router too, so a job's log lines land on its own card.
             for handler in logging.getLogger().handlers:
                 if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
-                    handler.setStream(router)  # type: ignore[arg-type]
+                    handler.setStream(getattr(sys, name))
+
+
+def _unroute_streams() -> None:
+    sys.__class__ = types.ModuleType
+    for name in _STREAMS:
+        stream = getattr(sys, name)
+        if isinstance(stream, JobOutputRouter):
+            setattr(sys, name, stream.original)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and isinstance(handler.stream, JobOutputRouter):
+            handler.setStream(handler.stream.original)
 
 
 _thread_start = threading.Thread.start
@@ -392,16 +452,18 @@ def _submit_in_caller_job(pool: Any, fn: Any, /, *args: Any, **kwargs: Any) -> A
 
 def follow_jobs_into_threads() -> None:
     """Make threads and thread-pool tasks started by job code run in that
-    job (idempotent; `job_context` calls it)."""
+    job (idempotent; `job_context` calls it; `HOOKS.undo` takes it back)."""
     global _pool_submit
-    with _install_lock:
-        if _pool_submit is not None:
+    if threading.Thread.start is _start_in_job:
+        return
+    with HOOKS.lock:
+        if threading.Thread.start is _start_in_job:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        _pool_submit = ThreadPoolExecutor.submit
-        ThreadPoolExecutor.submit = _submit_in_caller_job  # type: ignore[method-assign, assignment]
-        threading.Thread.start = _start_in_job  # type: ignore[method-assign, assignment]
+        _pool_submit = vars(ThreadPoolExecutor)["submit"]
+        HOOKS.replace(ThreadPoolExecutor, "submit", _submit_in_caller_job, "ThreadPoolExecutor.submit")
+        HOOKS.replace(threading.Thread, "start", _start_in_job, "threading.Thread.start")
         _tqdm.install(current_context)  # tqdm bars made in a job drive its progress
 
 
@@ -414,8 +476,7 @@ def job_context(ctx: JobContext) -> Iterator[JobContext]:
     worker processes alike.
     """
     install_output_capture()
-    if _pool_submit is None:
-        follow_jobs_into_threads()
+    follow_jobs_into_threads()
     token = _current.set(ctx)
     try:
         yield ctx

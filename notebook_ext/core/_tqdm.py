@@ -19,15 +19,16 @@ import importlib.abc
 import importlib.machinery
 import sys
 import threading
+import weakref
 from typing import Any, Callable
 
+from ._hooks import HOOKS
 from ._states import JobCancelled
 from ._text import clean, format_number
 
 _current: Callable[[], Any] = lambda: None  # noqa: E731 - set by install()
 _lock = threading.Lock()
 _classes: dict[type, type] = {}
-_patched = False
 # Front ends of their own that must not open (a widget, a window, a rich live view):
 # such bars become plain bars of the job (asyncio-capable when their class was).
 _FRONT_ENDS = (("tqdm.notebook", "tqdm_notebook"), ("tqdm.rich", "tqdm_rich"), ("tqdm.gui", "tqdm_gui"),
@@ -133,16 +134,17 @@ def _job_class(cls: type) -> type:
                 asyncio_mod = sys.modules.get("tqdm.asyncio")
                 tqdm_asyncio = getattr(asyncio_mod, "tqdm_asyncio", None)
                 base = tqdm_asyncio if tqdm_asyncio and issubclass(cls, tqdm_asyncio) else sys.modules["tqdm.std"].tqdm
-            made = _classes[cls] = type(cls.__name__, (JobBar, base), {"__module__": __name__})
+            # Bars of jobs count among themselves: a set of instances of their own (tqdm
+            # gives a new bar the first position no bar in `_instances` holds), so a
+            # foreground bar made meanwhile still starts on its own line; no monitor thread.
+            made = _classes[cls] = type(cls.__name__, (JobBar, base), {
+                "__module__": __name__, "_instances": weakref.WeakSet(), "monitor_interval": 0})
         return made
 
 
 def _patch(std: Any) -> None:
-    global _patched
-    with _lock:
-        if _patched:
-            return
-        _patched = True
+    if HOOKS.patched(std.tqdm, "__new__"):
+        return
     original = std.tqdm.__new__
 
     def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
@@ -154,7 +156,7 @@ def _patch(std: Any) -> None:
             bar.__init__(*args, **kwargs)
         return bar
 
-    std.tqdm.__new__ = staticmethod(__new__)
+    HOOKS.replace(std.tqdm, "__new__", staticmethod(__new__), "tqdm.std.tqdm.__new__")
 
 
 class _Loader(importlib.abc.Loader):
@@ -182,11 +184,18 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 def install(current: Callable[[], Any]) -> None:
-    """Make tqdm bars made inside jobs report to them (idempotent)."""
+    """Make tqdm bars made inside jobs report to them (idempotent; `HOOKS`
+    owns the patch and the finder, and undoes them)."""
     global _current
     _current = current
-    std = sys.modules.get("tqdm.std")
-    if std is not None:
-        _patch(std)
-    elif not any(isinstance(f, _Finder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _Finder())
+    with HOOKS.lock:
+        std = sys.modules.get("tqdm.std")
+        if std is not None:
+            _patch(std)
+        elif not any(isinstance(f, _Finder) for f in sys.meta_path):
+            sys.meta_path.insert(0, _Finder())
+            HOOKS.on_undo("an import finder that patches tqdm when it is imported", _remove_finder)
+
+
+def _remove_finder() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]

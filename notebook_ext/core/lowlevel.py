@@ -2,6 +2,7 @@
 ``lowlevel`` is the model): what a user of jobs never needs, in one place,
 so the rest of the package imports nothing private across packages."""
 
+from ._asyncrun import install_asyncio_run, run
 from ._channel import Channel, Closed
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock, TimerHandle
 from ._displays import Displays
@@ -9,20 +10,21 @@ from ._context import (
     OUTPUT_LIMIT, JobContext, JobOutputRouter, Output, current_context, install_output_capture, job_context,
 )
 from ._dispatch import Dispatcher
+from ._hooks import HOOKS, InterpreterHooks
 from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, load_executor
 from ._job import JobControl, describe_error
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
 from ._records import checkpoint_folder, hold, new_checkpoint, prune, release, write_atomic
-from ._store import HistoryStore, default_history_path
+from ._store import HistoryStore, default_history_path, private_folder
 from ._text import clean, format_number, format_value, printable, safe_repr
 from ._tracebacks import format_traceback, is_machinery, require
 
 __all__ = [
-    "Channel", "Closed", "DEFAULT_EXECUTORS", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Displays", "Executor",
+    "Channel", "Closed", "DEFAULT_EXECUTORS", "HOOKS", "InterpreterHooks", "install_asyncio_run", "run", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Displays", "Executor",
     "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "require", "install_output_capture", "job_context", "load_executor",
     "printable", "safe_repr",
-    "checkpoint_folder", "hold", "new_checkpoint", "prune", "release", "write_atomic",
+    "checkpoint_folder", "hold", "new_checkpoint", "private_folder", "prune", "release", "write_atomic",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import checkpoint, get_scheduler, progress, report, stop_requested
-from ..core.lowlevel import install_output_capture
+from ..core.lowlevel import HOOKS, install_asyncio_run, install_output_capture
 from ._jobs import JobMagics
 
 __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
@@ -25,20 +25,19 @@ def _magic_classes() -> list[type]:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext notebook_ext``: register the magics, put `progress`,
     `report`, `checkpoint` in the namespace, make ``asyncio.run`` work in
-    cells (nest-asyncio2, as ipykernel 7 itself uses) and route job output
-    to job cards. ``%reload_ext`` keeps every job."""
-    import nest_asyncio2
-
-    nest_asyncio2.apply()
+    cells (stock ``asyncio.run`` on a loop of its own: see
+    `notebook_ext.core.lowlevel.run`) and route job output to job cards. ``%reload_ext`` keeps every job."""
+    install_asyncio_run()
     install_output_capture()
     for cls in _magic_classes():
         ipython.register_magics(cls)
     ipython.push({"progress": progress, "report": report, "checkpoint": checkpoint,
                   "stop_requested": stop_requested})
     sched = get_scheduler()
-    from ..ui import get_pump
+    from ..ui import get_pump, route_displays
 
     get_pump(sched)  # one pump per scheduler, however often the extension loads
+    route_displays(ipython)  # again after an %unload_ext put the publisher's own back
     if _draw_finished_cards not in ipython.events.callbacks["post_run_cell"]:
         ipython.events.register("post_run_cell", _draw_finished_cards)
 
@@ -54,8 +53,17 @@ def _draw_finished_cards(*_args: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Jobs and cards live on; only the magics go."""
+    """The magics go, and every interpreter patch is put back (`HOOKS.undo`:
+    afterwards ``sys.stdout``, ``Thread.start``, tqdm, the display publisher
+    … are the original objects). Jobs and cards live on; what a running job
+    prints from now on goes where any print goes. ``%reload_ext`` keeps
+    every job and routes their output again."""
     for cls in _magic_classes():
         for kind in ("line", "cell"):
             for name in getattr(cls, "magics", {}).get(kind, {}):
                 ipython.magics_manager.magics[kind].pop(name, None)
+    try:
+        ipython.events.unregister("post_run_cell", _draw_finished_cards)
+    except ValueError:
+        pass
+    HOOKS.undo()

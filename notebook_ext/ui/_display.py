@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.lowlevel import current_context
+from ..core.lowlevel import HOOKS, current_context
 
 #: what a card can draw, in order of preference
 MIME_ORDER = ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/markdown", "text/latex", "text/plain")
@@ -21,7 +21,7 @@ MIME_ORDER = ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/mar
 def route_displays(shell: Any) -> None:
     """Send displays made by job code to its card (idempotent)."""
     pub = getattr(shell, "display_pub", None)
-    if pub is None or getattr(pub, "_notebook_ext_routed", False):
+    if pub is None or HOOKS.patched(pub, "publish"):
         return
     publish, clear = pub.publish, pub.clear_output
 
@@ -41,9 +41,9 @@ def route_displays(shell: Any) -> None:
         ctx.displays.clear(wait)
         return None
 
-    pub.publish = routed_publish
-    pub.clear_output = routed_clear
-    pub._notebook_ext_routed = True
+    with HOOKS.lock:  # the hook layer owns them: `%unload_ext` puts the publisher's own back
+        HOOKS.replace(pub, "publish", routed_publish, "the shell's display_pub.publish")
+        HOOKS.replace(pub, "clear_output", routed_clear, "the shell's display_pub.clear_output")
 
 
 def best_mime(entry: dict) -> dict[str, Any]:

@@ -100,6 +100,16 @@ def kernel(new_kernel):
     return new_kernel()
 
 
+@pytest.fixture
+def bare_kernel(tmp_path):
+    """A kernel without notebook_ext loaded yet."""
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60,
+                              env={**__import__("os").environ, "NOTEBOOK_EXT_HISTORY": str(tmp_path / "h.sqlite3")})
+    k = Kernel(km, kc)
+    yield k
+    stop_kernel(k)
+
+
 def comm_updates(msgs):
     return [m for m in msgs if m["msg_type"] == "comm_msg"
             and m["content"]["data"].get("method") == "update"]
