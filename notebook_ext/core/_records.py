@@ -12,6 +12,8 @@ are deleted until the folder fits.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
 import tempfile
@@ -19,9 +21,10 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ._states import DONE
+from ._text import safe_repr
 from ._tracebacks import require
 
 DEFAULT_CAP = 2 * 1024 ** 3
@@ -86,6 +89,43 @@ class HistoryRecords(list):
 
 def records(rows: list[dict[str, Any]]) -> HistoryRecords:
     return HistoryRecords(JobRecord.from_row(r) for r in rows)
+
+
+# -- rows of the history file ---------------------------------------------------
+_NEEDED_TEXT = ("uid", "session", "name", "state")
+_TEXT = ("kind", "executor", "code", "error", "traceback", "parent")
+_INTEGERS = ("job_id", "priority", "attempts")
+_TIMES = ("created", "started", "ended")
+_JSON: dict[str, type] = {"params": dict, "metrics": dict, "artifacts": list, "resume": dict}
+
+
+def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of the history's ``jobs`` table (with ``row_id`` and its
+    ``resume`` spec) as the store's record: JSON columns decoded, every
+    column checked, since another program or a bad disk may have put
+    anything there. `ValueError` says which column cannot be used."""
+    d = {key: None for key in (*_NEEDED_TEXT, *_TEXT, *_INTEGERS, *_TIMES, *_JSON)} | dict(row)
+    del d["row_id"]
+    for key in _NEEDED_TEXT + _TEXT:
+        if not isinstance(d[key], str) and (d[key] is not None or key in _NEEDED_TEXT):
+            raise ValueError(f"`{key}` is {type(d[key]).__name__}, not text")
+    for key in _INTEGERS + _TIMES:
+        value = d[key]
+        number = (int,) if key in _INTEGERS else (int, float)
+        if value is not None and (not isinstance(value, number) or not math.isfinite(value)):
+            raise ValueError(f"`{key}` is {safe_repr(value, 40)}, not a number")
+    for key, kind in _JSON.items():
+        try:
+            value = json.loads(d[key]) if d[key] else None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ValueError(f"`{key}` is not JSON ({type(exc).__name__})") from None
+        value = kind() if value is None else value
+        if not isinstance(value, kind):
+            raise ValueError(f"`{key}` is a JSON {type(value).__name__}, not a {kind.__name__}")
+        d[key] = value
+    if not all(isinstance(a, str) for a in d["artifacts"]):
+        raise ValueError("`artifacts` holds something other than paths")
+    return d
 
 
 # -- checkpoint files ---------------------------------------------------------

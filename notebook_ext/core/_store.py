@@ -7,6 +7,10 @@ disables the history), else ``$XDG_DATA_HOME/notebook_ext/history.sqlite3``
 A job that was still active when its kernel died is shown as ``interrupted``
 the next time any scheduler opens the history.
 
+A row the reader cannot use (JSON that does not decode, a value of the
+wrong type) is skipped, counted and told once in a warning; the rest of the
+history is read as usual.
+
 A new file is made private (mode 0600, SQLite gives its ``-wal`` and
 ``-shm`` files the same mode), and so is each folder the store makes (0700).
 """
@@ -25,10 +29,11 @@ import uuid
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._job import describe_error
+from ._records import decode_row
 from ._states import ACTIVE_STATES, INTERRUPTED
 from ._text import clean, safe_repr
 
@@ -54,6 +59,8 @@ CREATE TABLE IF NOT EXISTS resumable (
 );
 """
 _INSERT_JOB = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_SELECT_JOBS = ("SELECT jobs.rowid AS row_id, jobs.*, resumable.spec AS resume "
+                "FROM jobs LEFT JOIN resumable USING (uid)")
 
 #: Seconds between tries while another connection locks the file: 61 s in
 #: all, then every 30 s for as long as the lock lasts.
@@ -97,9 +104,29 @@ def _connect(path: Path, timeout: float = 10) -> sqlite3.Connection:
     return con
 
 
+def private_folder(folder: Path) -> None:
+    """Check that only this user (or root) can put files in ``folder``: one
+    that group or others can write is made 0700, with a warning; one another
+    user owns raises `PermissionError`. A sticky folder (``/tmp``) is left
+    as it is: others may add files there but not replace ours."""
+    st = os.stat(folder)
+    if st.st_uid not in (os.geteuid(), 0):
+        raise PermissionError(f"{folder} belongs to another user (uid {st.st_uid}), who could replace the files "
+                              f"notebook_ext keeps there; use a folder of your own")
+    if st.st_mode & 0o022 and not st.st_mode & 0o1000:
+        try:
+            os.chmod(folder, 0o700)
+        except OSError as exc:
+            raise PermissionError(f"{folder} can be written by others (mode {st.st_mode & 0o777:04o}) and "
+                                  f"cannot be made private ({exc.strerror}); use a folder of your own") from None
+        warnings.warn(f"notebook_ext: {folder} could be written by group or others "
+                      f"(mode {st.st_mode & 0o777:04o}); made private (0700)", RuntimeWarning, stacklevel=2)
+
+
 def _create_private(path: Path) -> None:
     """Make the missing folders of ``path`` (0700) and the file (0600);
-    what exists is left as it is."""
+    existing folders are left as they are, but the file's own folder must
+    be private (`private_folder`)."""
     missing = []
     folder = path.parent
     while not folder.exists():
@@ -107,6 +134,7 @@ def _create_private(path: Path) -> None:
         folder = folder.parent
     for folder in reversed(missing):
         folder.mkdir(mode=0o700, exist_ok=True)
+    private_folder(path.parent)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
@@ -139,13 +167,15 @@ class HistoryStore:
     per batch), never on the scheduler's loop. If the file cannot be written,
     jobs still run and one warning says why.
 
-    While another connection locks the file the writer waits
-    ``retry_delays`` between tries (the last delay repeats as long as the
-    lock lasts) and keeps at most ``backlog_limit`` records in memory: the
+    While another connection locks the file (from the start too: then the
+    store opens it, with this session's start time by ``clock``, once the
+    lock goes) the writer waits ``retry_delays`` between tries (the last
+    delay repeats as long as the lock lasts) and keeps at most ``backlog_limit`` records in memory: the
     oldest go first, `dropped` counts them and one warning tells how many
     once the file is written again. A record that cannot be stored as it
     is (a value SQLite refuses) is stored in part, with the reason as its
-    ``error``. Both limits may be changed on a running store.
+    ``error``. Both limits may be changed on a running store. A row read
+    back that cannot be used is skipped; `skipped` counts them.
     """
 
     def __init__(self, path: str | os.PathLike | None, clock: Clock = SYSTEM_CLOCK, *,
@@ -158,7 +188,12 @@ class HistoryStore:
         self.backlog_limit = backlog_limit
         self.retries = 0  #: failed tries on a locked file since the last write
         self.dropped = 0  #: records dropped because the backlog was full
+        self.skipped = 0  #: rows of the file that could not be read (each skipped, told once)
         self._reported = 0  # of `dropped`, told in a warning
+        self._skipped_rows: set[int] = set()  # rowids of the rows counted in `skipped`
+        self._skipped_lock = threading.Lock()
+        self._opened_at = clock.time()
+        self._opened = False  # this session is on disk (after __init__, the writer thread's)
         self._queue: queue.Queue = queue.Queue()
         self._specs_written: set[int] = set()  # jobs whose resume spec is on disk (writer thread only)
         self._thread: threading.Thread | None = None
@@ -166,33 +201,41 @@ class HistoryStore:
             return
         try:
             _create_private(self.path)
-            con = _connect(self.path)
-            with con:
-                self._mark_interrupted(con)
-                con.execute(
-                    "INSERT INTO sessions VALUES (?, ?, ?, ?, NULL)",
-                    (self.session, os.getpid(), socket.gethostname(), self.clock.time()),
-                )
-            con.close()
+            # One try, without waiting: a file another connection locks is
+            # opened by the writer thread when the lock goes (retry_delays).
+            with contextlib.closing(_connect(self.path, timeout=0)) as con:
+                self._open(con)
         except (OSError, sqlite3.Error) as exc:
-            warnings.warn(
-                f"notebook_ext: job history disabled, cannot write {self.path} ({exc}); "
-                "set NOTEBOOK_EXT_HISTORY to a writable file",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return
+            if not _busy(exc):
+                warnings.warn(
+                    f"notebook_ext: job history disabled, cannot write {self.path} ({exc}); "
+                    "set NOTEBOOK_EXT_HISTORY to a writable file",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return
         self.enabled = True
         self._thread = threading.Thread(target=self._writer, name="notebook_ext-history", daemon=True)
         self._thread.start()
+
+    def _open(self, con: sqlite3.Connection) -> None:
+        """Close the sessions of dead kernels and add this one, in one
+        transaction (none of it when the file is locked)."""
+        with con:
+            self._mark_interrupted(con)
+            con.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, NULL)",
+                (self.session, os.getpid(), socket.gethostname(), self._opened_at),
+            )
+        self._opened = True
 
     def _mark_interrupted(self, con: sqlite3.Connection) -> None:
         host = socket.gethostname()
         for sid, pid, shost in con.execute(
             "SELECT id, pid, host FROM sessions WHERE ended IS NULL"
         ).fetchall():
-            if shost != host or _pid_alive(pid):
-                continue  # alive, or on another machine: cannot tell
+            if shost != host or not isinstance(pid, int) or _pid_alive(pid):
+                continue  # alive, on another machine or unreadable: cannot tell
             now = self.clock.time()
             marks = ",".join("?" * len(ACTIVE_STATES))
             rows = con.execute(
@@ -242,11 +285,13 @@ class HistoryStore:
         stop = False
         try:
             while True:
-                stop = self._take(pending, flushes, wait=not (pending or stop)) or stop
-                if pending:
+                stop = self._take(pending, flushes, wait=not (pending or stop) and self._opened) or stop
+                if pending or not self._opened:
                     try:
                         if con is None:
                             con = _connect(self.path, timeout=0)  # waiting is ours: retry_delays
+                        if not self._opened:  # the file was locked at open
+                            self._open(con)
                         self._write(con, pending)
                     except sqlite3.Error as exc:
                         if not _busy(exc):
@@ -381,25 +426,43 @@ class HistoryStore:
             where, args = "WHERE session=?", (self.session,)
         elif sessions == "earlier":
             where, args = "WHERE session!=?", (self.session,)
-        return self._records(f"{where} ORDER BY created DESC LIMIT ?", (*args, limit))
+        return self._records(f"{where} ORDER BY created DESC", args, limit)
 
     def find(self, name: str) -> dict[str, Any] | None:
         """The newest record of a job named ``name``, of any session (None if none)."""
         if self.path is None or not self.path.exists():
             return None
         self.flush()
-        found = self._records("WHERE name=? ORDER BY created DESC, jobs.rowid DESC LIMIT 1", (name,))
+        found = self._records("WHERE name=? ORDER BY created DESC, jobs.rowid DESC", (name,), 1)
         return found[0] if found else None
 
-    def _records(self, tail: str, args: tuple) -> list[dict[str, Any]]:
-        out = []
-        for r in self._read(f"SELECT jobs.*, resumable.spec AS resume FROM jobs "
-                            f"LEFT JOIN resumable USING (uid) {tail}", args):
-            d = dict(r)
-            for key in ("params", "metrics", "artifacts", "resume"):
-                d[key] = json.loads(d[key]) if d[key] else ({} if key != "artifacts" else [])
-            out.append(d)
+    def _records(self, tail: str, args: tuple, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` readable records; the rows that are not are
+        skipped (and told once, in `_skip`)."""
+        out: list[dict[str, Any]] = []
+        bad: dict[int, str] = {}
+        with self._reading() as con:
+            for row in con.execute(f"{_SELECT_JOBS} {tail}", args):
+                if len(out) >= limit:
+                    break
+                try:
+                    out.append(decode_row(row))
+                except ValueError as exc:
+                    bad[row["row_id"]] = str(exc)
+        self._skip(bad)
         return out
+
+    def _skip(self, bad: dict[int, str]) -> None:
+        with self._skipped_lock:
+            new = {k: why for k, why in bad.items() if k not in self._skipped_rows}
+            self._skipped_rows.update(new)
+            self.skipped = len(self._skipped_rows)
+        if new:
+            warnings.warn(
+                f"notebook_ext: skipped {len(new)} unreadable record(s) of the job history "
+                f"{clean(str(self.path))} ({next(iter(new.values()))}); the other records are shown. "
+                "Move the file aside (or set NOTEBOOK_EXT_HISTORY) to start a new history",
+                RuntimeWarning, stacklevel=4)
 
     def transitions(self, uid: str) -> list[tuple[str, float]]:
         if self.path is None or not self.path.exists():
@@ -409,12 +472,22 @@ class HistoryStore:
         return [tuple(r) for r in rows]
 
     def _read(self, sql: str, args: tuple) -> list[sqlite3.Row]:
+        with self._reading() as con:
+            return con.execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reading; a file SQLite cannot read raises one
+        `sqlite3.DatabaseError` that names it."""
         assert self.path is not None
         try:
             with contextlib.closing(_connect(self.path)) as con:
                 con.row_factory = sqlite3.Row
-                return con.execute(sql, args).fetchall()
+                # text another program wrote in another encoding: shown escaped, like ours
+                con.text_factory = lambda data: data.decode("utf-8", "backslashreplace")
+                yield con
         except sqlite3.Error as exc:
             raise sqlite3.DatabaseError(
                 f"job history file {clean(str(self.path))} is unreadable ({exc}); "
                 "move it aside or set NOTEBOOK_EXT_HISTORY to another file") from None
+

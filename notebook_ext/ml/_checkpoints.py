@@ -7,6 +7,12 @@ exactly as it would have (the epoch, the batch, the random generator's
 state) and the metric history. Preprocessing keeps the indices of the
 items its sink took (one line each, appended) and, when asked, the results
 it produced, in parts.
+
+A checkpoint protects a run and never ends it: one that cannot be written
+(a full disk, a read-only folder) pauses checkpoints with one line in the
+job's output, and the next is tried at its time. Checkpoints are pickles
+that `resume` loads, so the history's folder for them must be private
+(`private_folder`); one that cannot be read is refused in one line.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ import hashlib
 import os
 import re
 import time
+import warnings
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 
-from ..core.lowlevel import checkpoint_folder, current_context, new_checkpoint, prune, release, write_atomic
+from ..core.lowlevel import (checkpoint_folder, current_context, new_checkpoint, private_folder, prune, release,
+                             write_atomic)
 
 FORMAT = 1
 DEFAULT_EVERY = "60s"
@@ -57,6 +65,7 @@ def checkpoint_path(sched: Any, save: str | None, name: str) -> str:
     if folder is None:
         raise ValueError("`checkpoint_every` needs the job history (NOTEBOOK_EXT_HISTORY is off) "
                          "or `save=PATH` (the checkpoint goes next to it)")
+    private_folder(folder)  # resume unpickles what is in there
     prune(folder)  # room for this one: the oldest of the jobs not running here go first
     return str(new_checkpoint(folder, name))
 
@@ -144,6 +153,7 @@ class TrainCheckpointer:
         self.last_step: int | None = None
         self.last_time: float | None = None
         self.written = 0
+        self.paused = False  # the last write failed (and said so, once)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "last_time": None}
@@ -169,15 +179,47 @@ class TrainCheckpointer:
         metrics = {k: list(v) for k, v in list(ctx.metrics.items())} if ctx is not None else {}
         content = {**self.header, "format": FORMAT, "step": step, "total": total, "state": state,
                    "model": model, "metrics": metrics, "written": time.time()}
-        write_atomic(self.path, lambda tmp: joblib.dump(content, tmp))
-        self.start(step)
+        self.start(step)  # failed or not, the next one is tried at its time
+        try:
+            write_atomic(self.path, lambda tmp: joblib.dump(content, tmp))
+        except OSError as exc:  # the disk, not the run: training goes on
+            if not self.paused:
+                self.paused = True
+                _tell(f"checkpoints paused: {exc.strerror or exc}, {self.path} "
+                      f"(training goes on; the next checkpoint is tried at its time)")
+            return
+        if self.paused:
+            self.paused = False
+            _tell(f"checkpoints written again from step {step}: {self.path}")
         self.written += 1
 
 
-def read_checkpoint(path: str) -> dict[str, Any]:
+def _tell(line: str) -> None:
+    """One line in the running job's output (and on its card); a warning outside a job."""
+    ctx = current_context()
+    if ctx is None:
+        warnings.warn(f"notebook_ext: {line}", RuntimeWarning, stacklevel=3)
+        return
+    ctx.message = line
+    ctx.output.write(line + "\n")
+
+
+def _load(path: str, what: str, remedy: str) -> Any:
+    """``joblib.load``, with a damaged file refused in one line that names it."""
     import joblib
 
-    content = joblib.load(path)
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a truncated or overwritten pickle raises anything: EOFError, KeyError, ...
+        text = " ".join(str(exc).split())
+        reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        raise ValueError(f"{what} {path} is damaged (truncated or overwritten; {reason}); {remedy}") from exc
+
+
+def read_checkpoint(path: str) -> dict[str, Any]:
+    content = _load(path, "checkpoint", "delete it and train again from the start (it cannot be resumed)")
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise ValueError(f"{path} is not a notebook_ext checkpoint of this version")
     return content
@@ -229,9 +271,8 @@ def write_part(base: str, number: int, results: dict[int, Any]) -> None:
 
 
 def read_parts(base: str) -> dict[int, Any]:
-    import joblib
-
     results: dict[int, Any] = {}
     for path in part_paths(base):
-        results.update(joblib.load(path))
+        results.update(_load(path, "part of the kept results",
+                             f"delete {base}.* and run preprocess() again from the start (it cannot be resumed)"))
     return results

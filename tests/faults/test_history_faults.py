@@ -13,13 +13,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
 import pytest
 
 from notebook_ext.core import Scheduler, get_scheduler, set_scheduler
-from notebook_ext.testing import wait_until
+from notebook_ext.testing import FakeClock, wait_until
 
 FAST_RETRY = (0.001, 0.002, 0.005)  # the back-off schedule, shrunk for tests
 
@@ -348,3 +349,162 @@ def test_new_history_file_and_folders_are_private_and_existing_folders_kept(tmp_
             assert mode(f"{path}{side}") == 0o600
     finally:
         sched.shutdown()
+
+
+# -- a bad row in the file: skipped and counted, the rest is read ------------------------
+
+def earlier_history(path: Path, names: list[str]) -> dict[str, str]:
+    """An earlier session that ran one job per name; name -> uid."""
+    s = Scheduler(slots=1, history=path)
+    jobs = [s.submit(pow, 2, 2, name=name) for name in names]
+    assert [j.result(timeout=10) for j in jobs] == [4] * len(names)
+    s.shutdown()
+    return {j.name: f"{s.store.session}:{j.id}" for j in jobs}
+
+
+def corrupt(path: Path, sql: str, uid: str) -> None:
+    """Change one row with plain sqlite3, as another program (or a bad disk) would."""
+    con = sqlite3.connect(path)
+    try:
+        with con:
+            assert con.execute(sql, (uid,)).rowcount == 1
+    finally:
+        con.close()
+
+
+BAD_ROWS = [
+    pytest.param("INSERT INTO resumable VALUES (?, '{\"kind\": \"train\", \"path\": ')", id="resume-spec-not-json"),
+    pytest.param("INSERT INTO resumable VALUES (?, '[\"a list\"]')", id="resume-spec-not-an-object"),
+    pytest.param("UPDATE jobs SET params='{\"alpha\": ' WHERE uid=?", id="params-not-json"),
+    pytest.param("UPDATE jobs SET metrics=x'ff00' WHERE uid=?", id="metrics-a-blob"),
+    pytest.param("UPDATE jobs SET artifacts='{\"not\": \"a list\"}' WHERE uid=?", id="artifacts-not-a-list"),
+    pytest.param("UPDATE jobs SET started='yesterday' WHERE uid=?", id="started-text"),
+    pytest.param("UPDATE jobs SET attempts='many' WHERE uid=?", id="attempts-text"),
+]
+
+
+@pytest.mark.parametrize("sql", BAD_ROWS)
+def test_a_bad_row_is_skipped_counted_and_warned_once(tmp_path, sql, capsys):
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    import notebook_ext as nx
+
+    path = tmp_path / "h.sqlite3"
+    uids = earlier_history(path, ["first", "bad", "last"])
+    corrupt(path, sql, uids["bad"])
+    sched = Scheduler(slots=2, history=path)
+    old = set_scheduler(sched)
+    try:
+        ip = start_ipython() or get_ipython()  # the suite's one shell
+        ip.run_line_magic("load_ext", "notebook_ext")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert [r.name for r in nx.history()] == ["last", "first"]
+            assert [r["name"] for r in sched.store.load(sessions="earlier")] == ["last", "first"]
+            capsys.readouterr()
+            assert ip.run_cell("%jobs --history").success
+            out, err = capsys.readouterr()
+        assert sched.store.skipped == 1
+        (message,) = runtime_warnings(caught)  # once, however often the history is read
+        assert "skipped 1 " in message and str(path) in message
+        assert "Traceback" not in out + err
+        assert "first" in out and "last" in out and "bad" not in out
+        assert sched.store.enabled and sched.store._thread.is_alive()
+        assert sched.store.find("bad") is None and sched.store.find("last")["state"] == "done"
+    finally:
+        set_scheduler(old)
+        sched.shutdown()
+
+
+def test_text_in_another_encoding_is_read_escaped(tmp_path, flat):
+    path = tmp_path / "h.sqlite3"
+    uids = earlier_history(path, ["first", "bad", "last"])
+    corrupt(path, "UPDATE jobs SET name=CAST(x'6c6174696e31e9' AS TEXT) WHERE uid=?", uids["bad"])
+    sched = Scheduler(slots=2, history=path)
+    try:
+        assert [r["name"] for r in sched.store.load()] == ["last", "latin1\\xe9", "first"]
+        assert sched.store.skipped == 0
+    finally:
+        sched.shutdown()
+
+
+def test_an_unreadable_session_row_does_not_stop_the_next_open(tmp_path, flat):
+    path = tmp_path / "h.sqlite3"
+    earlier_history(path, ["earlier"])
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE sessions SET pid='not a pid', ended=NULL")
+    con.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sched = Scheduler(slots=2, history=path)
+    try:
+        assert sched.store.enabled and runtime_warnings(caught) == []
+        assert sched.submit(pow, 2, 3, name="now").result(timeout=10) == 8
+        assert [r["name"] for r in sched.store.load()] == ["now", "earlier"]
+    finally:
+        sched.shutdown()
+
+
+# -- a lock at open: jobs run, the records reach the file when it goes -------------------
+
+def session_rows(path: Path, session: str) -> tuple[list[tuple], list[tuple[str, str]]]:
+    """(the session's row, its jobs' (name, state)) as on disk."""
+    con = sqlite3.connect(path)
+    try:
+        return (con.execute("SELECT started FROM sessions WHERE id=?", (session,)).fetchall(),
+                con.execute("SELECT name, state FROM jobs WHERE session=? ORDER BY job_id", (session,)).fetchall())
+    finally:
+        con.close()
+
+
+def test_locked_at_open_jobs_run_and_records_land_when_the_lock_goes(tmp_path, flat):
+    path = tmp_path / "h.sqlite3"
+    earlier_history(path, ["earlier"])
+    clock = FakeClock(start=2_000_000.0)
+    with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as stack:
+        warnings.simplefilter("always")
+        with locked(path):
+            opened = time.monotonic()
+            sched = Scheduler(slots=2, history=path, clock=clock)
+            stack.callback(sched.shutdown)
+            assert time.monotonic() - opened < 5  # the lock is not waited for here
+            store = sched.store
+            assert store.enabled
+            store.retry_delays = FAST_RETRY
+            jobs = powers_of_two(sched, 30, name="locked-{i}")
+            wait_until(lambda: store.retries > 3 * len(FAST_RETRY), timeout=30)  # past the schedule
+            assert session_rows(path, store.session) == ([], [])
+            clock.advance(60)
+        store.flush()
+        (started,), names = session_rows(path, store.session)
+        assert names == [(j.name, "done") for j in jobs]
+        assert started == (2_000_000.0,)  # the session began at open (the store's clock), not when the lock went
+        assert [r["name"] for r in store.load(sessions="earlier")] == ["earlier"]
+        assert store.retries == 0 and store.dropped == 0 and store._thread.is_alive()
+    assert runtime_warnings(caught) == []
+
+
+def test_locked_at_open_keeps_the_backlog_bound_and_warns_once(tmp_path, flat, monkeypatch):
+    path = tmp_path / "h.sqlite3"
+    earlier_history(path, ["earlier"])
+    on_disk = transitions(path)
+    with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as stack:
+        warnings.simplefilter("always")
+        with locked(path):
+            sched = Scheduler(slots=2, history=path)
+            stack.callback(sched.shutdown)
+            store = sched.store
+            store.retry_delays = FAST_RETRY
+            store.backlog_limit = 20
+            seen = records_made(store, monkeypatch)
+            jobs = powers_of_two(sched, 30, name="locked-{i}")
+            wait_until(lambda: {i for i, s in seen if s == "done"} == {j.id for j in jobs})
+            wait_until(lambda: store.dropped == len(seen) - 20, timeout=30,
+                       message=f"dropped {store.dropped} of {len(seen)}")
+        store.flush()
+        assert transitions(path) == on_disk + [(f"{store.session}:{i}", s) for i, s in seen[-20:]]
+        assert len(session_rows(path, store.session)[0]) == 1
+        (message,) = runtime_warnings(caught)
+        assert f"dropped {store.dropped} " in message and "locked" in message and "20" in message
