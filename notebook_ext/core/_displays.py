@@ -27,6 +27,9 @@ class Displays:
     def add(self, data: dict, metadata: dict | None = None, display_id: str | None = None,
             update: bool = False) -> None:
         entry = {"data": data, "metadata": metadata or {}, "id": display_id}
+        size = _bundle_size(entry)
+        if size > DISPLAY_BYTES:  # the bound holds for one item too: a note stands in for it
+            entry = {"data": {"text/plain": _too_big_note(data, size)}, "metadata": {}, "id": display_id}
         with self._lock:
             items = list(self.items)
             if self._clear_on_next:
@@ -54,3 +57,15 @@ class Displays:
 
 def _bundle_size(entry: dict) -> int:
     return sum(len(v) if isinstance(v, (str, bytes)) else 64 for v in entry["data"].values())
+
+
+PLAIN_HEAD = 2_000  # characters of an oversized display's text/plain kept in its note
+
+
+def _too_big_note(data: dict, size: int) -> str:
+    plain = data.get("text/plain")
+    head = plain[:PLAIN_HEAD] + ("…" if len(plain) > PLAIN_HEAD else "") if isinstance(plain, str) else ""
+    kinds = ", ".join(sorted(str(k) for k in data)) or "no data"
+    note = (f"[notebook_ext: a display of {size / 1e6:.1f} MB ({kinds}) is over the card's "
+            f"{DISPLAY_BYTES / 1e6:.0f} MB bound and is not shown; save it to a file, or display it from a cell]")
+    return f"{head}\n{note}" if head else note

@@ -40,6 +40,18 @@ def load_ipython_extension(ipython: Any) -> None:
     route_displays(ipython)  # again after an %unload_ext put the publisher's own back
     if _draw_finished_cards not in ipython.events.callbacks["post_run_cell"]:
         ipython.events.register("post_run_cell", _draw_finished_cards)
+    # A kernel asked to stop (shutdown, restart, exit()) sets `exit_now` before it
+    # terminates its child processes: shut the scheduler down first, so process and
+    # Dask jobs are `interrupted` in the history, not failed by their workers' deaths.
+    ipython.observe(_shut_down_on_exit, names="exit_now")
+
+
+def _shut_down_on_exit(change: Any) -> None:
+    if change["new"]:
+        try:
+            get_scheduler().shutdown(timeout=5)
+        except Exception:  # noqa: BLE001 - the kernel stops anyway; atexit tries again
+            pass
 
 
 def _draw_finished_cards(*_args: Any) -> None:
@@ -64,6 +76,10 @@ def unload_ipython_extension(ipython: Any) -> None:
                 ipython.magics_manager.magics[kind].pop(name, None)
     try:
         ipython.events.unregister("post_run_cell", _draw_finished_cards)
+    except ValueError:
+        pass
+    try:
+        ipython.unobserve(_shut_down_on_exit, names="exit_now")
     except ValueError:
         pass
     HOOKS.undo()
