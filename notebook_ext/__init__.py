@@ -20,6 +20,7 @@ from .core import (
     JobError,
     JobSnapshot,
     JobTimedOut,
+    LoopDied,
     Progress,
     Scheduler,
     WorkerDied,
@@ -46,7 +47,7 @@ __version__ = "0.1.0"
 
 # `map` is left out of __all__ on purpose: `from notebook_ext import *` must not hide the builtin.
 __all__ = [
-    "FailedItem", "ItemMap", "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "Progress", "Scheduler",
+    "FailedItem", "ItemMap", "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "LoopDied", "Progress", "Scheduler",
     "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "history", "jobs", "load_artifact", "pipeline", "progress",
     "report", "stage",
     "resume", "set_scheduler", "shutdown", "stop_requested", "submit", "submit_cell", "submit_many", "use_dask", "wait",

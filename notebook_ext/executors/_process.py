@@ -32,6 +32,7 @@ import os
 import pickle
 import signal
 import threading
+import weakref
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -131,16 +132,40 @@ def _one_reader(proc: Any) -> None:
     from multiprocessing.connection import wait
 
     lock = threading.Lock()
-    poll = popen.poll
+    poll = type(popen).poll
+    # A weak reference: a strong one (or the bound method) would make the
+    # Popen a reference cycle, so its two fds would wait for the cyclic GC.
+    ref = weakref.ref(popen)
 
     def poll_one_at_a_time(flag: int = os.WNOHANG) -> Any:
-        if flag != os.WNOHANG and popen.returncode is None:
-            wait([popen.sentinel])  # block outside the lock: others may still poll
+        this = ref()
+        if this is None:
+            return None
+        if flag != os.WNOHANG and this.returncode is None:
+            wait([this.sentinel])  # block outside the lock: others may still poll
         with lock:
-            return poll(os.WNOHANG)
+            return poll(this, os.WNOHANG)
 
     popen.poll = poll_one_at_a_time
     popen._nbx_one_reader = True
+
+
+def _guard_workers(pool: ProcessPoolExecutor) -> None:
+    """`_one_reader` for each worker of ``pool``. A function of its own so
+    that no worker's `Process` stays in the caller's frame: a job's error
+    keeps that frame in its traceback, and the `Process` of a dead worker
+    holds two fds until it is freed."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        _one_reader(proc)
+
+
+def _exit_code(pool: ProcessPoolExecutor | None, pid: int | None) -> int | None:
+    """The exit code the pool's own join stored for worker ``pid`` (any
+    worker if None), or None while it has not reaped it. Read, not polled:
+    polling from this thread too would race that join for the status."""
+    procs = getattr(pool, "_processes", None) or {}
+    proc = procs.get(pid) if pid else next(iter(procs.values()), None)
+    return getattr(getattr(proc, "_popen", None), "returncode", None)
 
 
 class ProcessExecutor(ExecutorBase):
@@ -286,12 +311,13 @@ class ProcessExecutor(ExecutorBase):
             pool = self._pool(slot)
             fut = pool.submit(_run_payload, job.id, payload)
             self._release_writer(slot)  # the worker process exists now
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                _one_reader(proc)
+            _guard_workers(pool)
             outcome = await asyncio.wrap_future(fut)
         except BrokenProcessPool:
-            pid, code = await self._death(slot, job.id)
-            self._replace(slot)
+            try:
+                pid, code = await self._death(slot, job.id)
+            finally:  # cancelled while waiting for the report: replaced all the same
+                self._replace(slot)
             if job.ctx.cancel_reason is not None:
                 raise JobCancelled(job.ctx.cancel_reason) from None
             if pid is None:  # it never started the job
@@ -317,16 +343,12 @@ class ProcessExecutor(ExecutorBase):
         """The dead worker's pid (None if it never started the job) and how it
         ended, once the receiver has read its pipe to the end and the pool has
         reaped it (up to 1 s, without blocking the loop)."""
-        procs = getattr(self._pools[slot], "_processes", None) or {}
         pid, code = None, None
         for _ in range(100):
             with self._lock:
                 drained = slot not in self._conns
                 pid = self._pids.get(job_id)
-            proc = procs.get(pid) if pid else next(iter(procs.values()), None)
-            # Read what the pool's own join stored: polling the process from
-            # this thread too would race that join for the exit status.
-            code = getattr(getattr(proc, "_popen", None), "returncode", None)
+            code = _exit_code(self._pools[slot], pid)
             if drained and code is not None:
                 break
             await asyncio.sleep(0.01)
@@ -502,8 +524,7 @@ class ProcessItemRunner:
         except BrokenProcessPool:
             fut = None
         if fut is not None:
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                _one_reader(proc)
+            _guard_workers(pool)
         try:
             if fut is None:
                 raise BrokenProcessPool

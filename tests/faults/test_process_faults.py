@@ -265,13 +265,18 @@ def test_no_process_outlives_a_sigkilled_parent(tmp_path, flat):
 
 # -- 3. receiver churn -----------------------------------------------------------
 
-ROUNDS, PER_ROUND = 3, 100  # 3 x (100 cancelled + 100 crashing), as the issue asks
+ROUNDS, PER_ROUND = 5, 100  # 5 x (100 cancelled + 100 crashing): 1,000 dead workers in a row
 
 
 @pytest.mark.slow
 def test_receiver_survives_churn_of_killed_and_crashing_workers(flat):
+    """Also: the 1,000 dead workers leave the fds where they were while the
+    scheduler and every finished job (their errors included) are still
+    alive, as in a kernel (each used to keep two pipe fds: 32 -> 1,047)."""
     with Scheduler(slots=2, history=None) as s:
         ex = s.executor("process")
+        assert s.submit(steps, 1, executor="process").result(timeout=30) == 1
+        before = resources()  # the scheduler up, one slot's worker alive
         for _ in range(ROUNDS):
             spinners, crashers = [], []
             for _ in range(PER_ROUND):
@@ -288,6 +293,7 @@ def test_receiver_survives_churn_of_killed_and_crashing_workers(flat):
                      if not (isinstance(j.exception(), WorkerDied) and "exit code 3" in j.error)]
             assert not wrong
         assert ex._receiver.is_alive()
+        assert_flat(before, slack=2)
         later = [s.submit(steps, 8, executor="process") for _ in range(10)]
         seen: dict[int, set] = {j.id: set() for j in later}
         s.subscribe(lambda snap: seen[snap.id].add(snap.progress.done)
@@ -430,3 +436,4 @@ def test_exit_status_read_by_two_threads_at_once(guarded, monkeypatch, flat):
         assert codes == [3, 3]
     else:  # the race the guard is for, shown: one reader got end-of-file
         assert sorted(codes) == [3, 255]
+
