@@ -352,6 +352,16 @@ class JobOutputRouter(io.TextIOBase):
         # Kernel streams carry extra API (e.g. ipykernel's OutStream), a StringIO its getvalue.
         return getattr(self._original, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # `sys.stderr.encoding = None` sets it on the stream (tqdm's own tests do).
+        if name == "_original":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._original, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._original, name)
+
     def __repr__(self) -> str:
         return f"<notebook_ext router for {self._original!r}>"
 

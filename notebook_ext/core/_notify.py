@@ -38,6 +38,8 @@ class Notifier:
         self._last_sent: dict[int, float] = {}
         self._last_sig: dict[int, tuple] = {}
         self._closed = False
+        self._idle = False  # the thread sleeps until a change: nothing runs, nothing is due
+        self.wakeups = 0  #: times the thread woke (an idle notifier does not)
         self.delivered = 0
         self.errors = 0  # faults survived (a snapshot or a tick that raised)
         self._thread = threading.Thread(target=self._run, name="notebook_ext-notifier", daemon=True)
@@ -49,6 +51,7 @@ class Notifier:
         a function that unsubscribes."""
         with self._wake:
             self._observers = self._observers + [observer]
+            self._wake.notify()
 
         def unsubscribe() -> None:
             with self._wake:
@@ -68,6 +71,8 @@ class Notifier:
                 self._wake.notify()
             else:
                 self._dirty[job.id] = job
+                if self._idle:
+                    self._wake.notify()
 
     def close(self, timeout: float = 2.0) -> None:
         with self._wake:
@@ -119,7 +124,14 @@ class Notifier:
         while True:
             with self._wake:
                 if not self._final and not self._closed:
-                    self._wake.wait(max(0.0, next_tick - self._clock()))
+                    if not self._observers or (not self._dirty and not self._running()):
+                        # Idle: no wake-ups at all until a change (a quiet kernel costs no CPU).
+                        self._idle = True
+                        self._wake.wait()
+                        self._idle = False
+                    else:
+                        self._wake.wait(max(0.0, next_tick - self._clock()))
+                self.wakeups += 1
                 final, self._final = self._final, []
                 closed = self._closed
             now = self._clock()

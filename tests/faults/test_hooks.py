@@ -175,3 +175,37 @@ def test_asyncio_run_under_a_running_loop_finalizes_async_generators_before_it_r
 
     asyncio.new_event_loop().run_until_complete(cell())
     assert events == ["finally", "main done"]
+
+
+def test_attributes_set_on_the_router_land_on_the_stream_it_stands_for(sched):
+    """tqdm's own test sets ``sys.stderr.encoding = None`` on a stream of its own."""
+    from notebook_ext.core.lowlevel import JobOutputRouter, install_output_capture
+
+    class Settable(io.StringIO):
+        encoding = "utf-8"
+
+    mine = Settable()
+    with contextlib.redirect_stderr(mine):
+        install_output_capture()
+        assert isinstance(sys.stderr, JobOutputRouter)
+        sys.stderr.encoding = None
+        assert mine.encoding is None and sys.stderr.encoding is None
+
+
+def test_an_idle_notifier_does_not_wake(sched):
+    """A quiet kernel costs no CPU: with no job running, the notifier thread
+    sleeps until something changes (it woke ten times a second, enough for
+    tqdm's own CPU-time check to call the machine unreliable)."""
+    seen = []
+    sched.subscribe(seen.append)
+    job = sched.submit(lambda: 1)
+    assert job.result(timeout=10) == 1
+    wait_until(lambda: any(s.id == job.id and s.state == "done" for s in seen), timeout=10)
+    notifier = sched.notifier
+    wait_until(lambda: notifier._idle, timeout=10)
+    before = notifier.wakeups
+    threading.Event().wait(0.5)  # a window of quiet, observed (not a synchronisation)
+    assert notifier.wakeups == before, f"{notifier.wakeups - before} wake-ups in 0.5 s of nothing"
+    second = sched.submit(lambda: 2)  # and a change wakes it
+    assert second.result(timeout=10) == 2
+    wait_until(lambda: any(s.id == second.id for s in seen), timeout=10)

@@ -178,23 +178,26 @@ def test_a_card_that_cannot_be_drawn_is_said_once_and_the_rest_keep_moving(world
 
 def test_the_notifier_survives_its_own_faults(flat):
     calls = []
+    gate = threading.Event()
+    with Scheduler(slots=2, history=None) as sched:
+        busy = sched.submit(gate.wait, 30)  # a running job: the notifier keeps asking what runs
 
-    def running():
-        calls.append(1)
-        if len(calls) == 2:
-            raise OSError("the running list could not be read")
-        return []
+        def running():
+            calls.append(1)
+            if len(calls) == 2:
+                raise OSError("the running list could not be read")
+            return [busy]
 
-    seen = []
-    notifier = Notifier(running, interval=0.01)
-    try:
-        notifier.subscribe(seen.append)
-        wait_until(lambda: len(calls) >= 5, timeout=10)
-        assert notifier.errors == 1 and notifier._thread.is_alive()
-        with Scheduler(slots=1, history=None) as sched:
+        seen = []
+        notifier = Notifier(running, interval=0.01)
+        try:
+            notifier.subscribe(seen.append)
+            wait_until(lambda: len(calls) >= 5, timeout=10)
+            assert notifier.errors == 1 and notifier._thread.is_alive()
             job = sched.submit(ok)
             job.result(timeout=10)
             notifier.changed(job)
             wait_until(lambda: any(s.id == job.id for s in seen), timeout=10)
-    finally:
-        notifier.close()
+        finally:
+            gate.set()
+            notifier.close()
