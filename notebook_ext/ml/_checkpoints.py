@@ -233,11 +233,24 @@ class ItemLog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        self.paused = False  # the last write failed (and said so, once)
+        self.unlogged = 0  #: items the sink took that a full or read-only disk kept out of the log
 
     def add(self, index: int) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.write(self._fd, b"%d\n" % index)
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.write(self._fd, b"%d\n" % index)
+        except OSError as exc:  # the disk, not the run: the items go on (a resume re-runs unlogged ones)
+            self.unlogged += 1
+            if not self.paused:
+                self.paused = True
+                _tell(f"checkpoints paused: {exc.strerror or exc}, {self.path} (the items go on; "
+                      "a resume runs the ones not logged again)")
+            return
+        if self.paused:
+            self.paused = False
+            _tell(f"checkpoints written again: {self.path}")
 
     def close(self) -> None:
         if self._fd is not None:

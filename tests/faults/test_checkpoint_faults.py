@@ -255,3 +255,32 @@ def test_a_shared_sticky_folder_like_tmp_is_left_as_it_is(tmp_path):
         assert runtime_warnings(caught) == []
     finally:
         sched.shutdown()
+
+
+# -- preprocessing: the sink's item log and the kept results on a full disk --------------
+
+def test_a_sink_log_on_a_full_disk_pauses_checkpoints_and_every_item_reaches_the_sink(sched, monkeypatch):
+    """/dev/full: every write fails with a real ENOSPC."""
+    from notebook_ext.ml import _checkpoints, preprocess
+
+    real_init = _checkpoints.ItemLog.__init__
+    monkeypatch.setattr(_checkpoints.ItemLog, "__init__", lambda self, path: real_init(self, "/dev/full"))
+    sink: list[int] = []
+    job = preprocess(lambda i: i * 2, list(range(300)), workers=4, into=sink.append, scheduler=sched, name="full")
+    assert job.wait(60), job.state
+    assert job.state == "done", (job.state, job.error)
+    assert sorted(sink) == [i * 2 for i in range(300)]
+    lines = paused_lines(job)
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "/dev/full" in lines[0], job.output
+
+
+def test_kept_results_on_a_full_disk_pause_checkpoints_and_the_results_are_whole(sched, monkeypatch):
+    from notebook_ext.ml import _preprocess, preprocess
+
+    monkeypatch.setattr(_preprocess, "write_part", lambda base, number, results: joblib.dump(results, "/dev/full"))
+    job = preprocess(lambda i: -i, list(range(120)), workers=2, checkpoint_every=10, scheduler=sched, name="parts")
+    assert job.wait(60), job.state
+    assert job.state == "done", (job.state, job.error)
+    assert job.result().results == [-i for i in range(120)]
+    lines = paused_lines(job)
+    assert len(lines) == 1 and "No space left on device" in lines[0], job.output
