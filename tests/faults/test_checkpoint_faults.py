@@ -210,16 +210,22 @@ def test_a_checkpoints_folder_another_user_owns_is_refused_in_one_line(sched, da
     assert "fit" not in sched.jobs
 
 
+def scheduler_on(history: Path) -> tuple[Scheduler, list[str]]:
+    """A scheduler with its history at ``history``, and the warnings its opening gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sched = Scheduler(slots=1, history=history)
+    return sched, runtime_warnings(caught)
+
+
 def test_a_history_folder_others_can_write_is_made_private(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sched = Scheduler(slots=1, history=shared / "h.sqlite3")
+    sched, told = scheduler_on(shared / "h.sqlite3")
     try:
         assert sched.store.enabled and mode(shared) == 0o700
-        (message,) = runtime_warnings(caught)
+        (message,) = told
         assert str(shared) in message and "0777" in message and "0700" in message
     finally:
         sched.shutdown()
@@ -229,12 +235,10 @@ def test_a_history_folder_another_user_owns_is_refused_in_one_line(tmp_path):
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     os.chown(theirs, OTHER_UID, OTHER_UID)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sched = Scheduler(slots=1, history=theirs / "h.sqlite3")
+    sched, told = scheduler_on(theirs / "h.sqlite3")
     try:
         assert not sched.store.enabled and sched.submit(pow, 2, 3).result(timeout=10) == 8
-        (message,) = runtime_warnings(caught)
+        (message,) = told
         assert "job history disabled" in message and str(theirs) in message and str(OTHER_UID) in message
         assert "\n" not in message and not (theirs / "h.sqlite3").exists()
     finally:
@@ -247,12 +251,10 @@ def test_a_shared_sticky_folder_like_tmp_is_left_as_it_is(tmp_path):
     sticky = tmp_path / "tmp"
     sticky.mkdir()
     sticky.chmod(0o1777)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sched = Scheduler(slots=1, history=sticky / "h.sqlite3")
+    sched, told = scheduler_on(sticky / "h.sqlite3")
     try:
         assert sched.store.enabled and os.stat(sticky).st_mode & 0o7777 == 0o1777
-        assert runtime_warnings(caught) == []
+        assert told == []
     finally:
         sched.shutdown()
 
