@@ -11,6 +11,8 @@ from __future__ import annotations
 import concurrent.futures.thread as _pool_threads
 import contextlib
 import contextvars
+import copyreg
+import importlib
 import io
 import logging
 import sys
@@ -382,6 +384,13 @@ class _RoutedSys(types.ModuleType):
 _STREAMS = ("stdout", "stderr")
 
 
+def _reduce_routed_sys(module: types.ModuleType) -> tuple:
+    # A module pickles by name (as cloudpickle does for every module, whose
+    # table is keyed by exact type): a function using `sys` still travels to
+    # worker processes, where it gets their own `sys`.
+    return importlib.import_module, (module.__name__,)
+
+
 def install_output_capture() -> None:
     """Route ``sys.stdout``/``sys.stderr`` through `JobOutputRouter`, now and
     whenever they are replaced (idempotent; `HOOKS.undo` takes it back)."""
@@ -391,6 +400,7 @@ def install_output_capture() -> None:
         if type(sys) is _RoutedSys:
             return
         HOOKS.on_undo("sys.stdout, sys.stderr (and what is set there later)", _unroute_streams)
+        copyreg.pickle(_RoutedSys, _reduce_routed_sys)
         sys.__class__ = _RoutedSys
         for name in _STREAMS:
             stream = getattr(sys, name)
@@ -406,6 +416,7 @@ def install_output_capture() -> None:
 
 def _unroute_streams() -> None:
     sys.__class__ = types.ModuleType
+    copyreg.dispatch_table.pop(_RoutedSys, None)
     for name in _STREAMS:
         stream = getattr(sys, name)
         if isinstance(stream, JobOutputRouter):

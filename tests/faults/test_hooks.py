@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copyreg
 import io
 import logging
 import sys
@@ -142,6 +143,7 @@ def test_shutdown_puts_every_patched_attribute_back(tmp_path):
         assert asyncio.run is originals["run"]
         assert sys.meta_path == originals["meta_path"]
         assert handler.stream is originals["handler"]
+        assert not [t for t in copyreg.dispatch_table if t.__module__.startswith("notebook_ext")]
         assert HOOKS.installed() == []
         # and the next job puts them in again
         assert nx.submit(lambda: print("y")).result(timeout=10) is None
@@ -209,3 +211,19 @@ def test_an_idle_notifier_does_not_wake(sched):
     second = sched.submit(lambda: 2)  # and a change wakes it
     assert second.result(timeout=10) == 2
     wait_until(lambda: any(s.id == second.id for s in seen), timeout=10)
+
+
+def test_a_function_using_sys_still_travels_to_a_worker_process(sched):
+    """`sys`'s module class is ours while the hooks are in: cloudpickle (whose
+    module table is keyed by exact type) must still send it by name."""
+    import cloudpickle
+
+    from notebook_ext.core.lowlevel import install_output_capture
+
+    install_output_capture()
+
+    def where():
+        return sys.platform, sys.stdout is not None
+
+    assert cloudpickle.loads(cloudpickle.dumps(sys)) is sys
+    assert sched.submit(where, executor="process").result(timeout=60) == (sys.platform, True)
