@@ -381,6 +381,8 @@ class _RoutedSys(types.ModuleType):
         super().__setattr__(name, value)
 
 
+# Code that reads a type's name (IPython's `%whos`, pretty printers) still sees a module.
+_RoutedSys.__name__ = _RoutedSys.__qualname__ = "module"
 _STREAMS = ("stdout", "stderr")
 
 
