@@ -354,15 +354,22 @@ class JobOutputRouter(io.TextIOBase):
         # Kernel streams carry extra API (e.g. ipykernel's OutStream), a StringIO its getvalue.
         return getattr(self._original, name)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # `sys.stderr.encoding = None` sets it on the stream (tqdm's own tests do).
-        if name == "_original":
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self._original, name, value)
+    def __getattribute__(self, name: str) -> Any:
+        # A write wrapped around ours (IPython 9 tees the foreground's output into
+        # the running cell's history) serves the foreground only: a job's text
+        # goes straight to the job, never into a cell's history.
+        if name == "write" and _current.get() is not None:
+            return JobOutputRouter.write.__get__(self)
+        return object.__getattribute__(self, name)
 
-    def __delattr__(self, name: str) -> None:
-        delattr(self._original, name)
+    def __setattr__(self, name: str, value: Any) -> None:
+        # What the router mirrors (`sys.stderr.encoding = None`, as tqdm's own tests
+        # do) is set on the stream; anything else on the router itself: IPython 9
+        # wraps `sys.stdout.write` with its own (`_tee`), around our routing.
+        if isinstance(getattr(type(self), name, None), property):
+            setattr(self._original, name, value)
+        else:
+            object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return f"<notebook_ext router for {self._original!r}>"
@@ -374,6 +381,14 @@ class _RoutedSys(types.ModuleType):
     ``sys.stderr`` later (``%%capture``, ``redirect_stdout``, pytest) is
     wrapped as it is set, so a running job's prints stay the job's and the
     foreground's go where the foreground sent them."""
+
+    def __getattribute__(self, name: str) -> Any:
+        # A write wrapped around ours (IPython 9 tees the foreground's output into
+        # the running cell's history) serves the foreground only: a job's text
+        # goes straight to the job, never into a cell's history.
+        if name == "write" and _current.get() is not None:
+            return JobOutputRouter.write.__get__(self)
+        return object.__getattribute__(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _STREAMS and value is not None and not isinstance(value, JobOutputRouter):

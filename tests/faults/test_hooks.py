@@ -143,7 +143,7 @@ def test_shutdown_puts_every_patched_attribute_back(tmp_path):
         assert asyncio.run is originals["run"]
         assert sys.meta_path == originals["meta_path"]
         assert handler.stream is originals["handler"]
-        assert not [t for t in copyreg.dispatch_table if t.__module__.startswith("notebook_ext")]
+        assert not [t for t in copyreg.dispatch_table if t.__name__ == "module"]  # sys's class of ours
         assert HOOKS.installed() == []
         # and the next job puts them in again
         assert nx.submit(lambda: print("y")).result(timeout=10) is None
@@ -227,3 +227,27 @@ def test_a_function_using_sys_still_travels_to_a_worker_process(sched):
 
     assert cloudpickle.loads(cloudpickle.dumps(sys)) is sys
     assert sched.submit(where, executor="process").result(timeout=60) == (sys.platform, True)
+
+
+def test_a_write_wrapped_around_the_router_wraps_its_routing(sched):
+    """IPython 9 tees output into its history by setting ``sys.stdout.write``
+    to a function calling the write it found: that must wrap the router
+    (it recursed without end when forwarded to the stream it stands for)."""
+    from notebook_ext.core.lowlevel import install_output_capture
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        install_output_capture()
+        stream = sys.stdout
+        found = stream.write
+        teed = []
+
+        def write(data):
+            result = found(data)
+            teed.append(data)
+            return result
+
+        stream.write = write  # as IPython's InteractiveShell._tee does
+        print("foreground")
+        assert sched.submit(print, "from a job").result(timeout=10) is None
+    assert buf.getvalue() == "foreground\n" and "".join(teed) == "foreground\n"  # the job's line: not teed

@@ -60,10 +60,14 @@ def _tqdm_suite() -> PeerSuite:
 def _ipython_suite() -> PeerSuite:
     import IPython
 
-    # "display, capture, magics and the interactive shell"
-    paths = ("IPython/core/tests/test_display.py", "IPython/core/tests/test_displayhook.py",
-             "IPython/utils/tests/test_capture.py", "IPython/core/tests/test_magic.py",
-             "IPython/core/tests/test_interactiveshell.py")
+    # "display, capture, magics and the interactive shell": IPython 9 keeps its
+    # tests in the sdist's top-level tests/, IPython 8 beside the code.
+    names = ("test_display.py", "test_displayhook.py", "test_capture.py", "test_magic.py",
+             "test_interactiveshell.py")
+    if int(IPython.__version__.split(".")[0]) >= 9:
+        paths = tuple(f"tests/{name}" for name in names)
+    else:
+        paths = tuple(f"IPython/{'utils' if name == 'test_capture.py' else 'core'}/tests/{name}" for name in names)
     # IPython's conftest marks every coroutine test `asyncio` after collection,
     # which pytest-asyncio >= 0.23 in strict mode no longer honours: auto mode
     # is what that conftest means.
@@ -124,6 +128,10 @@ def run_suite(suite: PeerSuite, sdist: Path, mode: str, work: Path) -> PeerRun:
     """One run of the suite in a fresh copy of its sdist (IPython's conftest
     refuses a profile folder left by an earlier run)."""
     root = unpack(sdist, work / mode)
+    missing = [p for p in suite.test_paths if not (root / p).exists()]
+    if missing:
+        pytest.fail(f"the {suite.name} {suite.version} sdist has no {', '.join(missing)}: update the peer "
+                    "suite's paths for this version", pytrace=False)
     junit, status = work / f"{mode}.xml", work / f"{mode}-status.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(NBX_PEER_MODE=mode, NBX_PEER_STATUS=str(status),
