@@ -382,14 +382,6 @@ class _RoutedSys(types.ModuleType):
     wrapped as it is set, so a running job's prints stay the job's and the
     foreground's go where the foreground sent them."""
 
-    def __getattribute__(self, name: str) -> Any:
-        # A write wrapped around ours (IPython 9 tees the foreground's output into
-        # the running cell's history) serves the foreground only: a job's text
-        # goes straight to the job, never into a cell's history.
-        if name == "write" and _current.get() is not None:
-            return JobOutputRouter.write.__get__(self)
-        return object.__getattribute__(self, name)
-
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _STREAMS and value is not None and not isinstance(value, JobOutputRouter):
             value = JobOutputRouter(value)

@@ -251,3 +251,19 @@ def test_a_write_wrapped_around_the_router_wraps_its_routing(sched):
         print("foreground")
         assert sched.submit(print, "from a job").result(timeout=10) is None
     assert buf.getvalue() == "foreground\n" and "".join(teed) == "foreground\n"  # the job's line: not teed
+
+
+def test_a_fresh_interpreter_with_the_hooks_in_imports_ipython_and_widgets_in_a_job():
+    """What a worker process does when it unpickles a job from a module that
+    imports the widgets: only `sys`'s `__setattr__` may differ from a module's
+    (an attribute lookup of ours on it broke `from IPython import get_ipython`)."""
+    import subprocess
+
+    code = ("from notebook_ext.core.lowlevel import JobContext, install_output_capture, job_context\n"
+            "install_output_capture()\n"
+            "with job_context(JobContext(1)):\n"
+            "    import ipywidgets, IPython\n"
+            "    from IPython import get_ipython\n"
+            "print('imported', sys.modules['sys'] is sys)\n")
+    out = subprocess.run([sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "imported True", out.stderr[-2000:]
