@@ -19,7 +19,7 @@ import sys
 import threading
 import types
 from collections import deque
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TextIO, TypeVar
 
 from . import _tqdm
 from ._displays import Displays
@@ -354,25 +354,36 @@ class JobOutputRouter(io.TextIOBase):
         # Kernel streams carry extra API (e.g. ipykernel's OutStream), a StringIO its getvalue.
         return getattr(self._original, name)
 
-    def __getattribute__(self, name: str) -> Any:
-        # A write wrapped around ours (IPython 9 tees the foreground's output into
-        # the running cell's history) serves the foreground only: a job's text
-        # goes straight to the job, never into a cell's history.
-        if name == "write" and _current.get() is not None:
-            return JobOutputRouter.write.__get__(self)
-        return object.__getattribute__(self, name)
-
     def __setattr__(self, name: str, value: Any) -> None:
         # What the router mirrors (`sys.stderr.encoding = None`, as tqdm's own tests
         # do) is set on the stream; anything else on the router itself: IPython 9
         # wraps `sys.stdout.write` with its own (`_tee`), around our routing.
         if isinstance(getattr(type(self), name, None), property):
             setattr(self._original, name, value)
+        elif name == "write":
+            if getattr(value, "__self__", None) is self and getattr(value, "__func__", None) is JobOutputRouter.write:
+                self.__dict__.pop("write", None)  # our own write put back
+            else:
+                object.__setattr__(self, name, _foreground_only(self, value))
         else:
             object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return f"<notebook_ext router for {self._original!r}>"
+
+
+def _foreground_only(router: JobOutputRouter, theirs: Callable[..., Any]) -> Callable[..., Any]:
+    """A write someone set around the router's (IPython 9 tees the foreground's
+    output into the running cell's history) serves the foreground only: a
+    job's text goes straight to the job, never into a cell's history."""
+    ours = JobOutputRouter.write.__get__(router)
+
+    def write(text: str, *args: Any, **kwargs: Any) -> Any:
+        if _current.get() is not None:
+            return ours(text)
+        return theirs(text, *args, **kwargs)
+
+    return write
 
 
 class _RoutedSys(types.ModuleType):

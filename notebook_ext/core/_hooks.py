@@ -50,8 +50,6 @@ class InterpreterHooks:
         self.lock = threading.RLock()  #: held while installing or undoing (re-entrant: installers nest)
         self._patches: dict[tuple[int, str], tuple[Any, str, Any, str]] = {}
         self._undos: dict[str, Callable[[], None]] = {}
-        self._on_undo: list[Callable[[], None]] = []
-        self.generation = 0  #: bumped by `undo`: installers that cache "done" compare it
 
     def replace(self, target: Any, name: str, new: Any, what: str) -> None:
         """Set ``target.name = new``, remembering the original (the first
@@ -68,12 +66,6 @@ class InterpreterHooks:
         handler's stream): ``undo()`` removes it. One per ``what``."""
         with self.lock:
             self._undos.setdefault(what, undo)
-
-    def when_undone(self, fn: Callable[[], None]) -> None:
-        """Call ``fn()`` after each `undo` (installers forget their state)."""
-        with self.lock:
-            if fn not in self._on_undo:
-                self._on_undo.append(fn)
 
     def patched(self, target: Any, name: str) -> bool:
         return (id(target), name) in self._patches
@@ -101,9 +93,6 @@ class InterpreterHooks:
                     setattr(target, name, own)
                 done.append(what)
             self._patches.clear()
-            self.generation += 1
-            for fn in self._on_undo:
-                fn()
             return done
 
 

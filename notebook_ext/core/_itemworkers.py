@@ -118,12 +118,7 @@ class ItemWorkers:
                 self._fed = index
         except Closed:
             return
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the source failed, the whole run does (not the loop)
-            self._error = exc
-            self._abort_channels()
-        finally:
+        finally:  # a source that raised fails the whole run: `_fenced` records it
             first.close()
 
     async def _fenced(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:

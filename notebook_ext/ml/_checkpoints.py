@@ -153,7 +153,7 @@ class TrainCheckpointer:
         self.last_step: int | None = None
         self.last_time: float | None = None
         self.written = 0
-        self.paused = False  # the last write failed (and said so, once)
+        self.pause = Pause()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "last_time": None}
@@ -183,15 +183,29 @@ class TrainCheckpointer:
         try:
             write_atomic(self.path, lambda tmp: joblib.dump(content, tmp))
         except OSError as exc:  # the disk, not the run: training goes on
-            if not self.paused:
-                self.paused = True
-                _tell(f"checkpoints paused: {exc.strerror or exc}, {self.path} "
-                      f"(training goes on; the next checkpoint is tried at its time)")
+            self.pause.failed(exc, self.path, "training goes on; the next checkpoint is tried at its time")
             return
+        self.pause.written(f"checkpoints written again from step {step}: {self.path}")
+        self.written += 1
+
+
+class Pause:
+    """Checkpoints that cannot be written (a full disk, a read-only folder)
+    pause: said once, in one line, and said again when they are written
+    again. The run they protect goes on."""
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def failed(self, exc: OSError, path: str, goes_on: str) -> None:
+        if not self.paused:
+            self.paused = True
+            _tell(f"checkpoints paused: {exc.strerror or exc}, {path} ({goes_on})")
+
+    def written(self, line: str) -> None:
         if self.paused:
             self.paused = False
-            _tell(f"checkpoints written again from step {step}: {self.path}")
-        self.written += 1
+            _tell(line)
 
 
 def _tell(line: str) -> None:
@@ -233,7 +247,7 @@ class ItemLog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
-        self.paused = False  # the last write failed (and said so, once)
+        self.pause = Pause()  # shared with the parts of kept results that go with this log
         self.unlogged = 0  #: items the sink took that a full or read-only disk kept out of the log
 
     def add(self, index: int) -> None:
@@ -243,14 +257,9 @@ class ItemLog:
             os.write(self._fd, b"%d\n" % index)
         except OSError as exc:  # the disk, not the run: the items go on (a resume re-runs unlogged ones)
             self.unlogged += 1
-            if not self.paused:
-                self.paused = True
-                _tell(f"checkpoints paused: {exc.strerror or exc}, {self.path} (the items go on; "
-                      "a resume runs the ones not logged again)")
+            self.pause.failed(exc, self.path, "the items go on; a resume runs the ones not logged again")
             return
-        if self.paused:
-            self.paused = False
-            _tell(f"checkpoints written again: {self.path}")
+        self.pause.written(f"checkpoints written again: {self.path}")
 
     def close(self) -> None:
         if self._fd is not None:

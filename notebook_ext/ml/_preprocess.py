@@ -20,8 +20,7 @@ from typing import Any, Callable, Iterable
 
 from ..core import ItemMap, Job, Pipeline, Stage, get_scheduler
 from ..core.lowlevel import Channel, Closed, current_context, hold, job_context
-from ._checkpoints import (ItemLog, _tell, checkpoint_path, finished, fingerprint, parse_every, part_paths,
-                           write_part)
+from ._checkpoints import ItemLog, checkpoint_path, finished, fingerprint, parse_every, part_paths, write_part
 from ._details import PreprocessDetail
 
 
@@ -318,10 +317,7 @@ class _Parts:
         try:
             write_part(self.keep.path, number, new)
         except OSError as exc:  # the disk, not the run: the results stay in memory, unlogged
-            if not self.log.paused:
-                self.log.paused = True
-                _tell(f"checkpoints paused: {exc.strerror or exc}, {self.keep.path}.part-{number} "
-                      "(the items go on; a resume runs these again)")
+            self.log.pause.failed(exc, f"{self.keep.path}.part-{number}", "the items go on; a resume runs these again")
             return
         for index in new:  # after the part: a logged index always has its result on disk
             self.log.add(index)

@@ -43,7 +43,7 @@ def test_a_graceful_restart_records_worker_jobs_as_interrupted(executor, tmp_pat
         if executor == "dask":
             run(kc, "nx.use_dask(n_workers=1, threads_per_worker=1)")
         run(kc, f"job = nx.submit(spin, executor={executor!r}, name='spinner')\n"
-                "while job.progress.done < 5: time.sleep(0.05)  # its body runs in the worker")
+                "nx.testing.wait_until(lambda: job.progress.done >= 5, timeout=60)  # its body runs in the worker")
         km.restart_kernel(now=False)
         kc.wait_for_ready(timeout=60)
         run(kc, "import notebook_ext as nx")
