@@ -372,7 +372,9 @@ def test_tutorial_in_jupyterlab(lab, page, notebook):
                 full_page_screenshot(page, shot)
             raise
         full_page_screenshot(page, shot)
-        snap = snapshot(page)  # after the resize: every card drawn on screen
+        # After the resize every card is drawn on screen; cards drawn only now say "hello" to
+        # the kernel, which is busy for that moment (seen once in a CI-like run): wait it out.
+        snap = wait_for(page, lambda s: cells_busy(s) or cards_unsettled(s, intent), 60, "settled after the resize")
         print(f"\n{stem}: opened, ran and settled in {time.monotonic() - t0:.1f} s; cards: "
               + ", ".join(f"{c['name']}={c['state']}" for c in snap["cards"]))
         for o in snap["stderr"]:  # warnings and logs: shown in the log, not failures
