@@ -16,7 +16,7 @@ def test_benchmarks_quick_run_prints_every_row(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout
-    for name in ("responsiveness", "search", "overhead", "progress", "preprocess", "serving", "dashboard", "dask", "checkpoint"):
+    for name in ("responsiveness", "search", "overhead", "progress", "preprocess", "serving", "dashboard", "dask", "checkpoint", "ledger"):
         assert f"| {name} |" in table, name
     assert "FAILED" not in table
     assert out.read_text().count("\n|") >= 15

@@ -6,7 +6,8 @@ writes its checkpoint over its previous one, so only the last is kept; a
 job that ends ``done`` deletes its own. The folder is capped at
 ``$NOTEBOOK_EXT_CHECKPOINT_CAP`` bytes (default 2 GiB, suffixes K/M/G
 allowed): after each write the oldest checkpoints of jobs not running here
-are deleted until the folder fits.
+are deleted until the folder fits; those of jobs whose owner is alive, in
+this process or another (the ledger says which), are never deleted.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from ._states import DONE
+from ._states import DONE, INTERRUPTED, STATES
 from ._text import safe_repr
 from ._tracebacks import require
 
@@ -93,10 +94,12 @@ def records(rows: list[dict[str, Any]]) -> HistoryRecords:
 
 # -- rows of the history file ---------------------------------------------------
 _NEEDED_TEXT = ("uid", "session", "name", "state")
+_KNOWN_STATES = frozenset((*STATES, INTERRUPTED))
 _TEXT = ("kind", "executor", "code", "error", "traceback", "parent")
 _INTEGERS = ("job_id", "priority", "attempts")
-_TIMES = ("created", "started", "ended")
-_JSON: dict[str, type] = {"params": dict, "metrics": dict, "artifacts": list, "resume": dict}
+_TIMES = ("created", "started", "ended", "live_done", "live_total", "rate", "eta", "updated")
+_JSON: dict[str, type] = {"params": dict, "metrics": dict, "artifacts": list, "resume": dict,
+                          "after_names": list, "live_metrics": dict}
 
 
 def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,6 +112,8 @@ def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
     for key in _NEEDED_TEXT + _TEXT:
         if not isinstance(d[key], str) and (d[key] is not None or key in _NEEDED_TEXT):
             raise ValueError(f"`{key}` is {type(d[key]).__name__}, not text")
+    if d["state"] not in _KNOWN_STATES:  # a newer release's record
+        raise ValueError(f"`state` is {safe_repr(d['state'], 40)}, which this notebook_ext does not know")
     for key in _INTEGERS + _TIMES:
         value = d[key]
         number = (int,) if key in _INTEGERS else (int, float)
@@ -195,9 +200,10 @@ def cap_bytes() -> int:
     return int(float(match[1]) * _UNITS[match[2]])
 
 
-def prune(folder: "str | os.PathLike[str]", cap: int | None = None) -> list[str]:
-    """Delete the oldest checkpoints not in use here until ``folder`` holds at
-    most ``cap`` bytes; returns the groups deleted."""
+def prune(folder: "str | os.PathLike[str]", cap: int | None = None, keep: "Iterable[str]" = ()) -> list[str]:
+    """Delete the oldest checkpoints not in use here, nor among ``keep`` (paths
+    of checkpoints other processes' live jobs use), until ``folder`` holds
+    at most ``cap`` bytes; returns the groups deleted."""
     cap = cap_bytes() if cap is None else cap
     groups: dict[str, list[os.DirEntry]] = {}
     with contextlib.suppress(OSError):
@@ -208,7 +214,7 @@ def prune(folder: "str | os.PathLike[str]", cap: int | None = None) -> list[str]
     total = sum(sizes.values())
     deleted = []
     with _lock:
-        busy = set(_in_use)
+        busy = set(_in_use) | {_group(path) for path in keep}
     for group in sorted(groups, key=lambda g: max(_mtime(e) for e in groups[g])):
         if total <= cap:
             break

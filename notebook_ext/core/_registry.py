@@ -34,6 +34,7 @@ class JobRegistry:
         self.lock = threading.RLock()
         self._by_name: dict[str, Job] = {}
         self._all: list[Job] = []
+        self._by_id: dict[int, Job] = {}
         self._counters: dict[str, itertools.count] = {}
 
     def claim_name(self, name: str | None, kind: str) -> str:
@@ -57,6 +58,7 @@ class JobRegistry:
         with self.lock:
             self._by_name[job.name] = job
             self._all.append(job)
+            self._by_id[job.id] = job
 
     def resolve(self, job: "Job | str", what: str) -> Job:
         """A job, or the newest job of that name; `ValueError` naming ``what``."""
@@ -80,6 +82,10 @@ class JobRegistry:
     def by_name(self) -> dict[str, Job]:
         with self.lock:
             return dict(self._by_name)
+
+    def by_id(self, job_id: int) -> "Job | None":
+        with self.lock:
+            return self._by_id.get(job_id)
 
     def all(self) -> list[Job]:
         with self.lock:

@@ -74,6 +74,7 @@ class Scheduler:
         self._closing = False
         path = default_history_path() if history is _DEFAULT else (history or None)
         self.store = HistoryStore(path, clock=clock)
+        self.store.on_request = self._requested
         self._executors: dict[str, Executor] = {}
         self._loop_lock = threading.Lock()  # a job's admission and a dead loop's replacement, one at a time
         self.loop_thread: LoopThread
@@ -263,6 +264,17 @@ class Scheduler:
         self.loop_thread.call_soon(self._dispatcher.request_stop, job)
         self.notifier.changed(job)
         return True
+
+    def _requested(self, job_id: int, action: str, reason: str | None, sender: str | None) -> None:
+        """A cancel or stop request another process left in the ledger's
+        mailbox for one of our jobs (called on the history's writer thread)."""
+        job = self._registry.by_id(job_id)
+        if job is None or job.done():
+            return
+        if action == "stop":
+            self.request_stop(job)
+        else:
+            self.cancel(job, reason or f"cancelled from {sender or 'another process'}")
 
     def retry(self, job: "Job | str") -> Job:
         """Run a finished job again as a new job under the same name (same

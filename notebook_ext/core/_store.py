@@ -1,11 +1,15 @@
-"""Persistent job history in SQLite, written from a thread of its own.
+"""Persistent job history in SQLite, written from a thread of its own: the
+writing side of the job ledger (`notebook_ext.core._ledger`).
 
 Default location: ``$NOTEBOOK_EXT_HISTORY`` when set (a file path; ``off``
 disables the history), else ``$XDG_DATA_HOME/notebook_ext/history.sqlite3``
 (``~/.local/share/notebook_ext/history.sqlite3``).
 
-A job that was still active when its kernel died is shown as ``interrupted``
-the next time any scheduler opens the history.
+While this process has active jobs, the writer renews its lease (every
+``lease / 5`` seconds), writes each running job's live snapshot (at most
+once a second), looks for cancel and stop requests other processes left in
+the mailbox (every 0.25 s) and records as ``interrupted`` the jobs of owners
+whose lease ran out.
 
 A row the reader cannot use (JSON that does not decode, a value of the
 wrong type) is skipped, counted and told once in a warning; the rest of the
@@ -13,6 +17,8 @@ history is read as usual.
 
 A new file is made private (mode 0600, SQLite gives its ``-wal`` and
 ``-shm`` files the same mode), and so is each folder the store makes (0700).
+A file on a network filesystem, or one a newer notebook_ext wrote, is left
+alone: the history is then kept in memory for this session.
 """
 
 from __future__ import annotations
@@ -21,87 +27,35 @@ import contextlib
 import json
 import os
 import queue
-import socket
 import sqlite3
 import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._job import describe_error
-from ._records import decode_row
-from ._states import ACTIVE_STATES, INTERRUPTED
+from ._ledger import (
+    INSERT_JOB, MAILBOX_SECONDS, SNAPSHOT_SECONDS, Ledger, NewerSchema, connect, default_history_path,
+    lease_seconds, mark_lost, network_filesystem, this_owner,
+)
+from ._states import ACTIVE_STATES, INTERRUPTED, RUNNING
 from ._text import clean, safe_repr
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._job import Job
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY, pid INTEGER, host TEXT, started REAL, ended REAL
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    uid TEXT PRIMARY KEY, session TEXT, job_id INTEGER, name TEXT, kind TEXT,
-    executor TEXT, priority INTEGER, params TEXT, code TEXT, state TEXT,
-    attempts INTEGER, created REAL, started REAL, ended REAL, error TEXT,
-    traceback TEXT, metrics TEXT, artifacts TEXT, parent TEXT
-);
-CREATE TABLE IF NOT EXISTS transitions (
-    uid TEXT, state TEXT, t REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_session ON jobs(session);
-CREATE TABLE IF NOT EXISTS resumable (
-    uid TEXT PRIMARY KEY, spec TEXT
-);
-"""
-_INSERT_JOB = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-_SELECT_JOBS = ("SELECT jobs.rowid AS row_id, jobs.*, resumable.spec AS resume "
-                "FROM jobs LEFT JOIN resumable USING (uid)")
+__all__ = ["HistoryStore", "default_history_path", "private_folder"]
+
+_SHUTDOWN_ERROR = "the kernel stopped while this job was active"
 
 #: Seconds between tries while another connection locks the file: 61 s in
 #: all, then every 30 s for as long as the lock lasts.
-_SHUTDOWN_ERROR = "the kernel stopped while this job was active"
-
 RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-
-
-def default_history_path() -> Path | None:
-    """Where the history lives; None when ``NOTEBOOK_EXT_HISTORY=off``."""
-    env = os.environ.get("NOTEBOOK_EXT_HISTORY")
-    if env:
-        return None if env.strip().lower() in {"off", "none", "0", "false"} else Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "notebook_ext" / "history.sqlite3"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed kernel its parent has not reaped yet is a zombie: dead
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _connect(path: Path, timeout: float = 10) -> sqlite3.Connection:
-    con = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
-    try:
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.executescript(_SCHEMA)
-    except BaseException:
-        con.close()
-        raise
-    return con
 
 
 def private_folder(folder: Path) -> None:
@@ -161,7 +115,8 @@ def _text(value: object) -> str | None:
 
 
 class HistoryStore:
-    """Job records that survive a kernel restart.
+    """Job records that survive a kernel restart, shared with every process
+    of this user through the ledger.
 
     Writes go through a queue to a writer thread (batched, one transaction
     per batch), never on the scheduler's loop. If the file cannot be written,
@@ -176,6 +131,10 @@ class HistoryStore:
     is (a value SQLite refuses) is stored in part, with the reason as its
     ``error``. Both limits may be changed on a running store. A row read
     back that cannot be used is skipped; `skipped` counts them.
+
+    ``on_request(job_id, action, reason, sender)`` is called (on the writer
+    thread) for each cancel or stop request another process left for one of
+    this session's jobs.
     """
 
     def __init__(self, path: str | os.PathLike | None, clock: Clock = SYSTEM_CLOCK, *,
@@ -184,11 +143,20 @@ class HistoryStore:
         self.clock = clock
         self.session = uuid.uuid4().hex[:12]
         self.enabled = False
+        self.in_memory = False  #: the file could not be used safely: this session's history is in memory
         self.retry_delays = retry_delays
         self.backlog_limit = backlog_limit
         self.retries = 0  #: failed tries on a locked file since the last write
         self.dropped = 0  #: records dropped because the backlog was full
         self.skipped = 0  #: rows of the file that could not be read (each skipped, told once)
+        self.live_writes = 0  #: live snapshots written (at most one per running job per second)
+        self.commits = 0  #: write transactions committed by the writer
+        self.mailbox_looks = 0  #: times the writer looked for requests of other processes
+        self.lease = lease_seconds()  #: seconds this process's lease lasts once renewed
+        self.busy_timeout = 1.0  #: seconds SQLite itself waits for another writer, each try
+        self.close_timeout = 30.0  #: seconds `close` waits for the records still queued to be written
+        self.on_request: Callable[[int, str, str | None, str | None], Any] | None = None
+        self.owner, self._proc_start = this_owner()
         self._reported = 0  # of `dropped`, told in a warning
         self._skipped_rows: set[int] = set()  # rowids of the rows counted in `skipped`
         self._skipped_lock = threading.Lock()
@@ -196,15 +164,28 @@ class HistoryStore:
         self._opened = False  # this session is on disk (after __init__, the writer thread's)
         self._queue: queue.Queue = queue.Queue()
         self._specs_written: set[int] = set()  # jobs whose resume spec is on disk (writer thread only)
+        self._live: dict[int, Job] = {}  # this session's active jobs (writer thread only)
         self._thread: threading.Thread | None = None
+        self._keeper: sqlite3.Connection | None = None  # holds an in-memory history open
+        self._target: str | None = None
+        self.ledger = Ledger(self.path, me=self.session, clock=clock)  # reads even a file it cannot write
         if self.path is None:
             return
         try:
-            _create_private(self.path)
-            # One try, without waiting: a file another connection locks is
-            # opened by the writer thread when the lock goes (retry_delays).
-            with contextlib.closing(_connect(self.path, timeout=0)) as con:
-                self._open(con)
+            kind = network_filesystem(self.path.parent)
+            if kind is not None:
+                self._in_memory(f"{clean(str(self.path))} is on a network filesystem ({kind}), where SQLite's "
+                                f"locking is unsafe", "set NOTEBOOK_EXT_HISTORY to a file on a local disk")
+            else:
+                _create_private(self.path)
+                self._target = str(self.path)
+                # One try, without waiting: a file another connection locks is
+                # opened by the writer thread when the lock goes (retry_delays).
+                with contextlib.closing(connect(self._target, timeout=0)) as con:
+                    self._open(con)
+        except NewerSchema as exc:
+            self._in_memory(f"{clean(str(self.path))}: {exc}", "the file is left as it is; upgrade notebook_ext, "
+                            "or set NOTEBOOK_EXT_HISTORY to another file")
         except (OSError, sqlite3.Error) as exc:
             if not _busy(exc):
                 warnings.warn(
@@ -214,42 +195,38 @@ class HistoryStore:
                     stacklevel=3,
                 )
                 return
+        self.ledger = Ledger(self.path if not self.in_memory else None, me=self.session, clock=clock,
+                             memory=self._target if self.in_memory else None)
         self.enabled = True
         self._thread = threading.Thread(target=self._writer, name="notebook_ext-history", daemon=True)
         self._thread.start()
 
+    def _in_memory(self, why: str, fix: str) -> None:
+        warnings.warn(f"notebook_ext: job history kept in memory for this session: {why}; {fix}",
+                      RuntimeWarning, stacklevel=4)
+        self.in_memory = True
+        self.path = None  # checkpoints then need `save=` (nothing of ours goes beside that file)
+        self._target = f"file:notebook_ext-{self.session}?mode=memory&cache=shared"
+        self._keeper = connect(self._target, memory=True)
+        self._open(self._keeper)
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        assert self._target is not None
+        return connect(self._target, timeout, memory=self.in_memory)
+
     def _open(self, con: sqlite3.Connection) -> None:
-        """Close the sessions of dead kernels and add this one, in one
+        """Close the sessions of dead owners and add this one, in one
         transaction (none of it when the file is locked)."""
         with con:
-            self._mark_interrupted(con)
+            mark_lost(con, self.clock.time(), self.session)
+            owner = self.owner
             con.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?, NULL)",
-                (self.session, os.getpid(), socket.gethostname(), self._opened_at),
+                "INSERT INTO sessions (id, pid, host, started, ended, proc_start, kernel, notebook, lease) "
+                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, NULL)",
+                (self.session, owner.pid, owner.host, self._opened_at, self._proc_start, owner.kernel,
+                 owner.notebook),
             )
         self._opened = True
-
-    def _mark_interrupted(self, con: sqlite3.Connection) -> None:
-        host = socket.gethostname()
-        for sid, pid, shost in con.execute(
-            "SELECT id, pid, host FROM sessions WHERE ended IS NULL"
-        ).fetchall():
-            if shost != host or not isinstance(pid, int) or _pid_alive(pid):
-                continue  # alive, on another machine or unreadable: cannot tell
-            now = self.clock.time()
-            marks = ",".join("?" * len(ACTIVE_STATES))
-            rows = con.execute(
-                f"SELECT uid FROM jobs WHERE session=? AND state IN ({marks})",
-                (sid, *ACTIVE_STATES),
-            ).fetchall()
-            for (uid,) in rows:
-                con.execute(
-                    "UPDATE jobs SET state=?, ended=COALESCE(ended, ?), "
-                    "error=COALESCE(error, 'the kernel stopped while this job was active') WHERE uid=?",
-                    (INTERRUPTED, now, uid),
-                )
-                con.execute("INSERT INTO transitions VALUES (?, ?, ?)", (uid, INTERRUPTED, now))
-            con.execute("UPDATE sessions SET ended=? WHERE id=?", (now, sid))
 
     # -- writing -----------------------------------------------------------
     def record(self, job: Job, state: str | None = None) -> None:
@@ -269,30 +246,38 @@ class HistoryStore:
             _text(job.executor), job.priority, json.dumps(params), _text(job.code), row_state, job.attempts,
             job.created, job.started, job.ended, error, _text(job.traceback), json.dumps(metrics),
             json.dumps([_text(a) for a in job.artifacts]), _text(job.parent.name) if job.parent else None,
+            json.dumps([_text(a.name) for a in job.after]),
         )
 
     def _partial_row(self, job: Job, state: str, exc: Exception) -> tuple:
         """What can be kept of a job whose full row SQLite refused."""
         error = f"notebook_ext could not store this job's full record: {describe_error(exc)}"
         return (f"{self.session}:{job.id}", self.session, job.id, _text(job.name), None, None, None, None,
-                None, state, None, None, None, None, error, None, None, None, None)
+                None, state, None, None, None, None, error, None, None, None, None, None)
 
     def _writer(self) -> None:
-        assert self.path is not None
         pending: deque[tuple] = deque()
         flushes: list[threading.Event] = []
         con: sqlite3.Connection | None = None
         stop = False
+        duties = _Duties(self.lease)
         try:
             while True:
-                stop = self._take(pending, flushes, wait=not (pending or stop) and self._opened) or stop
-                if pending or not self._opened:
+                wait = not (pending or stop) and self._opened
+                stop = self._take(pending, flushes, wait, duties.next_in() if self._live else None) or stop
+                due = duties.due(bool(self._live))
+                if pending or not self._opened or due:
                     try:
                         if con is None:
-                            con = _connect(self.path, timeout=0)  # waiting is ours: retry_delays
+                            # SQLite's busy handler waits out short locks (20 writers at
+                            # once); a long lock is ours to wait, by retry_delays
+                            con = self._connect(timeout=self.busy_timeout)
                         if not self._opened:  # the file was locked at open
                             self._open(con)
-                        self._write(con, pending)
+                        changes = con.total_changes
+                        self._write(con, pending, due)
+                        if due.mailbox:
+                            self._read_mailbox(con, duties)
                     except sqlite3.Error as exc:
                         if not _busy(exc):
                             raise
@@ -304,6 +289,8 @@ class HistoryStore:
                         self.retries += 1
                         stop = self._hold(pending, flushes, delay) or stop
                         continue
+                    duties.did(due)
+                    self.commits += con.total_changes != changes  # (a round that only looked writes nothing)
                     pending.clear()
                     self.retries = 0
                     self._report_drops(f"{self.path} was locked by another connection and at most "
@@ -322,12 +309,14 @@ class HistoryStore:
             for done in flushes:
                 done.set()
 
-    def _take(self, pending: deque[tuple], flushes: list[threading.Event], wait: bool) -> bool:
+    def _take(self, pending: deque[tuple], flushes: list[threading.Event], wait: bool,
+              timeout: float | None) -> bool:
         """Move the queued entries to ``pending``, waiting for a first one
-        when ``wait``; True when `close` asked to stop."""
+        when ``wait`` (at most ``timeout`` seconds); True when `close`
+        asked to stop."""
         stop = False
         try:
-            item = self._queue.get(wait)
+            item = self._queue.get(wait, timeout)
             while True:
                 stop = self._sort(item, pending, flushes) or stop
                 item = self._queue.get_nowait()
@@ -364,30 +353,112 @@ class HistoryStore:
             pending.append(item)
         return False
 
-    def _write(self, con: sqlite3.Connection, entries: Iterable[tuple]) -> None:
-        """``entries`` in one transaction: all of them or, raising, none."""
+    def _write(self, con: sqlite3.Connection, entries: Iterable[tuple], due: "_Due") -> None:
+        """``entries`` and the duties ``due`` in one transaction: all of
+        them or, raising, none."""
         latest: dict[int, tuple] = {}  # a job's row is written once per batch, however often it moved
         specs: list[int] = []
+        now = self.clock.time()
         with con:
             for entry in entries:
                 if entry[0] == "end":
                     con.execute("UPDATE sessions SET ended=? WHERE id=?", (entry[1], self.session))
                     continue
+                if entry[0] == "claimed":
+                    con.execute("UPDATE claims SET job=? WHERE uid=? AND session=?",
+                                (entry[2], entry[1], self.session))
+                    continue
                 _, job, state, t = entry
                 latest[job.id] = entry
                 con.execute("INSERT INTO transitions VALUES (?, ?, ?)", (f"{self.session}:{job.id}", state, t))
+            became_live = False
             for _, job, state, _t in latest.values():
                 try:
-                    con.execute(_INSERT_JOB, self._row(job, state))
+                    con.execute(INSERT_JOB, self._row(job, state))
                 except Exception as exc:  # noqa: BLE001 - one odd job must not stop the history
                     if not _bad_value(exc):
                         raise
-                    con.execute(_INSERT_JOB, self._partial_row(job, state, exc))
+                    con.execute(INSERT_JOB, self._partial_row(job, state, exc))
                 if job.resume_spec is not None and job.id not in self._specs_written:
                     con.execute("INSERT OR REPLACE INTO resumable VALUES (?, ?)",
                                 (f"{self.session}:{job.id}", json.dumps(job.resume_spec, default=str)))
                     specs.append(job.id)
+                if state in ACTIVE_STATES and job.state in ACTIVE_STATES:
+                    became_live = became_live or job.id not in self._live
+                    self._live[job.id] = job
+                elif self._live.pop(job.id, None) is not None:
+                    self._snapshot(con, job, now)  # the final numbers, always
+            if became_live or due.lease:
+                con.execute("UPDATE sessions SET lease=? WHERE id=?", (now + self.lease, self.session))
+            if due.lease:
+                mark_lost(con, now, self.session)
+            if due.snapshots:
+                for job in list(self._live.values()):
+                    if job.state == RUNNING:
+                        self._snapshot(con, job, now)
         self._specs_written.update(specs)  # committed: a job's spec (it never changes) is written once
+
+    def _snapshot(self, con: sqlite3.Connection, job: Job, now: float) -> None:
+        """Write ``job``'s live numbers when they changed since the last time."""
+        ctx = job.ctx
+        done, total = ctx.done, ctx.total
+        metrics = {clean(k): v[-1][1] for k, v in list(ctx.metrics.items()) if v}
+        last = _last_snapshot.get(job)
+        if last is not None and last[1:] == (done, total, metrics):
+            return
+        rate = eta = None
+        if last is not None and now > last[0] and job.state == RUNNING:
+            rate = max(done - last[1], 0) / (now - last[0])
+            eta = (total - done) / rate if rate and total is not None and total > done else None
+        _last_snapshot[job] = (now, done, total, metrics)
+        con.execute("INSERT OR REPLACE INTO live VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (f"{self.session}:{job.id}", now, done, total, rate, eta, json.dumps(metrics, default=str)))
+        self.live_writes += 1
+
+    def _read_mailbox(self, con: sqlite3.Connection, duties: "_Duties") -> None:
+        """Take the requests other processes left for this session's jobs (only
+        when another connection wrote since the last look) and pass them on."""
+        self.mailbox_looks += 1
+        version = con.execute("PRAGMA data_version").fetchone()[0]
+        if version == duties.data_version:
+            return
+        duties.data_version = version
+        with con:
+            rows = con.execute("SELECT id, uid, action, reason, sender FROM mailbox "
+                               "WHERE session=? AND taken IS NULL ORDER BY id", (self.session,)).fetchall()
+            if rows:
+                con.execute(f"UPDATE mailbox SET taken=? WHERE id IN ({','.join('?' * len(rows))})",
+                            (self.clock.time(), *(r[0] for r in rows)))
+        for _, uid, action, reason, sender in rows:
+            handler = self.on_request
+            if handler is None:
+                continue
+            try:
+                handler(int(str(uid).rpartition(":")[2]), str(action), reason, sender)
+            except Exception as exc:  # noqa: BLE001 - the writer serves on
+                warnings.warn(f"notebook_ext: a {clean(str(action))} request from {clean(str(sender))} "
+                              f"failed ({describe_error(exc)})", RuntimeWarning, stacklevel=1)
+
+    def claimed(self, uid: str, job: Job) -> None:
+        """The resume claimed on ``uid`` runs as ``job`` (see `claim`)."""
+        if self.enabled:
+            self._queue.put(("claimed", uid, f"{self.session}:{job.id}"))
+
+    def claim(self, record: dict[str, Any]) -> None:
+        """Take the resume of ``record`` for this session; `Refused` (a
+        ValueError) naming the process that holds it."""
+        self.flush()
+        self.ledger.claim(record, self.session, self.clock.time() + self.lease)
+
+    def unclaim(self, record: dict[str, Any]) -> None:
+        self.ledger.unclaim(record["uid"], self.session)
+
+    def live_checkpoints(self) -> set[str]:
+        """Checkpoint paths pruning must leave: those of jobs whose owner lives."""
+        if not self.enabled:
+            return set()
+        self.flush()
+        return self.ledger.live_checkpoints()
 
     def _report_drops(self, why: str) -> None:
         lost = self.dropped - self._reported
@@ -410,45 +481,40 @@ class HistoryStore:
         self._queue.put(("end", self.clock.time()))
         self._queue.put(None)
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=self.close_timeout)
         self.enabled = False
+        if self._keeper is not None:
+            self._keeper.close()  # an in-memory history ends with its session
+            self._keeper = None
 
     # -- reading -----------------------------------------------------------
     def load(self, *, sessions: str = "all", limit: int = 1000) -> list[dict[str, Any]]:
         """Job records, newest first. ``sessions``: ``"all"``, ``"current"``
         or ``"earlier"``. A file SQLite cannot read raises one
         `sqlite3.DatabaseError` that names it."""
-        if self.path is None or not self.path.exists():
+        if not self.ledger.exists:
             return []
         self.flush()
         where, args = "", ()  # type: tuple[str, tuple[str, ...]]
         if sessions == "current":
-            where, args = "WHERE session=?", (self.session,)
+            where, args = "WHERE jobs.session=?", (self.session,)
         elif sessions == "earlier":
-            where, args = "WHERE session!=?", (self.session,)
-        return self._records(f"{where} ORDER BY created DESC", args, limit)
+            where, args = "WHERE jobs.session!=?", (self.session,)
+        return self._records(f"{where} ORDER BY jobs.created DESC", args, limit)
 
     def find(self, name: str) -> dict[str, Any] | None:
         """The newest record of a job named ``name``, of any session (None if none)."""
-        if self.path is None or not self.path.exists():
+        if not self.ledger.exists:
             return None
         self.flush()
-        found = self._records("WHERE name=? ORDER BY created DESC, jobs.rowid DESC", (name,), 1)
+        found = self._records("WHERE jobs.name=? ORDER BY jobs.created DESC, jobs.rowid DESC", (name,), 1)
         return found[0] if found else None
 
     def _records(self, tail: str, args: tuple, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` readable records; the rows that are not are
         skipped (and told once, in `_skip`)."""
-        out: list[dict[str, Any]] = []
         bad: dict[int, str] = {}
-        with self._reading() as con:
-            for row in con.execute(f"{_SELECT_JOBS} {tail}", args):
-                if len(out) >= limit:
-                    break
-                try:
-                    out.append(decode_row(row))
-                except ValueError as exc:
-                    bad[row["row_id"]] = str(exc)
+        out = self.ledger.rows(tail, args, limit, bad)
         self._skip(bad)
         return out
 
@@ -465,29 +531,52 @@ class HistoryStore:
                 RuntimeWarning, stacklevel=4)
 
     def transitions(self, uid: str) -> list[tuple[str, float]]:
-        if self.path is None or not self.path.exists():
+        if not self.ledger.exists:
             return []
         self.flush()
-        rows = self._read("SELECT state, t FROM transitions WHERE uid=? ORDER BY rowid", (uid,))
+        with self.ledger.connection() as con:
+            rows = con.execute("SELECT state, t FROM transitions WHERE uid=? ORDER BY rowid", (uid,)).fetchall()
         return [tuple(r) for r in rows]
 
-    def _read(self, sql: str, args: tuple) -> list[sqlite3.Row]:
-        with self._reading() as con:
-            return con.execute(sql, args).fetchall()
 
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """A connection for reading; a file SQLite cannot read raises one
-        `sqlite3.DatabaseError` that names it."""
-        assert self.path is not None
-        try:
-            with contextlib.closing(_connect(self.path)) as con:
-                con.row_factory = sqlite3.Row
-                # text another program wrote in another encoding: shown escaped, like ours
-                con.text_factory = lambda data: data.decode("utf-8", "backslashreplace")
-                yield con
-        except sqlite3.Error as exc:
-            raise sqlite3.DatabaseError(
-                f"job history file {clean(str(self.path))} is unreadable ({exc}); "
-                "move it aside or set NOTEBOOK_EXT_HISTORY to another file") from None
+#: job -> its last live snapshot written (t, done, total, metrics); the writer thread's
+_last_snapshot: "weakref.WeakKeyDictionary[Job, tuple]" = weakref.WeakKeyDictionary()
 
+
+class _Due:
+    """What the writer does in this round besides the queued records."""
+
+    __slots__ = ("lease", "snapshots", "mailbox")
+
+    def __init__(self, lease: bool = False, snapshots: bool = False, mailbox: bool = False) -> None:
+        self.lease, self.snapshots, self.mailbox = lease, snapshots, mailbox
+
+    def __bool__(self) -> bool:
+        return self.lease or self.snapshots or self.mailbox
+
+
+class _Duties:
+    """When the writer next renews the lease (every ``lease / 5`` s), writes
+    live snapshots (every `SNAPSHOT_SECONDS`) and reads the mailbox (every
+    `MAILBOX_SECONDS`), while this session has active jobs."""
+
+    def __init__(self, lease: float) -> None:
+        self.every = {"lease": lease / 5, "snapshots": SNAPSHOT_SECONDS, "mailbox": MAILBOX_SECONDS}
+        self.last = dict.fromkeys(self.every, 0.0)
+        self.data_version: int | None = None
+
+    def next_in(self) -> float:
+        now = time.monotonic()
+        return max(0.0, min(self.last[k] + every - now for k, every in self.every.items()))
+
+    def due(self, live: bool) -> _Due:
+        if not live:
+            return _Due()
+        now = time.monotonic()
+        return _Due(**{k: now - self.last[k] >= every for k, every in self.every.items()})
+
+    def did(self, due: _Due) -> None:
+        now = time.monotonic()
+        for key in self.every:
+            if getattr(due, key):
+                self.last[key] = now

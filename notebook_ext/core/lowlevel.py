@@ -13,6 +13,7 @@ from ._dispatch import Dispatcher
 from ._hooks import HOOKS, InterpreterHooks
 from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, load_executor
 from ._job import JobControl, describe_error
+from ._ledger import Ledger, Owner, Refused, SCHEMA_VERSION, lease_seconds, network_filesystem, owner_of
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
 from ._records import checkpoint_folder, hold, new_checkpoint, prune, release, write_atomic
@@ -26,5 +27,6 @@ __all__ = [
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "require", "install_output_capture", "job_context", "load_executor",
     "printable", "safe_repr",
+    "Ledger", "Owner", "Refused", "SCHEMA_VERSION", "lease_seconds", "network_filesystem", "owner_of",
     "checkpoint_folder", "hold", "new_checkpoint", "private_folder", "prune", "release", "write_atomic",
 ]

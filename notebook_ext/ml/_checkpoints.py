@@ -66,7 +66,7 @@ def checkpoint_path(sched: Any, save: str | None, name: str) -> str:
         raise ValueError("`checkpoint_every` needs the job history (NOTEBOOK_EXT_HISTORY is off) "
                          "or `save=PATH` (the checkpoint goes next to it)")
     private_folder(folder)  # resume unpickles what is in there
-    prune(folder)  # room for this one: the oldest of the jobs not running here go first
+    prune(folder, keep=sched.store.live_checkpoints())  # room for this one: the oldest of the jobs not running go first
     return str(new_checkpoint(folder, name))
 
 
@@ -77,7 +77,7 @@ def finished(sched: Any, path: str, job: Any) -> None:
     release(path, delete=job.state == "done")
     folder = checkpoint_folder(sched.store.path if sched.store.enabled else None)
     if folder is not None and os.path.realpath(os.path.dirname(path)) == os.path.realpath(folder):
-        prune(folder)
+        prune(folder, keep=sched.store.live_checkpoints())
 
 
 # -- fingerprints -------------------------------------------------------------

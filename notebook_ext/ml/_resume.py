@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from ..core import Job, Pipeline, get_scheduler
+from ..core.lowlevel import owner_of
 from ._checkpoints import (
     ItemLog, TrainCheckpointer, differs, fingerprint, read_checkpoint, read_parts,
 )
@@ -42,9 +43,17 @@ def resume(name: str, *data: Any, eval: Any = None, func: Any = None, into: Any 
     sched = scheduler or get_scheduler()
     record = _resumable(sched, name, _record)  # `%resume` read the record already
     spec = record["resume"]
-    if spec["kind"] == "train":
-        return _resume_train(sched, record, data, eval, executor, priority, _vars)
-    return _resume_preprocess(sched, record, data, func, into, priority, _vars)
+    sched.store.claim(record)  # one resumer: another process holding it is refused, named
+    try:
+        if spec["kind"] == "train":
+            job = _resume_train(sched, record, data, eval, executor, priority, _vars)
+        else:
+            job = _resume_preprocess(sched, record, data, func, into, priority, _vars)
+    except BaseException:
+        sched.store.unclaim(record)
+        raise
+    sched.store.claimed(record["uid"], job)
+    return job
 
 
 def _resumable(sched: Any, name: str, record: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -60,6 +69,9 @@ def _resumable(sched: Any, name: str, record: dict[str, Any] | None = None) -> d
         raise ValueError(f"no job named {name!r} in the history ({sched.store.path})")
     if record["state"] == "done":
         raise ValueError(f"job {name!r} finished (done): nothing to resume")
+    if record.get("live"):
+        raise ValueError(f"job {name!r} is still {record['state']} in {owner_of(record)}: nothing to resume "
+                         f"(cancel it there, or `python -m notebook_ext cancel {record['uid']}`)")
     spec = record["resume"]
     if not spec:
         raise ValueError(f"job {name!r} ({record['state']}) kept no checkpoint; run it with checkpoint_every= "

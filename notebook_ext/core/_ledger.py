@@ -1,0 +1,480 @@
+"""The job ledger: the history file as the one record every process of a
+user shares (schema, owners and their leases, live snapshots, the control
+mailbox, resume claims), and `Ledger`, its reader and messenger.
+
+One SQLite file per user in WAL mode (see `default_history_path`). Each
+process with live jobs is an *owner*: a ``sessions`` row with its pid, host,
+process start time, kernel id and notebook path when it runs in a Jupyter
+kernel, and a *lease* its history writer renews every `RENEW` seconds while
+it has active jobs. A job whose owner's lease ran out (or, on this host,
+whose process is gone) reads ``interrupted`` to every reader, and the first
+writer to notice records it so. Nothing relies on a graceful shutdown.
+
+Not supported: a ledger on a network filesystem (SQLite's locking is
+unsafe there: refused, the history then stays in memory) and one ledger
+shared by several machines (leases compare wall clocks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from ._records import decode_row
+from ._states import ACTIVE_STATES, INTERRUPTED
+from ._text import clean
+
+SCHEMA_VERSION = 2
+
+#: Seconds an owner's lease lasts; ``$NOTEBOOK_EXT_LEASE`` changes it.
+LEASE_SECONDS = 10.0
+#: Stop-and-keep and cancel requests of other processes are looked for this often.
+MAILBOX_SECONDS = 0.25
+#: A running job's live snapshot (progress, rate, ETA, metrics) is written at most this often.
+SNAPSHOT_SECONDS = 1.0
+
+ACTIONS = ("cancel", "stop")
+NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "afs", "ceph", "glusterfs", "lustre", "gpfs",
+    "beegfs", "9p", "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.glusterfs", "fuse.cephfs", "davfs",
+    "fuse.davfs2", "ncpfs", "coda", "ocfs2", "gfs2",
+})
+_ACTIVE = tuple(sorted(ACTIVE_STATES))
+_MARKS = ",".join("?" * len(_ACTIVE))
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, pid INTEGER, host TEXT, started REAL, ended REAL,
+    proc_start TEXT, kernel TEXT, notebook TEXT, lease REAL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    uid TEXT PRIMARY KEY, session TEXT, job_id INTEGER, name TEXT, kind TEXT,
+    executor TEXT, priority INTEGER, params TEXT, code TEXT, state TEXT,
+    attempts INTEGER, created REAL, started REAL, ended REAL, error TEXT,
+    traceback TEXT, metrics TEXT, artifacts TEXT, parent TEXT, after_names TEXT
+);
+CREATE TABLE IF NOT EXISTS transitions (uid TEXT, state TEXT, t REAL);
+CREATE TABLE IF NOT EXISTS resumable (uid TEXT PRIMARY KEY, spec TEXT);
+CREATE TABLE IF NOT EXISTS live (
+    uid TEXT PRIMARY KEY, t REAL, done REAL, total REAL, rate REAL, eta REAL, metrics TEXT
+);
+CREATE TABLE IF NOT EXISTS mailbox (
+    id INTEGER PRIMARY KEY, session TEXT, uid TEXT, action TEXT, reason TEXT, sender TEXT,
+    t REAL, taken REAL
+);
+CREATE TABLE IF NOT EXISTS claims (uid TEXT PRIMARY KEY, session TEXT, job TEXT, t REAL);
+CREATE INDEX IF NOT EXISTS jobs_session ON jobs(session);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name, created);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created);
+CREATE INDEX IF NOT EXISTS mailbox_open ON mailbox(session, taken);
+"""
+#: Columns the first release's tables lack (its files are migrated in place).
+_ADDED = {"sessions": ("proc_start TEXT", "kernel TEXT", "notebook TEXT", "lease REAL"),
+          "jobs": ("after_names TEXT",)}
+
+JOB_COLUMNS = ("uid", "session", "job_id", "name", "kind", "executor", "priority", "params", "code", "state",
+               "attempts", "created", "started", "ended", "error", "traceback", "metrics", "artifacts", "parent",
+               "after_names")
+INSERT_JOB = f"INSERT OR REPLACE INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
+SELECT_JOBS = (
+    "SELECT jobs.rowid AS row_id, jobs.*, resumable.spec AS resume, sessions.pid AS pid, sessions.host AS host, "
+    "sessions.kernel AS kernel, sessions.notebook AS notebook, sessions.lease AS lease, "
+    "sessions.ended AS session_ended, sessions.proc_start AS proc_start, live.done AS live_done, "
+    "live.total AS live_total, live.rate AS rate, live.eta AS eta, live.t AS updated, live.metrics AS live_metrics "
+    "FROM jobs LEFT JOIN resumable ON resumable.uid = jobs.uid LEFT JOIN sessions ON sessions.id = jobs.session "
+    "LEFT JOIN live ON live.uid = jobs.uid")
+LOST_OWNER = "the kernel stopped while this job was active"
+
+
+class NewerSchema(sqlite3.DatabaseError):
+    """The file was written by a newer notebook_ext: it is left untouched."""
+
+
+def default_history_path() -> Path | None:
+    """Where the history lives: ``$NOTEBOOK_EXT_HISTORY`` when set (a file
+    path; ``off`` disables it), else
+    ``$XDG_DATA_HOME/notebook_ext/history.sqlite3``
+    (``~/.local/share/notebook_ext/history.sqlite3``); None when off."""
+    env = os.environ.get("NOTEBOOK_EXT_HISTORY")
+    if env:
+        return None if env.strip().lower() in {"off", "none", "0", "false"} else Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "notebook_ext" / "history.sqlite3"
+
+
+def lease_seconds() -> float:
+    try:
+        value = float(os.environ.get("NOTEBOOK_EXT_LEASE", LEASE_SECONDS))
+    except ValueError:
+        return LEASE_SECONDS
+    return value if value > 0 else LEASE_SECONDS
+
+
+def connect(target: str, timeout: float = 10, *, memory: bool = False) -> sqlite3.Connection:
+    """A connection to the ledger at ``target``, its schema made or migrated
+    to `SCHEMA_VERSION`; `NewerSchema` for a file of a newer release."""
+    con = sqlite3.connect(target, timeout=timeout, check_same_thread=False, uri=memory)
+    try:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise NewerSchema(f"it has schema version {version} and this notebook_ext knows only up to "
+                              f"{SCHEMA_VERSION} (a newer notebook_ext wrote it)")
+        if not memory:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+        if version < SCHEMA_VERSION:
+            _migrate(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Make the tables (a new file) or add what the first release's lack, in
+    one transaction; a connection that got there first did it already."""
+    con.isolation_level = None
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            for table, columns in _ADDED.items():
+                have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+                if have:
+                    for column in columns:
+                        if column.split()[0] not in have:
+                            con.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            for statement in _TABLES.split(";"):
+                if statement.strip():
+                    con.execute(statement)
+            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        con.isolation_level = "DEFERRED"  # Python's default (""), for the statements that follow
+
+
+def network_filesystem(path: str | os.PathLike, mounts: str | None = None) -> str | None:
+    """The type of the network filesystem ``path`` is on (``"nfs4"`` …), or
+    None for a local one. ``mounts`` is ``/proc/self/mounts``' text (read
+    when None; no such file: None)."""
+    if mounts is None:
+        try:
+            with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+                mounts = f.read()
+        except OSError:
+            return None
+    where = os.path.realpath(path)
+    best, kind = "", None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = where == point or where.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, parts[2]
+    return kind if kind in NETWORK_FILESYSTEMS or (kind or "").split(".")[0] in NETWORK_FILESYSTEMS else None
+
+
+# -- owners -------------------------------------------------------------------
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), to tell
+    it from a later process given the same pid; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _process_state(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """Process ``pid`` of this host runs (not a zombie; the same process
+    when its ``start`` is known)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    if _process_state(pid) == b"Z":  # killed, not reaped yet by its parent: dead
+        return False
+    now = process_start(pid)
+    return start is None or now is None or now == start
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who runs a job: a process, and the kernel and notebook when known."""
+
+    pid: int | None
+    host: str | None
+    kernel: str | None = None
+    notebook: str | None = None
+
+    def __str__(self) -> str:
+        where = f"pid {self.pid} on {self.host}"
+        extra = [f"kernel {self.kernel[:8]}" if self.kernel else "", self.notebook or ""]
+        return where + (f" ({', '.join(e for e in extra if e)})" if any(extra) else "")
+
+
+def this_owner() -> tuple[Owner, str | None]:
+    """This process as an owner (kernel id from the kernel's connection file
+    on its command line, notebook path from ``$JPY_SESSION_NAME``, which
+    Jupyter Server sets), and its start time."""
+    import sys
+
+    kernel = None
+    for arg in sys.argv:
+        name = os.path.basename(arg)
+        if name.startswith("kernel-") and name.endswith(".json"):
+            kernel = name[len("kernel-"):-len(".json")]
+    notebook = os.environ.get("JPY_SESSION_NAME") or None
+    return Owner(os.getpid(), socket.gethostname(), kernel, notebook), process_start(os.getpid())
+
+
+def owner_alive(row: Any, now: float, me: str | None = None) -> bool:
+    """The owner of a joined record (``pid``, ``host``, ``lease``,
+    ``session_ended``, ``proc_start``) still runs: its lease holds and, on
+    this host, its process is there. A first-release owner (no lease) is
+    judged by its process alone; an unreadable one is taken as alive."""
+    if me is not None and row["session"] == me:
+        return True
+    if row["session_ended"] is not None or row["pid"] is None and row["lease"] is None:
+        return row["session_ended"] is None  # no owner row: cannot tell
+    pid, lease = row["pid"], row["lease"]
+    if isinstance(lease, (int, float)) and lease < now:
+        return False
+    if isinstance(pid, int) and row["host"] == socket.gethostname():
+        start = row["proc_start"] if isinstance(row["proc_start"], str) else None
+        return pid_alive(pid, start)
+    return True  # another host (its lease holds, or it has none) or an unreadable row: cannot tell
+
+
+def effective(row: dict[str, Any], now: float, me: str | None = None) -> dict[str, Any]:
+    """``row`` as every reader must see it: an active job whose owner is
+    gone is ``interrupted``; ``live`` says whether it still runs."""
+    active = row["state"] in ACTIVE_STATES
+    alive = active and owner_alive(row, now, me)
+    if active and not alive:
+        row["state"] = INTERRUPTED
+        row["error"] = row["error"] or LOST_OWNER
+    row["live"] = alive
+    return row
+
+
+def owner_of(row: dict[str, Any]) -> Owner:
+    return Owner(row.get("pid") if isinstance(row.get("pid"), int) else None, row.get("host"),
+                 row.get("kernel"), row.get("notebook"))
+
+
+def mark_lost(con: sqlite3.Connection, now: float, me: str | None) -> int:
+    """Record as ``interrupted`` the active jobs of every owner that is gone
+    (lease run out, or its process gone from this host), and close those
+    sessions; returns how many jobs. Call inside a transaction."""
+    marked = 0
+    con_rows = con.execute(
+        f"SELECT DISTINCT sessions.id AS session, sessions.pid AS pid, sessions.host AS host, "
+        f"sessions.lease AS lease, sessions.ended AS session_ended, sessions.proc_start AS proc_start "
+        f"FROM jobs JOIN sessions ON sessions.id = jobs.session WHERE jobs.state IN ({_MARKS})",
+        _ACTIVE).fetchall()
+    for sid, pid, host, lease, ended, start in con_rows:
+        row = {"session": sid, "pid": pid, "host": host, "lease": lease, "session_ended": ended, "proc_start": start}
+        if sid == me or owner_alive(row, now, me) or (lease is None and host != socket.gethostname()):
+            continue
+        uids = [u for (u,) in con.execute(f"SELECT uid FROM jobs WHERE session=? AND state IN ({_MARKS})",
+                                          (sid, *_ACTIVE))]
+        for uid in uids:
+            con.execute("UPDATE jobs SET state=?, ended=COALESCE(ended, ?), error=COALESCE(error, ?) WHERE uid=?",
+                        (INTERRUPTED, now, LOST_OWNER, uid))
+            con.execute("INSERT INTO transitions VALUES (?, ?, ?)", (uid, INTERRUPTED, now))
+        con.execute("UPDATE sessions SET ended=COALESCE(ended, ?) WHERE id=?", (now, sid))
+        marked += len(uids)
+    return marked
+
+
+class Refused(ValueError):
+    """A request the ledger turns down (in one line that says why)."""
+
+
+class Ledger:
+    """Reading the ledger, and writing to it what a process that does not own
+    a job may: control requests and resume claims.
+
+    ``path``: the history file, e.g. `default_history_path()` (None: no ledger).
+
+    Examples
+    --------
+    >>> ledger = Ledger(default_history_path())                                 # doctest: +SKIP
+    >>> [(r["name"], r["state"]) for r in ledger.jobs()]
+    >>> ledger.request(ledger.resolve("fit")["uid"], "cancel")
+    """
+
+    def __init__(self, path: str | os.PathLike | None, *, me: str | None = None,
+                 memory: str | None = None, clock: Any = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._target = memory if memory is not None else (str(self.path) if self.path is not None else None)
+        self._memory = memory is not None
+        self.me = me  #: the session reading (its own jobs are alive whatever its lease)
+        self.clock = clock
+
+    def now(self) -> float:
+        return self.clock.time() if self.clock is not None else time.time()
+
+    @property
+    def exists(self) -> bool:
+        return self._target is not None and (self._memory or (self.path is not None and self.path.exists()))
+
+    @contextlib.contextmanager
+    def connection(self, timeout: float = 10) -> Iterator[sqlite3.Connection]:
+        """A connection; a file SQLite cannot read raises one `sqlite3.DatabaseError` that names it."""
+        assert self._target is not None
+        try:
+            with contextlib.closing(connect(self._target, timeout, memory=self._memory)) as con:
+                con.row_factory = sqlite3.Row
+                # text another program wrote in another encoding: shown escaped, like ours
+                con.text_factory = lambda data: data.decode("utf-8", "backslashreplace")
+                yield con
+        except sqlite3.Error as exc:
+            raise sqlite3.DatabaseError(
+                f"job history file {clean(str(self.path))} is unreadable ({exc}); "
+                "move it aside or set NOTEBOOK_EXT_HISTORY to another file") from None
+
+    # -- reading -------------------------------------------------------------
+    def rows(self, tail: str = "", args: tuple = (), limit: int | None = None,
+             bad: dict[int, str] | None = None) -> list[dict[str, Any]]:
+        """Decoded, `effective` records of ``SELECT_JOBS + tail``; rows that
+        cannot be used go to ``bad`` (rowid -> why)."""
+        out: list[dict[str, Any]] = []
+        if not self.exists:
+            return out
+        now = self.now()
+        with self.connection() as con:
+            for row in con.execute(f"{SELECT_JOBS} {tail}", args):
+                if limit is not None and len(out) >= limit:
+                    break
+                try:
+                    out.append(effective(decode_row(row), now, self.me))
+                except ValueError as exc:
+                    if bad is not None:
+                        bad[row["row_id"]] = str(exc)
+        return out
+
+    def jobs(self, *, ended: int | None = 50, since: float | None = None,
+             bad: dict[int, str] | None = None) -> list[dict[str, Any]]:
+        """Every active job (live or just found interrupted) and the ``ended``
+        most recent others (None: all of them; ``since``: ended after that
+        time), newest first."""
+        active = self.rows(f"WHERE jobs.state IN ({_MARKS}) ORDER BY jobs.created DESC", _ACTIVE, bad=bad)
+        where = f"WHERE jobs.state NOT IN ({_MARKS})"
+        args: tuple = _ACTIVE
+        if since is not None:
+            where += " AND jobs.ended >= ?"
+            args += (since,)
+        limit = "" if ended is None else f" LIMIT {int(ended)}"
+        rest = self.rows(f"{where} ORDER BY jobs.created DESC{limit}", args, bad=bad)
+        return sorted(active + rest, key=lambda r: -(r["created"] or 0))
+
+    def resolve(self, name_or_uid: str, *, live: bool = True) -> dict[str, Any]:
+        """The one job ``name_or_uid`` names (its uid, or its name among the
+        live jobs when ``live``); `Refused` when none or several do, with
+        the candidates listed."""
+        found = self.rows("WHERE jobs.uid=?", (name_or_uid,))
+        if not found:
+            found = self.rows("WHERE jobs.name=? ORDER BY jobs.created DESC", (name_or_uid,))
+            if live:
+                found = [r for r in found if r["live"]] or found[:1]
+        if not found:
+            raise Refused(f"no job named {name_or_uid!r} in the ledger ({clean(str(self.path))})")
+        if len(found) > 1:
+            listed = "; ".join(f"{r['uid']} ({r['state']}, {owner_of(r)})" for r in found[:10])
+            raise Refused(f"{len(found)} running jobs are named {name_or_uid!r}: give one's id: {listed}")
+        return found[0]
+
+    # -- control ---------------------------------------------------------------
+    def request(self, uid: str, action: str = "cancel", reason: str | None = None,
+                sender: str | None = None) -> dict[str, Any]:
+        """Ask the owner of job ``uid`` to ``"cancel"`` it or ``"stop"`` it
+        (stop and keep); its kernel acts within about a second. Returns the
+        job's record; `Refused` when it does not run any more."""
+        if action not in ACTIONS:
+            raise Refused(f"`action` must be one of {', '.join(ACTIONS)}, got {action!r}")
+        record = self.resolve(uid)
+        if not record["live"]:
+            raise Refused(f"job {record['name']!r} is {record['state']}: nothing to {action}")
+        me = sender or f"pid {os.getpid()} on {socket.gethostname()}"
+        with self.connection() as con, con:
+            con.execute("INSERT INTO mailbox (session, uid, action, reason, sender, t) VALUES (?,?,?,?,?,?)",
+                        (record["session"], record["uid"], action, reason, me, self.now()))
+        return record
+
+    def live_checkpoints(self) -> set[str]:
+        """The checkpoint paths of every job whose owner is alive (running, or
+        claimed for a resume): pruning must leave them."""
+        paths = set()
+        for r in self.rows(f"WHERE jobs.state IN ({_MARKS})", _ACTIVE):
+            if r["live"] and isinstance(r["resume"].get("path"), str):
+                paths.add(r["resume"]["path"])
+        with self.connection() as con:
+            for (spec,) in con.execute("SELECT resumable.spec FROM claims JOIN resumable USING (uid)"):
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    paths.add(json.loads(spec)["path"])
+        return {p for p in paths if isinstance(p, str)}
+
+    def claim(self, record: dict[str, Any], session: str, lease: float) -> None:
+        """Take job ``record``'s resume for ``session`` (whose lease is set to
+        ``lease``); `Refused`, naming the process, when another live one
+        holds it."""
+        uid = record["uid"]
+        with self.connection(timeout=30) as con:
+            con.isolation_level = None
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                held = con.execute(
+                    "SELECT claims.session AS session, claims.job AS job, claims.t AS t, sessions.pid AS pid, "
+                    "sessions.host AS host, sessions.kernel AS kernel, sessions.notebook AS notebook, "
+                    "sessions.lease AS lease, sessions.ended AS session_ended, sessions.proc_start AS proc_start, "
+                    "jobs.state AS job_state FROM claims LEFT JOIN sessions ON sessions.id = claims.session "
+                    "LEFT JOIN jobs ON jobs.uid = claims.job WHERE claims.uid=?", (uid,)).fetchone()
+                if held is not None and held["session"] != session and self._claim_live(dict(held)):
+                    raise Refused(f"job {record['name']!r} is being resumed by {owner_of(dict(held))}; "
+                                  f"one resume at a time (cancel that one first)")
+                con.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, NULL, ?)", (uid, session, self.now()))
+                con.execute("UPDATE sessions SET lease=? WHERE id=?", (lease, session))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def _claim_live(self, held: dict[str, Any]) -> bool:
+        if held["session_ended"] is not None or held["session"] is None:
+            return False
+        now = self.now()
+        if not owner_alive(held, now):
+            return False
+        if held["job"] is None:  # claimed, the new job not submitted yet
+            return (held["t"] or 0) >= now - lease_seconds()
+        return held["job_state"] is None or held["job_state"] in ACTIVE_STATES
+
+    def unclaim(self, uid: str, session: str) -> None:
+        with self.connection(timeout=30) as con, con:
+            con.execute("DELETE FROM claims WHERE uid=? AND session=?", (uid, session))
+
