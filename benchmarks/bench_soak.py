@@ -166,7 +166,7 @@ def _history(s: nx.Scheduler, jobs: list) -> tuple[int, int]:
     s.store.flush(timeout=120)
     rows = s.store.load(sessions="current", limit=100_000)
     final = {j.id: j.state for j in jobs}
-    return len(rows), sum(1 for r in rows if final.get(r["job_id"]) == r["state"])
+    return len(rows), sum(1 for r in rows if final.get(r.job_id) == r.state)
 
 
 def _mixed(n: int, batch: int) -> dict:

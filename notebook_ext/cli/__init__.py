@@ -24,7 +24,8 @@ import sys
 import time
 from typing import Any, Sequence, TextIO
 
-from ..core.lowlevel import Ledger, Refused, default_history_path, format_number, owner_of
+from ..core import JobRecord
+from ..core.lowlevel import Ledger, Refused, default_history_path, format_number, printable
 
 __all__ = ["main"]
 
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     jobs.add_argument("--interval", type=_positive, default=1.0, metavar="SECONDS",
                       help="seconds between refreshes with --watch (default 1)")
-    jobs.add_argument("--count", type=int, default=None, metavar="N", help="with --watch: stop after N refreshes")
+    jobs.add_argument("--count", type=_count, default=None, metavar="N", help="with --watch: stop after N refreshes")
     cancel = sub.add_parser("cancel", help="cancel a job another process runs")
     cancel.add_argument("job", metavar="NAME_OR_ID", help="a running job's name, or its id (see `jobs`)")
     cancel.add_argument("--keep", action="store_true", help="stop and keep what it made so far (a training "
@@ -50,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--wait", type=float, default=5.0, metavar="SECONDS",
                         help="seconds to wait for the job to end (default 5; 0: do not wait)")
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -79,8 +90,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (Refused, sqlite3.Error) as exc:
         print(f"notebook_ext: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 0
+    except KeyboardInterrupt:  # Ctrl-C ends `--watch`; it leaves a cancel unconfirmed
+        return 0 if args.command == "jobs" else 130
     except BrokenPipeError:
         # the reader went away (`jobs --watch | head -3`): stop quietly, and
         # keep Python from failing again when it flushes stdout at exit
@@ -111,38 +122,38 @@ def _jobs(ledger: Ledger, args: argparse.Namespace, out: TextIO) -> int:
 
 def _cancel(ledger: Ledger, args: argparse.Namespace, out: TextIO) -> int:
     action = "stop" if args.keep else "cancel"
-    record = ledger.request(ledger.resolve(args.job)["uid"], action, args.reason,
+    record = ledger.request(ledger.resolve(args.job).uid, action, args.reason,
                             sender=f"`python -m notebook_ext cancel` (pid {os.getpid()})")
     what = "stop and keep" if args.keep else "cancel"
-    print(f"asked {owner_of(record)} to {what} {record['name']!r} ({record['uid']})", file=out, flush=True)
+    print(f"asked {_line(record.owner)} to {what} {record.name!r} ({record.uid})", file=out, flush=True)
     deadline = time.monotonic() + max(args.wait, 0)
     while time.monotonic() < deadline:
-        now = ledger.resolve(record["uid"])
-        if not now["live"]:
-            print(f"{record['name']!r} is {now['state']}" + (f": {now['error']}" if now["error"] else ""),
-                  file=out)
+        now = ledger.resolve(record.uid)
+        if not now.live:
+            print(f"{record.name!r} is {now.state}" + (f": {_line(now.error)}" if now.error else ""), file=out)
             return 0
         time.sleep(0.1)
     if args.wait > 0:
-        print(f"{record['name']!r} still runs after {args.wait:g} s; the request stays until its kernel "
-              f"takes it", file=out)
+        print(f"{record.name!r} still runs after {args.wait:g} s: a thread job stops at its next progress(), "
+              f"report() or checkpoint(); `jobs` shows when it ends", file=out)
         return 3
     return 0
 
 
-def as_json(r: dict[str, Any]) -> dict[str, Any]:
+def as_json(r: JobRecord) -> dict[str, Any]:
     """One record as the JSON of ``jobs --json`` (a NaN or infinite number,
     e.g. a diverged loss, as null: JSON has no such numbers)."""
+    owner = r.owner
     return _finite({
-        "id": r["uid"], "name": r["name"], "kind": r["kind"], "state": r["state"], "live": r["live"],
-        "executor": r["executor"], "created": r["created"], "started": r["started"], "ended": r["ended"],
-        "error": r["error"], "parent": r["parent"], "after": r.get("after_names") or [],
-        "progress": {"done": r["live_done"], "total": r["live_total"], "rate": r["rate"], "eta": r["eta"],
-                     "at": r["updated"]},
-        "metrics": r.get("live_metrics") or r["metrics"],
-        "owner": {"pid": r["pid"] if isinstance(r["pid"], int) else None, "host": r["host"],
-                  "kernel": r["kernel"], "notebook": r["notebook"]},
-        "resumable": bool(r["resume"]) and r["state"] != "done" and not r["live"],
+        "id": r.uid, "name": r.name, "kind": r.kind, "state": r.state, "live": r.live, "executor": r.executor,
+        "created": r.created, "started": r.started, "ended": r.ended, "error": r.error, "parent": r.parent,
+        "after": list(r.after),
+        "progress": {"done": _number(r.done), "total": _number(r.total), "rate": r.rate, "eta": r.eta,
+                     "at": r.updated},
+        "metrics": r.metrics,
+        "owner": {"pid": owner.pid if owner else None, "host": owner.host if owner else None,
+                  "kernel": owner.kernel if owner else None, "notebook": owner.notebook if owner else None},
+        "resumable": r.resumable,
     })
 
 
@@ -159,25 +170,37 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def table(records: list[dict[str, Any]], now: float) -> str:
+def _number(value: float | None) -> float | int | None:
+    """A count as an int when it is whole (the ledger keeps numbers as REAL)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def table(records: list[JobRecord], now: float) -> str:
     """The records as the text table of ``jobs``."""
     if not records:
         return "no jobs in the ledger"
     rows = [("ID", "NAME", "STATE", "PROGRESS", "ETA", "WHERE", "WHEN")]
     for r in records:
-        done, total = r["live_done"], r["live_total"]
-        progress = "" if done is None else (f"{format_number(done)}/{format_number(total)}" if total
-                                            else format_number(done))
-        if done is not None and total:
-            progress += f" ({100 * done / total:.0f}%)"
-        eta = f"{r['eta']:.0f}s" if r["live"] and r["eta"] is not None else ""
-        owner = owner_of(r)
-        where = (owner.notebook or (f"kernel {owner.kernel[:8]}" if owner.kernel else f"pid {owner.pid}"))
-        when = r["ended"] if r["ended"] is not None else r["started"] or r["created"]
-        state = r["state"] + (f": {r['error']}" if r["error"] and not r["live"] else "")
-        rows.append((r["uid"], r["name"], state[:60], progress, eta, where[:40], _ago(now, when)))
+        progress = "" if r.done is None or (not r.done and r.total is None) else (f"{format_number(r.done)}/{format_number(r.total)}" if r.total
+                                              else format_number(r.done))
+        if r.done is not None and r.total:
+            progress += f" ({100 * r.done / r.total:.0f}%)"
+        eta = f"{r.eta:.0f}s" if r.live and r.eta is not None else ""
+        owner = r.owner
+        where = "" if owner is None else (owner.notebook or (f"kernel {owner.kernel[:8]}" if owner.kernel
+                                                             else f"pid {owner.pid}"))
+        when = r.ended if r.ended is not None else r.started or r.created
+        state = r.state + (f": {r.error}" if r.error and not r.live else "")
+        rows.append((r.uid, _line(r.name), _line(state)[:60], progress, eta, _line(where)[:40], _ago(now, when)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _line(text: object) -> str:
+    """Text another process wrote (an error, a name, a path) as one line a
+    table row or a terminal may show: control characters escaped
+    (``\\x1b``), newlines and tabs as spaces."""
+    return printable(str(text)).replace("\n", " ").replace("\t", " ")
 
 
 def _ago(now: float, t: float | None) -> str:

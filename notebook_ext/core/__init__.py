@@ -7,7 +7,7 @@ from ._context import checkpoint, current_job, progress, report, stop_requested
 from ._items import ItemMap, map
 from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats, pipeline, stage
 from ._job import Job
-from ._records import HistoryRecords, JobRecord
+from ._records import HistoryRecords, JobRecord, Owner
 from ._states import (
     ACTIVE_STATES, CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, PENDING, QUEUED, RUNNING, STATES,
     TIMED_OUT, JobCancelled, JobDetail, JobError, JobSnapshot, JobTimedOut, LoopDied, Progress, WorkerDied,
@@ -17,7 +17,7 @@ from ._scheduler import Scheduler, WaitResult
 __all__ = [
     "ACTIVE_STATES", "CANCELLED", "DONE", "FAILED", "FINAL_STATES", "INTERRUPTED", "PENDING",
     "QUEUED", "RUNNING", "STATES", "TIMED_OUT",
-    "FailedItem", "HistoryRecords", "ItemMap", "JobRecord", "ItemsDetail", "Pipeline", "Stage", "StageStats",
+    "FailedItem", "HistoryRecords", "ItemMap", "JobRecord", "Owner", "ItemsDetail", "Pipeline", "Stage", "StageStats",
     "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "LoopDied", "Progress",
     "Scheduler", "WaitResult", "WorkerDied",
     "checkpoint", "current_job", "get_scheduler", "history", "jobs", "progress", "report", "set_scheduler",

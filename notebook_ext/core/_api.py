@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 from ._hooks import HOOKS
 from ._job import Job
-from ._records import HistoryRecords, records
+from ._records import HistoryRecords
 from ._scheduler import Scheduler, WaitResult
 
 _default: Scheduler | None = None
@@ -101,7 +101,7 @@ def history(sessions: str = "all", limit: int = 1000) -> HistoryRecords:
     """
     if sessions not in ("all", "current", "earlier"):
         raise ValueError(f"`sessions` must be 'all', 'current' or 'earlier', got {sessions!r}")
-    return records(get_scheduler().store.load(sessions=sessions, limit=limit))
+    return get_scheduler().store.load(sessions=sessions, limit=limit)
 
 
 class _Jobs(Mapping):

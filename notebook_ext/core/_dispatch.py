@@ -243,8 +243,7 @@ class Dispatcher:
         self._timers.pop(job.id, None)
         if job.state != RUNNING or job.attempts != attempt:
             return
-        job.timed_out = True
-        job.version += 1
+        job.set_facts(timed_out=True)
         if job.ctx.cancel_reason is None:
             job.ctx.cancel_reason = f"timed out after {job.timeout:g} s"
         self._interrupt(job, abandon_after=self.thread_grace)
@@ -274,8 +273,7 @@ class Dispatcher:
     def _abandon(self, job: Job, attempt: int) -> None:
         task = self._tasks.get(job.id)
         if task is not None and not task.done() and job.attempts == attempt:
-            job.abandoned = True
-            job.version += 1
+            job.set_facts(abandoned=True)
             task.cancel()
 
     def request_stop(self, job: Job) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from ._clock import Clock
 from ._context import JobContext, current_context
+from ._records import JobRecord
 from ._text import clean
 from ._tracebacks import NAME as TB_NAME, attach as attach_traceback, format_traceback
 from ._states import (
@@ -48,6 +49,10 @@ class JobControl(Protocol):
     """What a `Job` asks of whoever runs it (the `Scheduler`)."""
 
     clock: Clock
+
+    @property
+    def session(self) -> str:
+        """The ledger's id for these jobs (a job's is ``session:job_id``)."""
 
     def cancel(self, job: "Job | str", reason: str | None = None, *, abandon: bool = False) -> bool: ...
 
@@ -382,9 +387,29 @@ class Job:
     def set_detail(self, detail: JobDetail) -> None:
         """Replace the job's typed facts (a leaderboard, serving stats …);
         observers get a fresh snapshot."""
-        self.detail = detail
+        self.set_facts(detail=detail)
+
+    _FACTS = frozenset({"detail", "dashboard_link", "cancel_note", "timed_out", "abandoned"})
+
+    def set_facts(self, **facts: Any) -> None:
+        """Change facts about the job that the scheduler does not own (its
+        executor's dashboard link, a note on how a cancel went, its typed
+        detail, a timeout that stopped it …): the one way layers change a
+        job's record, so observers always get a fresh snapshot."""
+        unknown = set(facts) - self._FACTS
+        if unknown:
+            raise TypeError(f"set_facts() cannot set {', '.join(sorted(unknown))}; it sets "
+                            f"{', '.join(sorted(self._FACTS))}")
+        for key, value in facts.items():
+            setattr(self, key, value)
         self.version += 1
         self._control.changed(self)
+
+    @property
+    def record(self) -> JobRecord:
+        """The job's durable record now: what the ledger keeps of it, the
+        type `notebook_ext.history()` lists."""
+        return JobRecord.of(self, self._control.session)
 
     def add_artifact(self, path: str) -> None:
         """Record a file the job saved (shown on its card, kept in the history)."""

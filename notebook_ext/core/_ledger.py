@@ -23,22 +23,16 @@ import os
 import socket
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
-from ._records import decode_row
+from ._records import LOST_OWNER, SCHEMA_VERSION, HistoryRecords, JobRecord, Owner, decode_row
 from ._states import ACTIVE_STATES, INTERRUPTED
 from ._text import clean
 
-SCHEMA_VERSION = 2
 
 #: Seconds an owner's lease lasts; ``$NOTEBOOK_EXT_LEASE`` changes it.
 LEASE_SECONDS = 10.0
-#: Stop-and-keep and cancel requests of other processes are looked for this often.
-MAILBOX_SECONDS = 0.25
-#: A running job's live snapshot (progress, rate, ETA, metrics) is written at most this often.
-SNAPSHOT_SECONDS = 1.0
 
 ACTIONS = ("cancel", "stop")
 NETWORK_FILESYSTEMS = frozenset({
@@ -80,9 +74,7 @@ CREATE INDEX IF NOT EXISTS mailbox_open ON mailbox(session, taken);
 _ADDED = {"sessions": ("proc_start TEXT", "kernel TEXT", "notebook TEXT", "lease REAL"),
           "jobs": ("after_names TEXT",)}
 
-JOB_COLUMNS = ("uid", "session", "job_id", "name", "kind", "executor", "priority", "params", "code", "state",
-               "attempts", "created", "started", "ended", "error", "traceback", "metrics", "artifacts", "parent",
-               "after_names")
+JOB_COLUMNS = JobRecord.COLUMNS
 INSERT_JOB = f"INSERT OR REPLACE INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
 SELECT_JOBS = (
     "SELECT jobs.rowid AS row_id, jobs.*, resumable.spec AS resume, sessions.pid AS pid, sessions.host AS host, "
@@ -91,7 +83,14 @@ SELECT_JOBS = (
     "live.total AS live_total, live.rate AS rate, live.eta AS eta, live.t AS updated, live.metrics AS live_metrics "
     "FROM jobs LEFT JOIN resumable ON resumable.uid = jobs.uid LEFT JOIN sessions ON sessions.id = jobs.session "
     "LEFT JOIN live ON live.uid = jobs.uid")
-LOST_OWNER = "the kernel stopped while this job was active"
+
+
+_SELECT_CLAIMS = (
+    "SELECT claims.session AS session, claims.job AS job, claims.t AS t, sessions.pid AS pid, "
+    "sessions.host AS host, sessions.kernel AS kernel, sessions.notebook AS notebook, "
+    "sessions.lease AS lease, sessions.ended AS session_ended, sessions.proc_start AS proc_start, "
+    "jobs.state AS job_state")
+_JOIN_CLAIMS = "LEFT JOIN sessions ON sessions.id = claims.session LEFT JOIN jobs ON jobs.uid = claims.job"
 
 
 class NewerSchema(sqlite3.DatabaseError):
@@ -221,21 +220,6 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     return start is None or now is None or now == start
 
 
-@dataclass(frozen=True)
-class Owner:
-    """Who runs a job: a process, and the kernel and notebook when known."""
-
-    pid: int | None
-    host: str | None
-    kernel: str | None = None
-    notebook: str | None = None
-
-    def __str__(self) -> str:
-        where = f"pid {self.pid} on {self.host}"
-        extra = [f"kernel {self.kernel[:8]}" if self.kernel else "", self.notebook or ""]
-        return where + (f" ({', '.join(e for e in extra if e)})" if any(extra) else "")
-
-
 def this_owner() -> tuple[Owner, str | None]:
     """This process as an owner (kernel id from the kernel's connection file
     on its command line, notebook path from ``$JPY_SESSION_NAME``, which
@@ -279,11 +263,6 @@ def effective(row: dict[str, Any], now: float, me: str | None = None) -> dict[st
         row["error"] = row["error"] or LOST_OWNER
     row["live"] = alive
     return row
-
-
-def owner_of(row: dict[str, Any]) -> Owner:
-    return Owner(row.get("pid") if isinstance(row.get("pid"), int) else None, row.get("host"),
-                 row.get("kernel"), row.get("notebook"))
 
 
 def mark_lost(con: sqlite3.Connection, now: float, me: str | None) -> int:
@@ -361,8 +340,9 @@ class Ledger:
     # -- reading -------------------------------------------------------------
     def rows(self, tail: str = "", args: tuple = (), limit: int | None = None,
              bad: dict[int, str] | None = None) -> list[dict[str, Any]]:
-        """Decoded, `effective` records of ``SELECT_JOBS + tail``; rows that
-        cannot be used go to ``bad`` (rowid -> why)."""
+        """Decoded, `effective` rows of ``SELECT_JOBS + tail`` (the storage
+        side; readers want `records`); rows that cannot be used go to
+        ``bad`` (rowid -> why)."""
         out: list[dict[str, Any]] = []
         if not self.exists:
             return out
@@ -378,52 +358,58 @@ class Ledger:
                         bad[row["row_id"]] = str(exc)
         return out
 
+    def records(self, tail: str = "", args: tuple = (), limit: int | None = None,
+                bad: dict[int, str] | None = None) -> HistoryRecords:
+        """`rows` as `JobRecord`s."""
+        return HistoryRecords(JobRecord.from_row(r) for r in self.rows(tail, args, limit, bad))
+
     def jobs(self, *, ended: int | None = 50, since: float | None = None,
-             bad: dict[int, str] | None = None) -> list[dict[str, Any]]:
+             bad: dict[int, str] | None = None) -> HistoryRecords:
         """Every active job (live or just found interrupted) and the ``ended``
         most recent others (None: all of them; ``since``: ended after that
         time), newest first."""
-        active = self.rows(f"WHERE jobs.state IN ({_MARKS}) ORDER BY jobs.created DESC", _ACTIVE, bad=bad)
+        active = self.records(f"WHERE jobs.state IN ({_MARKS}) ORDER BY jobs.created DESC", _ACTIVE, bad=bad)
         where = f"WHERE jobs.state NOT IN ({_MARKS})"
         args: tuple = _ACTIVE
         if since is not None:
             where += " AND jobs.ended >= ?"
             args += (since,)
         limit = "" if ended is None else f" LIMIT {int(ended)}"
-        rest = self.rows(f"{where} ORDER BY jobs.created DESC{limit}", args, bad=bad)
-        return sorted(active + rest, key=lambda r: -(r["created"] or 0))
+        rest = self.records(f"{where} ORDER BY jobs.created DESC{limit}", args, bad=bad)
+        return HistoryRecords(sorted(active + rest, key=lambda r: -(r.created or 0)))
 
-    def resolve(self, name_or_uid: str, *, live: bool = True) -> dict[str, Any]:
+    def resolve(self, name_or_uid: str, *, live: bool = True) -> JobRecord:
         """The one job ``name_or_uid`` names (its uid, or its name among the
         live jobs when ``live``); `Refused` when none or several do, with
         the candidates listed."""
-        found = self.rows("WHERE jobs.uid=?", (name_or_uid,))
+        found = self.records("WHERE jobs.uid=?", (name_or_uid,))
         if not found:
-            found = self.rows("WHERE jobs.name=? ORDER BY jobs.created DESC", (name_or_uid,))
+            found = self.records("WHERE jobs.name=? ORDER BY jobs.created DESC", (name_or_uid,))
             if live:
-                found = [r for r in found if r["live"]] or found[:1]
+                found = HistoryRecords([r for r in found if r.live] or found[:1])
         if not found:
             raise Refused(f"no job named {name_or_uid!r} in the ledger ({clean(str(self.path))})")
         if len(found) > 1:
-            listed = "; ".join(f"{r['uid']} ({r['state']}, {owner_of(r)})" for r in found[:10])
+            listed = "; ".join(f"{r.uid} ({r.state}, {r.owner})" for r in found[:10])
             raise Refused(f"{len(found)} running jobs are named {name_or_uid!r}: give one's id: {listed}")
         return found[0]
 
     # -- control ---------------------------------------------------------------
     def request(self, uid: str, action: str = "cancel", reason: str | None = None,
-                sender: str | None = None) -> dict[str, Any]:
-        """Ask the owner of job ``uid`` to ``"cancel"`` it or ``"stop"`` it
-        (stop and keep); its kernel acts within about a second. Returns the
-        job's record; `Refused` when it does not run any more."""
+                sender: str | None = None) -> JobRecord:
+        """Ask the owner of job ``uid`` (an id, or a running job's name) to
+        ``"cancel"`` it or ``"stop"`` it (stop and keep); its kernel acts
+        within about a second. Returns the job's record; `Refused` when it
+        does not run any more."""
         if action not in ACTIONS:
             raise Refused(f"`action` must be one of {', '.join(ACTIONS)}, got {action!r}")
         record = self.resolve(uid)
-        if not record["live"]:
-            raise Refused(f"job {record['name']!r} is {record['state']}: nothing to {action}")
+        if not record.live:
+            raise Refused(f"job {record.name!r} is {record.state}: nothing to {action}")
         me = sender or f"pid {os.getpid()} on {socket.gethostname()}"
         with self.connection() as con, con:
             con.execute("INSERT INTO mailbox (session, uid, action, reason, sender, t) VALUES (?,?,?,?,?,?)",
-                        (record["session"], record["uid"], action, reason, me, self.now()))
+                        (record.session, record.uid, action, reason, me, self.now()))
         return record
 
     def live_checkpoints(self) -> set[str]:
@@ -434,28 +420,27 @@ class Ledger:
             if r["live"] and isinstance(r["resume"].get("path"), str):
                 paths.add(r["resume"]["path"])
         with self.connection() as con:
-            for (spec,) in con.execute("SELECT resumable.spec FROM claims JOIN resumable USING (uid)"):
-                with contextlib.suppress(ValueError, TypeError, AttributeError):
-                    paths.add(json.loads(spec)["path"])
+            for held in con.execute(f"{_SELECT_CLAIMS}, resumable.spec AS spec FROM claims {_JOIN_CLAIMS} "
+                                    "JOIN resumable ON resumable.uid = claims.uid").fetchall():
+                if self._claim_live(dict(held)):
+                    with contextlib.suppress(ValueError, TypeError, KeyError):
+                        paths.add(json.loads(held["spec"])["path"])
         return {p for p in paths if isinstance(p, str)}
 
-    def claim(self, record: dict[str, Any], session: str, lease: float) -> None:
+    def claim(self, record: JobRecord, session: str, lease: float) -> None:
         """Take job ``record``'s resume for ``session`` (whose lease is set to
         ``lease``); `Refused`, naming the process, when another live one
         holds it."""
-        uid = record["uid"]
+        uid = record.uid
         with self.connection(timeout=30) as con:
             con.isolation_level = None
             con.execute("BEGIN IMMEDIATE")
             try:
-                held = con.execute(
-                    "SELECT claims.session AS session, claims.job AS job, claims.t AS t, sessions.pid AS pid, "
-                    "sessions.host AS host, sessions.kernel AS kernel, sessions.notebook AS notebook, "
-                    "sessions.lease AS lease, sessions.ended AS session_ended, sessions.proc_start AS proc_start, "
-                    "jobs.state AS job_state FROM claims LEFT JOIN sessions ON sessions.id = claims.session "
-                    "LEFT JOIN jobs ON jobs.uid = claims.job WHERE claims.uid=?", (uid,)).fetchone()
+                held = con.execute(f"{_SELECT_CLAIMS} FROM claims {_JOIN_CLAIMS} WHERE claims.uid=?",
+                                   (uid,)).fetchone()
                 if held is not None and held["session"] != session and self._claim_live(dict(held)):
-                    raise Refused(f"job {record['name']!r} is being resumed by {owner_of(dict(held))}; "
+                    owner = Owner(held["pid"], held["host"], held["kernel"], held["notebook"])
+                    raise Refused(f"job {record.name!r} is being resumed by {owner}; "
                                   f"one resume at a time (cancel that one first)")
                 con.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, NULL, ?)", (uid, session, self.now()))
                 con.execute("UPDATE sessions SET lease=? WHERE id=?", (lease, session))

@@ -1,48 +1,68 @@
-"""The history as records a person can browse, and the folder where jobs
-keep their checkpoints.
-
-Checkpoints live in ``checkpoints/`` next to the history file (0700). A job
-writes its checkpoint over its previous one, so only the last is kept; a
-job that ends ``done`` deletes its own. The folder is capped at
-``$NOTEBOOK_EXT_CHECKPOINT_CAP`` bytes (default 2 GiB, suffixes K/M/G
-allowed): after each write the oldest checkpoints of jobs not running here
-are deleted until the folder fits; those of jobs whose owner is alive, in
-this process or another (the ledger says which), are never deleted.
-"""
+"""The job's durable record: what the ledger keeps of a job, what
+`notebook_ext.history`, ``%jobs --history``, ``python -m notebook_ext jobs``
+and `Job.record` give, as one typed record (`JobRecord`) with its schema
+version; `to_row` and `from_row` are the one place it meets the ledger's
+columns."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import re
-import tempfile
-import threading
-import uuid
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from ._states import DONE, INTERRUPTED, STATES
-from ._text import safe_repr
+from ._states import ACTIVE_STATES, DONE, INTERRUPTED, STATES
+from ._text import clean, safe_repr
 from ._tracebacks import require
 
-DEFAULT_CAP = 2 * 1024 ** 3
-_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
-_in_use: set[str] = set()  # checkpoint groups a job of this process is writing
-_lock = threading.Lock()
+if TYPE_CHECKING:  # pragma: no cover
+    from ._job import Job
+
+#: The ledger's schema: the record's fields and the tables around them.
+SCHEMA_VERSION = 2
+#: What a job that was active when its owner stopped says as its error.
+LOST_OWNER = "the kernel stopped while this job was active"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who runs a job: a process, and the kernel and notebook when known."""
+
+    pid: int | None
+    host: str | None
+    kernel: str | None = None
+    notebook: str | None = None
+
+    def __str__(self) -> str:
+        where = f"pid {self.pid} on {self.host}"
+        extra = [f"kernel {self.kernel[:8]}" if self.kernel else "", self.notebook or ""]
+        return where + (f" ({', '.join(e for e in extra if e)})" if any(extra) else "")
 
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One job of the history (this session or an earlier one)."""
+    """One job as the ledger keeps it (this session's, or any other
+    process's): its durable facts, its owner, and the live snapshot its
+    owner last wrote (``done``, ``total``, ``rate``, ``eta`` at ``updated``).
+
+    ``live`` says whether its owner still runs it; a job whose owner is gone
+    reads ``interrupted``. ``resume`` is the spec `notebook_ext.resume`
+    goes on from (``checkpoint`` is its file while it exists).
+    """
+
+    SCHEMA: ClassVar[int] = SCHEMA_VERSION
+    #: the ledger's ``jobs`` columns, in order (`to_row`)
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "uid", "session", "job_id", "name", "kind", "executor", "priority", "params", "code", "state", "attempts",
+        "created", "started", "ended", "error", "traceback", "metrics", "artifacts", "parent", "after_names")
 
     name: str
     state: str
     kind: str | None
     session: str
     uid: str
+    job_id: int | None = None
     executor: str | None = None
     priority: int | None = None
     created: float | None = None
@@ -53,26 +73,85 @@ class JobRecord:
     traceback: str | None = None
     code: str | None = None
     parent: str | None = None
+    after: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
+    resume: dict[str, Any] | None = None  #: how to go on after a crash (the resume spec), or None
     checkpoint: str | None = None  #: its checkpoint file, when it still exists
     resumable: bool = False  #: `notebook_ext.resume` can pick it up from `checkpoint`
+    owner: Owner | None = None  #: the process (kernel, notebook) that ran it
+    live: bool = False  #: its owner still runs it (an active job, lease held)
+    done: float | None = None  #: progress at `updated` (the live snapshot)
+    total: float | None = None
+    rate: float | None = None  #: items per second then
+    eta: float | None = None  #: seconds left then
+    updated: float | None = None
 
     @property
     def duration(self) -> float | None:
         return self.ended - self.started if self.ended is not None and self.started is not None else None
 
+    # -- the one place the record meets the ledger's columns ---------------------
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "JobRecord":
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in row.items() if k in names}
-        spec = row.get("resume") or {}
-        path = spec.get("path")
+    def from_row(cls, row: Mapping[str, Any]) -> "JobRecord":
+        """The record of a `decode_row` row (joined with its owner and live snapshot)."""
+        spec = row.get("resume") or None
+        path = spec.get("path") if spec else None
         exists = isinstance(path, str) and os.path.exists(path)
-        values["checkpoint"] = path if exists else None
-        values["resumable"] = exists and row.get("state") != DONE
-        return cls(**values)
+        pid = row.get("pid")
+        owner = (Owner(pid if isinstance(pid, int) else None, _str(row.get("host")), _str(row.get("kernel")),
+                       _str(row.get("notebook")))
+                 if row.get("pid") is not None or row.get("host") is not None else None)
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in names and k not in ("resume", "done", "metrics")}
+        live_metrics = row.get("live_metrics") or {}
+        return cls(**values, resume=spec, checkpoint=path if exists else None,
+                   resumable=exists and row.get("state") != DONE and not row.get("live"),
+                   after=tuple(row.get("after_names") or ()), owner=owner, done=row.get("live_done"),
+                   total=row.get("live_total"), metrics={**(row.get("metrics") or {}), **live_metrics})
+
+    @classmethod
+    def of(cls, job: "Job", session: str, state: str | None = None) -> "JobRecord":
+        """The record of a live `Job` of ``session``; ``state`` when the
+        ledger must keep another (a job the shutdown stopped is
+        ``interrupted``, whatever its executor made of the stop)."""
+        interrupted = state == INTERRUPTED
+        ctx = job.ctx
+        return cls(
+            name=clean(job.name), state=INTERRUPTED if interrupted else job.state, kind=_text(job.kind),
+            session=session, uid=f"{session}:{job.id}", job_id=job.id, executor=_text(job.executor),
+            priority=job.priority, created=job.created, started=job.started, ended=job.ended,
+            attempts=job.attempts, error=LOST_OWNER if interrupted else _text(job.error),
+            traceback=_text(job.traceback), code=_text(job.code),
+            parent=clean(job.parent.name) if job.parent else None, after=tuple(clean(a.name) for a in job.after),
+            params={_key(k): safe_repr(v) for k, v in list(job.params.items())},
+            metrics={clean(k): v[-1][1] for k, v in list(ctx.metrics.items()) if v},
+            artifacts=[clean(a) for a in job.artifacts], resume=job.resume_spec,
+            live=job.state in ACTIVE_STATES and not interrupted, done=ctx.done, total=ctx.total,
+        )
+
+    def to_row(self) -> tuple:
+        """The ledger's ``jobs`` row (`COLUMNS`)."""
+        return (self.uid, self.session, self.job_id, self.name, self.kind, self.executor, self.priority,
+                json.dumps(self.params), self.code, self.state, self.attempts, self.created, self.started,
+                self.ended, self.error, self.traceback, json.dumps(self.metrics, default=str),
+                json.dumps(list(self.artifacts)), self.parent, json.dumps(list(self.after)))
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _key(value: object) -> str:
+    return clean(value) if isinstance(value, str) else safe_repr(value)
+
+
+def _text(value: object) -> str | None:
+    """``value`` as text any reader can decode (None stays None)."""
+    if value is None:
+        return None
+    return clean(value) if isinstance(value, str) else safe_repr(value)
 
 
 class HistoryRecords(list):
@@ -82,14 +161,10 @@ class HistoryRecords(list):
         """The records as a pandas DataFrame (needs pandas)."""
         pd = require("pandas", "pandas", "history().to_frame()")
         frame = pd.DataFrame([{**asdict(r), "duration": r.duration} for r in self])
-        for column in ("created", "started", "ended"):
+        for column in ("created", "started", "ended", "updated"):
             if column in frame:
                 frame[column] = pd.to_datetime(frame[column], unit="s")
         return frame
-
-
-def records(rows: list[dict[str, Any]]) -> HistoryRecords:
-    return HistoryRecords(JobRecord.from_row(r) for r in rows)
 
 
 # -- rows of the history file ---------------------------------------------------
@@ -103,10 +178,11 @@ _JSON: dict[str, type] = {"params": dict, "metrics": dict, "artifacts": list, "r
 
 
 def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """One row of the history's ``jobs`` table (with ``row_id`` and its
-    ``resume`` spec) as the store's record: JSON columns decoded, every
-    column checked, since another program or a bad disk may have put
-    anything there. `ValueError` says which column cannot be used."""
+    """One row of the ledger's ``jobs`` table (with ``row_id``, its
+    ``resume`` spec, its owner's and its live snapshot's columns) with the
+    JSON columns decoded and every column checked, since another program
+    or a bad disk may have put anything there. `ValueError` says which
+    column cannot be used (a state this release does not know, too)."""
     d = {key: None for key in (*_NEEDED_TEXT, *_TEXT, *_INTEGERS, *_TIMES, *_JSON)} | dict(row)
     del d["row_id"]
     for key in _NEEDED_TEXT + _TEXT:
@@ -130,113 +206,6 @@ def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
         d[key] = value
     if not all(isinstance(a, str) for a in d["artifacts"]):
         raise ValueError("`artifacts` holds something other than paths")
+    if not all(isinstance(a, str) for a in d["after_names"]):
+        raise ValueError("`after_names` holds something other than names")
     return d
-
-
-# -- checkpoint files ---------------------------------------------------------
-def checkpoint_folder(history_path: Path | None) -> Path | None:
-    """``checkpoints/`` beside the history file, made private; None without a history."""
-    if history_path is None:
-        return None
-    folder = Path(history_path).parent / "checkpoints"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return folder
-
-
-def new_checkpoint(folder: Path, name: str) -> Path:
-    """A fresh base path for one job's checkpoint files (``<base>``, ``<base>.items`` …)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40].strip("._") or "job"
-    return folder / f"{safe}-{uuid.uuid4().hex[:10]}.ckpt"
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
-    """``write(tmp)`` to a temporary file beside ``path``, then rename it over
-    ``path``: readers (and a crash) see the old file or the new, never half."""
-    path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _group(path: str | os.PathLike) -> str:
-    """The checkpoint a file belongs to: ``x.ckpt``, ``x.ckpt.items`` and ``x.ckpt.part-3`` are one."""
-    name = os.path.basename(path)
-    head, sep, _ = name.partition(".ckpt")
-    return head + sep
-
-
-def hold(path: str | os.PathLike) -> None:
-    """Mark a checkpoint as being written by a job here: pruning leaves it."""
-    with _lock:
-        _in_use.add(_group(path))
-
-
-def release(path: str | os.PathLike, *, delete: bool) -> None:
-    """The job writing ``path`` ended; ``delete`` removes all its files."""
-    with _lock:
-        _in_use.discard(_group(path))
-    if delete:
-        folder = os.path.dirname(os.path.abspath(path))
-        group = _group(path)
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(folder):
-                if _group(entry.name) == group:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-
-
-def cap_bytes() -> int:
-    text = os.environ.get("NOTEBOOK_EXT_CHECKPOINT_CAP", "").strip().upper().removesuffix("B").removesuffix("I")
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)", text)
-    if not match:
-        return DEFAULT_CAP
-    return int(float(match[1]) * _UNITS[match[2]])
-
-
-def prune(folder: "str | os.PathLike[str]", cap: int | None = None, keep: "Iterable[str]" = ()) -> list[str]:
-    """Delete the oldest checkpoints not in use here, nor among ``keep`` (paths
-    of checkpoints other processes' live jobs use), until ``folder`` holds
-    at most ``cap`` bytes; returns the groups deleted."""
-    cap = cap_bytes() if cap is None else cap
-    groups: dict[str, list[os.DirEntry]] = {}
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(os.fspath(folder)):
-            if ".ckpt" in entry.name and not entry.name.startswith(".tmp-"):
-                groups.setdefault(_group(entry.name), []).append(entry)
-    sizes = {g: sum(_size(e) for e in entries) for g, entries in groups.items()}
-    total = sum(sizes.values())
-    deleted = []
-    with _lock:
-        busy = set(_in_use) | {_group(path) for path in keep}
-    for group in sorted(groups, key=lambda g: max(_mtime(e) for e in groups[g])):
-        if total <= cap:
-            break
-        if group in busy:
-            continue
-        for entry in groups[group]:
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-        total -= sizes[group]
-        deleted.append(group)
-    return deleted
-
-
-def _size(entry: os.DirEntry) -> int:
-    try:
-        return entry.stat().st_size
-    except OSError:
-        return 0
-
-
-def _mtime(entry: os.DirEntry) -> float:
-    try:
-        return entry.stat().st_mtime
-    except OSError:
-        return 0.0

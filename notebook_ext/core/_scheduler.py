@@ -132,6 +132,11 @@ class Scheduler:
         return self._dispatcher.max_running_seen
 
     @property
+    def session(self) -> str:
+        """This scheduler's session in the ledger: its jobs' ids are ``session:N``."""
+        return self.store.session
+
+    @property
     def closed(self) -> bool:
         return self._closing
 

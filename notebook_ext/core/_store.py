@@ -32,65 +32,30 @@ import threading
 import time
 import uuid
 import warnings
-import weakref
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._job import describe_error
+from ._duties import Due, OwnerDuties
+from ._files import create_private
 from ._ledger import (
-    INSERT_JOB, MAILBOX_SECONDS, SNAPSHOT_SECONDS, Ledger, NewerSchema, connect, default_history_path,
-    lease_seconds, mark_lost, network_filesystem, this_owner,
+    INSERT_JOB, Ledger, NewerSchema, connect, default_history_path, lease_seconds, mark_lost, network_filesystem,
+    this_owner,
 )
-from ._states import ACTIVE_STATES, INTERRUPTED, RUNNING
+from ._records import HistoryRecords, JobRecord
+from ._states import ACTIVE_STATES, RUNNING
 from ._text import clean, safe_repr
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._job import Job
 
-__all__ = ["HistoryStore", "default_history_path", "private_folder"]
-
-_SHUTDOWN_ERROR = "the kernel stopped while this job was active"
+__all__ = ["HistoryStore", "default_history_path"]
 
 #: Seconds between tries while another connection locks the file: 61 s in
 #: all, then every 30 s for as long as the lock lasts.
 RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-
-
-def private_folder(folder: Path) -> None:
-    """Check that only this user (or root) can put files in ``folder``: one
-    that group or others can write is made 0700, with a warning; one another
-    user owns raises `PermissionError`. A sticky folder (``/tmp``) is left
-    as it is: others may add files there but not replace ours."""
-    st = os.stat(folder)
-    if st.st_uid not in (os.geteuid(), 0):
-        raise PermissionError(f"{folder} belongs to another user (uid {st.st_uid}), who could replace the files "
-                              f"notebook_ext keeps there; use a folder of your own")
-    if st.st_mode & 0o022 and not st.st_mode & 0o1000:
-        try:
-            os.chmod(folder, 0o700)
-        except OSError as exc:
-            raise PermissionError(f"{folder} can be written by others (mode {st.st_mode & 0o777:04o}) and "
-                                  f"cannot be made private ({exc.strerror}); use a folder of your own") from None
-        warnings.warn(f"notebook_ext: {folder} could be written by group or others "
-                      f"(mode {st.st_mode & 0o777:04o}); made private (0700)", RuntimeWarning, stacklevel=2)
-
-
-def _create_private(path: Path) -> None:
-    """Make the missing folders of ``path`` (0700) and the file (0600);
-    existing folders are left as they are, but the file's own folder must
-    be private (`private_folder`)."""
-    missing = []
-    folder = path.parent
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
-    private_folder(path.parent)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _busy(exc: Exception) -> bool:
@@ -149,9 +114,7 @@ class HistoryStore:
         self.retries = 0  #: failed tries on a locked file since the last write
         self.dropped = 0  #: records dropped because the backlog was full
         self.skipped = 0  #: rows of the file that could not be read (each skipped, told once)
-        self.live_writes = 0  #: live snapshots written (at most one per running job per second)
         self.commits = 0  #: write transactions committed by the writer
-        self.mailbox_looks = 0  #: times the writer looked for requests of other processes
         self.lease = lease_seconds()  #: seconds this process's lease lasts once renewed
         self.busy_timeout = 1.0  #: seconds SQLite itself waits for another writer, each try
         self.close_timeout = 30.0  #: seconds `close` waits for the records still queued to be written
@@ -165,6 +128,7 @@ class HistoryStore:
         self._queue: queue.Queue = queue.Queue()
         self._specs_written: set[int] = set()  # jobs whose resume spec is on disk (writer thread only)
         self._live: dict[int, Job] = {}  # this session's active jobs (writer thread only)
+        self._duties = OwnerDuties(self.session, self.lease, clock)
         self._thread: threading.Thread | None = None
         self._keeper: sqlite3.Connection | None = None  # holds an in-memory history open
         self._target: str | None = None
@@ -177,7 +141,7 @@ class HistoryStore:
                 self._in_memory(f"{clean(str(self.path))} is on a network filesystem ({kind}), where SQLite's "
                                 f"locking is unsafe", "set NOTEBOOK_EXT_HISTORY to a file on a local disk")
             else:
-                _create_private(self.path)
+                create_private(self.path)
                 self._target = str(self.path)
                 # One try, without waiting: a file another connection locks is
                 # opened by the writer thread when the lock goes (retry_delays).
@@ -236,18 +200,7 @@ class HistoryStore:
             self._queue.put(("job", job, state or job.state, self.clock.time()))
 
     def _row(self, job: Job, state: str) -> tuple:
-        metrics = {clean(k): v[-1][1] for k, v in list(job.ctx.metrics.items()) if v}
-        params = {_text(k): safe_repr(v) for k, v in list(job.params.items())}
-        # A job the shutdown stopped is `interrupted` (as after a kernel crash),
-        # whatever its executor made of the stop.
-        row_state, error = (state, _SHUTDOWN_ERROR) if state == INTERRUPTED else (job.state, _text(job.error))
-        return (
-            f"{self.session}:{job.id}", self.session, job.id, _text(job.name), _text(job.kind),
-            _text(job.executor), job.priority, json.dumps(params), _text(job.code), row_state, job.attempts,
-            job.created, job.started, job.ended, error, _text(job.traceback), json.dumps(metrics),
-            json.dumps([_text(a) for a in job.artifacts]), _text(job.parent.name) if job.parent else None,
-            json.dumps([_text(a.name) for a in job.after]),
-        )
+        return JobRecord.of(job, self.session, state).to_row()
 
     def _partial_row(self, job: Job, state: str, exc: Exception) -> tuple:
         """What can be kept of a job whose full row SQLite refused."""
@@ -260,7 +213,7 @@ class HistoryStore:
         flushes: list[threading.Event] = []
         con: sqlite3.Connection | None = None
         stop = False
-        duties = _Duties(self.lease)
+        duties = self._duties
         try:
             while True:
                 wait = not (pending or stop) and self._opened
@@ -277,7 +230,7 @@ class HistoryStore:
                         changes = con.total_changes
                         self._write(con, pending, due)
                         if due.mailbox:
-                            self._read_mailbox(con, duties)
+                            self._pass_on(duties.take_requests(con))
                     except sqlite3.Error as exc:
                         if not _busy(exc):
                             raise
@@ -353,7 +306,7 @@ class HistoryStore:
             pending.append(item)
         return False
 
-    def _write(self, con: sqlite3.Connection, entries: Iterable[tuple], due: "_Due") -> None:
+    def _write(self, con: sqlite3.Connection, entries: Iterable[tuple], due: Due) -> None:
         """``entries`` and the duties ``due`` in one transaction: all of
         them or, raising, none."""
         latest: dict[int, tuple] = {}  # a job's row is written once per batch, however often it moved
@@ -387,7 +340,7 @@ class HistoryStore:
                     became_live = became_live or job.id not in self._live
                     self._live[job.id] = job
                 elif self._live.pop(job.id, None) is not None:
-                    self._snapshot(con, job, now)  # the final numbers, always
+                    self._duties.snapshot(con, job, now)  # the final numbers, always
             if became_live or due.lease:
                 con.execute("UPDATE sessions SET lease=? WHERE id=?", (now + self.lease, self.session))
             if due.lease:
@@ -395,41 +348,12 @@ class HistoryStore:
             if due.snapshots:
                 for job in list(self._live.values()):
                     if job.state == RUNNING:
-                        self._snapshot(con, job, now)
+                        self._duties.snapshot(con, job, now)
         self._specs_written.update(specs)  # committed: a job's spec (it never changes) is written once
 
-    def _snapshot(self, con: sqlite3.Connection, job: Job, now: float) -> None:
-        """Write ``job``'s live numbers when they changed since the last time."""
-        ctx = job.ctx
-        done, total = ctx.done, ctx.total
-        metrics = {clean(k): v[-1][1] for k, v in list(ctx.metrics.items()) if v}
-        last = _last_snapshot.get(job)
-        if last is not None and last[1:] == (done, total, metrics):
-            return
-        rate = eta = None
-        if last is not None and now > last[0] and job.state == RUNNING:
-            rate = max(done - last[1], 0) / (now - last[0])
-            eta = (total - done) / rate if rate and total is not None and total > done else None
-        _last_snapshot[job] = (now, done, total, metrics)
-        con.execute("INSERT OR REPLACE INTO live VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (f"{self.session}:{job.id}", now, done, total, rate, eta, json.dumps(metrics, default=str)))
-        self.live_writes += 1
-
-    def _read_mailbox(self, con: sqlite3.Connection, duties: "_Duties") -> None:
-        """Take the requests other processes left for this session's jobs (only
-        when another connection wrote since the last look) and pass them on."""
-        self.mailbox_looks += 1
-        version = con.execute("PRAGMA data_version").fetchone()[0]
-        if version == duties.data_version:
-            return
-        duties.data_version = version
-        with con:
-            rows = con.execute("SELECT id, uid, action, reason, sender FROM mailbox "
-                               "WHERE session=? AND taken IS NULL ORDER BY id", (self.session,)).fetchall()
-            if rows:
-                con.execute(f"UPDATE mailbox SET taken=? WHERE id IN ({','.join('?' * len(rows))})",
-                            (self.clock.time(), *(r[0] for r in rows)))
-        for _, uid, action, reason, sender in rows:
+    def _pass_on(self, requests: list[tuple]) -> None:
+        """Hand the cancel and stop requests of other processes to `on_request`."""
+        for _, uid, action, reason, sender in requests:
             handler = self.on_request
             if handler is None:
                 continue
@@ -439,19 +363,29 @@ class HistoryStore:
                 warnings.warn(f"notebook_ext: a {clean(str(action))} request from {clean(str(sender))} "
                               f"failed ({describe_error(exc)})", RuntimeWarning, stacklevel=1)
 
+    @property
+    def live_writes(self) -> int:
+        """Live snapshots written (at most one per running job per second)."""
+        return self._duties.live_writes
+
+    @property
+    def mailbox_looks(self) -> int:
+        """Times the writer looked for requests of other processes."""
+        return self._duties.mailbox_looks
+
     def claimed(self, uid: str, job: Job) -> None:
         """The resume claimed on ``uid`` runs as ``job`` (see `claim`)."""
         if self.enabled:
             self._queue.put(("claimed", uid, f"{self.session}:{job.id}"))
 
-    def claim(self, record: dict[str, Any]) -> None:
+    def claim(self, record: JobRecord) -> None:
         """Take the resume of ``record`` for this session; `Refused` (a
         ValueError) naming the process that holds it."""
         self.flush()
         self.ledger.claim(record, self.session, self.clock.time() + self.lease)
 
-    def unclaim(self, record: dict[str, Any]) -> None:
-        self.ledger.unclaim(record["uid"], self.session)
+    def unclaim(self, record: JobRecord) -> None:
+        self.ledger.unclaim(record.uid, self.session)
 
     def live_checkpoints(self) -> set[str]:
         """Checkpoint paths pruning must leave: those of jobs whose owner lives."""
@@ -488,12 +422,12 @@ class HistoryStore:
             self._keeper = None
 
     # -- reading -----------------------------------------------------------
-    def load(self, *, sessions: str = "all", limit: int = 1000) -> list[dict[str, Any]]:
+    def load(self, *, sessions: str = "all", limit: int = 1000) -> HistoryRecords:
         """Job records, newest first. ``sessions``: ``"all"``, ``"current"``
         or ``"earlier"``. A file SQLite cannot read raises one
         `sqlite3.DatabaseError` that names it."""
         if not self.ledger.exists:
-            return []
+            return HistoryRecords()
         self.flush()
         where, args = "", ()  # type: tuple[str, tuple[str, ...]]
         if sessions == "current":
@@ -502,7 +436,7 @@ class HistoryStore:
             where, args = "WHERE jobs.session!=?", (self.session,)
         return self._records(f"{where} ORDER BY jobs.created DESC", args, limit)
 
-    def find(self, name: str) -> dict[str, Any] | None:
+    def find(self, name: str) -> JobRecord | None:
         """The newest record of a job named ``name``, of any session (None if none)."""
         if not self.ledger.exists:
             return None
@@ -510,11 +444,11 @@ class HistoryStore:
         found = self._records("WHERE jobs.name=? ORDER BY jobs.created DESC, jobs.rowid DESC", (name,), 1)
         return found[0] if found else None
 
-    def _records(self, tail: str, args: tuple, limit: int) -> list[dict[str, Any]]:
+    def _records(self, tail: str, args: tuple, limit: int) -> HistoryRecords:
         """Up to ``limit`` readable records; the rows that are not are
         skipped (and told once, in `_skip`)."""
         bad: dict[int, str] = {}
-        out = self.ledger.rows(tail, args, limit, bad)
+        out = self.ledger.records(tail, args, limit, bad)
         self._skip(bad)
         return out
 
@@ -537,46 +471,3 @@ class HistoryStore:
         with self.ledger.connection() as con:
             rows = con.execute("SELECT state, t FROM transitions WHERE uid=? ORDER BY rowid", (uid,)).fetchall()
         return [tuple(r) for r in rows]
-
-
-#: job -> its last live snapshot written (t, done, total, metrics); the writer thread's
-_last_snapshot: "weakref.WeakKeyDictionary[Job, tuple]" = weakref.WeakKeyDictionary()
-
-
-class _Due:
-    """What the writer does in this round besides the queued records."""
-
-    __slots__ = ("lease", "snapshots", "mailbox")
-
-    def __init__(self, lease: bool = False, snapshots: bool = False, mailbox: bool = False) -> None:
-        self.lease, self.snapshots, self.mailbox = lease, snapshots, mailbox
-
-    def __bool__(self) -> bool:
-        return self.lease or self.snapshots or self.mailbox
-
-
-class _Duties:
-    """When the writer next renews the lease (every ``lease / 5`` s), writes
-    live snapshots (every `SNAPSHOT_SECONDS`) and reads the mailbox (every
-    `MAILBOX_SECONDS`), while this session has active jobs."""
-
-    def __init__(self, lease: float) -> None:
-        self.every = {"lease": lease / 5, "snapshots": SNAPSHOT_SECONDS, "mailbox": MAILBOX_SECONDS}
-        self.last = dict.fromkeys(self.every, 0.0)
-        self.data_version: int | None = None
-
-    def next_in(self) -> float:
-        now = time.monotonic()
-        return max(0.0, min(self.last[k] + every - now for k, every in self.every.items()))
-
-    def due(self, live: bool) -> _Due:
-        if not live:
-            return _Due()
-        now = time.monotonic()
-        return _Due(**{k: now - self.last[k] >= every for k, every in self.every.items()})
-
-    def did(self, due: _Due) -> None:
-        now = time.monotonic()
-        for key in self.every:
-            if getattr(due, key):
-                self.last[key] = now

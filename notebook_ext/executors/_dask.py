@@ -183,8 +183,7 @@ class DaskExecutor(ExecutorBase):
         self._progress.track(job)
         link = self.describe().get("dashboard_link")
         if link:
-            job.dashboard_link = link
-            job.version += 1
+            job.set_facts(dashboard_link=link)
         fut = self.client.submit(_dask_run, job.id, self.topic, cancel_name, stop_name, job.shipment,
                                  key=key, pure=False)
         self._running[job.id] = (fut, cancel_name, stop_name)
@@ -235,9 +234,8 @@ class DaskExecutor(ExecutorBase):
         if running is None:
             return  # not submitted yet: the dispatcher checks the flag before run()
         fut, cancel_name, _ = running
-        job.cancel_note = ("Dask cannot stop a running task: it stops at its next "
-                           "progress/report/checkpoint; the job is cancelled now")
-        job.version += 1
+        job.set_facts(cancel_note="Dask cannot stop a running task: it stops at its next "
+                                  "progress/report/checkpoint; the job is cancelled now")
 
         def cancel() -> None:
             self._signal(cancel_name)

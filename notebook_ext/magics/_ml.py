@@ -162,7 +162,7 @@ class MLMagics(Magics):
         ns = self.shell.user_ns
         sched = A.scheduler()
         record = sched.store.find(args.name) if sched.store.enabled else None
-        spec = (record or {}).get("resume") or {}
+        spec = (record.resume if record is not None else None) or {}
         names = spec.get("vars") or {}
         where = f"%resume {args.name}"
         pipeline = spec.get("pipeline", False)

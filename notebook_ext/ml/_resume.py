@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from ..core import Job, Pipeline, get_scheduler
-from ..core.lowlevel import owner_of
+from ..core import JobRecord
 from ._checkpoints import (
     ItemLog, TrainCheckpointer, differs, fingerprint, read_checkpoint, read_parts,
 )
@@ -19,7 +19,7 @@ from ._train import _check_data, _submit
 
 def resume(name: str, *data: Any, eval: Any = None, func: Any = None, into: Any = None,
            executor: str | None = None, priority: int = 0, scheduler: Any = None,
-           _vars: dict[str, Any] | None = None, _record: dict[str, Any] | None = None) -> Job:
+           _vars: dict[str, Any] | None = None, _record: JobRecord | None = None) -> Job:
     """Go on with job ``name`` from its last checkpoint, after the kernel
     that ran it died (or after it failed or was cancelled).
 
@@ -42,7 +42,8 @@ def resume(name: str, *data: Any, eval: Any = None, func: Any = None, into: Any 
     """
     sched = scheduler or get_scheduler()
     record = _resumable(sched, name, _record)  # `%resume` read the record already
-    spec = record["resume"]
+    spec = record.resume
+    assert spec is not None
     sched.store.claim(record)  # one resumer: another process holding it is refused, named
     try:
         if spec["kind"] == "train":
@@ -52,11 +53,11 @@ def resume(name: str, *data: Any, eval: Any = None, func: Any = None, into: Any 
     except BaseException:
         sched.store.unclaim(record)
         raise
-    sched.store.claimed(record["uid"], job)
+    sched.store.claimed(record.uid, job)
     return job
 
 
-def _resumable(sched: Any, name: str, record: dict[str, Any] | None = None) -> dict[str, Any]:
+def _resumable(sched: Any, name: str, record: JobRecord | None = None) -> JobRecord:
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a job's name, got {type(name).__name__}")
     live = sched.jobs.get(name)
@@ -67,17 +68,17 @@ def _resumable(sched: Any, name: str, record: dict[str, Any] | None = None) -> d
     record = record if record is not None else sched.store.find(name)
     if record is None:
         raise ValueError(f"no job named {name!r} in the history ({sched.store.path})")
-    if record["state"] == "done":
+    if record.state == "done":
         raise ValueError(f"job {name!r} finished (done): nothing to resume")
-    if record.get("live"):
-        raise ValueError(f"job {name!r} is still {record['state']} in {owner_of(record)}: nothing to resume "
-                         f"(cancel it there, or `python -m notebook_ext cancel {record['uid']}`)")
-    spec = record["resume"]
+    if record.live:
+        raise ValueError(f"job {name!r} is still {record.state} in {record.owner}: nothing to resume "
+                         f"(cancel it there, or `python -m notebook_ext cancel {record.uid}`)")
+    spec = record.resume
     if not spec:
-        raise ValueError(f"job {name!r} ({record['state']}) kept no checkpoint; run it with checkpoint_every= "
+        raise ValueError(f"job {name!r} ({record.state}) kept no checkpoint; run it with checkpoint_every= "
                          f"(%train --checkpoint) to make it resumable")
     if not os.path.exists(spec["path"]):
-        raise ValueError(f"job {name!r} ({record['state']}) has no checkpoint on disk: it stopped before "
+        raise ValueError(f"job {name!r} ({record.state}) has no checkpoint on disk: it stopped before "
                          f"its first one, or the checkpoint was pruned")
     return record
 
@@ -87,9 +88,9 @@ def _refuse(name: str, why: str | None) -> None:
         raise ValueError(f"cannot resume {name!r}: {why}; resume needs the data it was started with")
 
 
-def _resume_train(sched: Any, record: dict[str, Any], data: tuple, eval: Any, executor: str | None,
+def _resume_train(sched: Any, record: JobRecord, data: tuple, eval: Any, executor: str | None,
                   priority: int, vars: dict[str, Any] | None) -> Job:
-    name, spec = record["name"], record["resume"]
+    name, spec = record.name, record.resume or {}
     if len(data) not in (1, 2):
         raise TypeError(f"resume({name!r}, X, y): give the training data again")
     X, y = data[0], data[1] if len(data) == 2 else None
@@ -105,9 +106,9 @@ def _resume_train(sched: Any, record: dict[str, Any], data: tuple, eval: Any, ex
                    vars=vars or spec.get("vars"))
 
 
-def _resume_preprocess(sched: Any, record: dict[str, Any], data: tuple, func: Any, into: Any,
+def _resume_preprocess(sched: Any, record: JobRecord, data: tuple, func: Any, into: Any,
                        priority: int, vars: dict[str, Any] | None) -> Job:
-    name, spec = record["name"], record["resume"]
+    name, spec = record.name, record.resume or {}
     if len(data) != 1:
         raise TypeError(f"resume({name!r}, items): give the items (or the pipeline) again")
     (items,) = data
@@ -153,11 +154,11 @@ def load_artifact(name: str, scheduler: Any = None) -> Any:
     record = sched.store.find(name) if sched.store.enabled else None
     if record is None:
         raise ValueError(f"no job named {name!r} in the history")
-    for path in reversed(record["artifacts"]):
+    for path in reversed(record.artifacts):
         if os.path.exists(path):
             return joblib.load(path)
-    spec = record["resume"] or {}
+    spec = record.resume or {}
     if spec.get("kind") == "train" and spec.get("path") and os.path.exists(spec["path"]):
         return read_checkpoint(spec["path"])["model"]
-    missing = f" (missing: {', '.join(record['artifacts'])})" if record["artifacts"] else ""
-    raise FileNotFoundError(f"job {name!r} ({record['state']}) left no saved model{missing}")
+    missing = f" (missing: {', '.join(record.artifacts)})" if record.artifacts else ""
+    raise FileNotFoundError(f"job {name!r} ({record.state}) left no saved model{missing}")

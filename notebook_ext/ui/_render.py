@@ -314,16 +314,14 @@ def dashboard_bundle(view: Mapping[str, Any]) -> dict[str, str]:
                          f"{html.escape(more)}</div>"}
 
 
-def history_table(records: list[dict[str, Any]]) -> tuple[str, str]:
+def history_table(records: "list[JobRecord]") -> tuple[str, str]:
     """Earlier jobs; a job with a checkpoint to go on from says ``%resume NAME``."""
     header = ("name", "state", "kind", "started", "duration", "resume", "error", "session")
     rows = []
     for r in records:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])) if r.get("started") else ""
-        dur = (r["ended"] - r["started"]) if r.get("ended") and r.get("started") else None
-        resumable = JobRecord.from_row(r).resumable
-        rows.append((r["name"], r["state"], r["kind"], started, format_duration(dur),
-                     f"%resume {r['name']}" if resumable else "", (r.get("error") or "")[:80], r["session"]))
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)) if r.started else ""
+        rows.append((r.name, r.state, r.kind, started, format_duration(r.duration),
+                     f"%resume {r.name}" if r.resumable else "", (r.error or "")[:80], r.session))
     return _table(header, rows)
 
 

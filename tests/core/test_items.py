@@ -82,7 +82,7 @@ def test_100_000_items_make_one_job_record(tmp_path):
         assert res.count == 100_000 and res.results[:3] == [100_000, 99_999, 99_998] and res.ok
         assert [j.name for j in s.all_jobs()] == ["many"] and not job.children
         s.store.flush()
-        assert [r["name"] for r in s.store.load()] == ["many"]
+        assert [r.name for r in s.store.load()] == ["many"]
     finally:
         s.shutdown()
 

@@ -47,11 +47,11 @@ def test_the_previous_releases_history_opens_lists_and_its_interrupted_sink_run_
         assert con.execute("PRAGMA user_version").fetchone()[0] == 0  # the first release's file
     store = HistoryStore(v1_history)
     try:
-        rows = {r["name"]: r for r in store.load()}
-        assert {n: r["state"] for n, r in rows.items()} == {"added": "done", "broken": "failed",
+        rows = {r.name: r for r in store.load()}
+        assert {n: r.state for n, r in rows.items()} == {"added": "done", "broken": "failed",
                                                             "long": "interrupted"}
-        assert "ZeroDivisionError" in rows["broken"]["error"]
-        assert rows["long"]["resume"]["kind"] == "preprocess"
+        assert "ZeroDivisionError" in rows["broken"].error
+        assert rows["long"].resume["kind"] == "preprocess"
     finally:
         store.close()
     with sqlite3.connect(v1_history) as con:
@@ -100,7 +100,7 @@ def test_a_newer_schema_is_refused_in_one_line_left_untouched_and_history_stays_
         assert "kept in memory" in message and f"schema version {SCHEMA_VERSION + 1}" in message
         assert "\n" not in message
         assert s.submit(sum, [2], name="new").result(10) == 2
-        assert [r["name"] for r in s.store.load()] == ["new"]  # this session's, from memory
+        assert [r.name for r in s.store.load()] == ["new"]  # this session's, from memory
     finally:
         s.shutdown()
     assert digest(path) == before
@@ -125,7 +125,7 @@ def test_a_history_on_a_network_filesystem_is_refused_and_kept_in_memory(tmp_pat
         (message,) = runtime_warnings(caught)
         assert "network filesystem (nfs4)" in message and "kept in memory" in message
         assert s.submit(sum, [3], name="here").result(10) == 3
-        assert [(r["name"], r["state"]) for r in s.store.load()] == [("here", "done")]
+        assert [(r.name, r.state) for r in s.store.load()] == [("here", "done")]
     finally:
         s.shutdown()
     assert not path.exists()
@@ -141,7 +141,7 @@ def test_a_record_of_a_newer_release_is_skipped_and_counted(tmp_path):
     store = HistoryStore(path)
     try:
         with pytest.warns(RuntimeWarning, match="'paused', which this notebook_ext does not know"):
-            assert [r["name"] for r in store.load()] == ["b"]
+            assert [r.name for r in store.load()] == ["b"]
         assert store.skipped == 1
     finally:
         store.close()
@@ -157,9 +157,9 @@ def test_live_snapshots_are_written_at_most_once_a_second_and_the_final_one_alwa
                     return
         t0 = time.monotonic()
         job = s.submit(busy, 2.5, name="busy")
-        wait_until(lambda: s.store.flush() or (Ledger(path).resolve("busy")["live_done"] or 0) > 0, timeout=10)
+        wait_until(lambda: s.store.flush() or (Ledger(path).resolve("busy").done or 0) > 0, timeout=10)
         mid = Ledger(path).resolve("busy")
-        assert mid["state"] == "running" and mid["live"] and mid["live_total"] == 10 ** 9
+        assert mid.state == "running" and mid.live and mid.total == 10 ** 9
         job.wait(30)
         took = time.monotonic() - t0
         s.store.flush()
@@ -167,7 +167,7 @@ def test_live_snapshots_are_written_at_most_once_a_second_and_the_final_one_alwa
         end = Ledger(path).resolve("busy")
     assert job.ctx.done > 10_000  # many progress() calls …
     assert 2 <= writes <= took / 1.0 + 2, (writes, took)  # … few writes: one per second, and the final one
-    assert end["state"] == "done" and end["live_done"] == job.ctx.done
+    assert end.state == "done" and end.done == job.ctx.done
 
 
 def test_the_lease_is_renewed_while_jobs_run_and_left_alone_when_idle(tmp_path, monkeypatch):
@@ -195,3 +195,21 @@ def test_the_lease_is_renewed_while_jobs_run_and_left_alone_when_idle(tmp_path, 
         wait_until(lambda: time.time() > last, timeout=10)  # the lease ran out: five renewal periods went by
         assert lease(s.store.session) == last, "renewed with no job running"
         assert (s.store.live_writes, lease(s.store.session)) == renewals
+
+
+def test_a_jobs_record_is_the_ledgers_record_of_it(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    with Scheduler(slots=1, history=path) as s:
+        first = s.submit(sum, [1, 2], name="first", params={"alpha": 0.5})
+        job = s.submit(lambda: 1 / 0, name="second", after=[first], kind="fit")
+        job.wait(10)
+        s.store.flush()
+        mine = job.record
+        (stored,) = [r for r in s.store.load() if r.name == "second"]
+    assert type(mine) is type(stored)
+    same = ("name", "state", "kind", "session", "uid", "job_id", "executor", "priority", "created", "started",
+            "ended", "attempts", "error", "traceback", "parent", "after", "params", "artifacts")
+    assert {k: getattr(mine, k) for k in same} == {k: getattr(stored, k) for k in same}
+    assert mine.after == ("first",) and mine.state == "failed" and "ZeroDivisionError" in mine.error
+    with pytest.raises(TypeError, match="cannot set state"):
+        job.set_facts(state="done")  # the scheduler's own facts are not for layers to write

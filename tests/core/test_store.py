@@ -18,11 +18,11 @@ def test_history_survives_reopening(tmp_path):
     s.wait(ok, bad, timeout=5)
     s.shutdown()
     store = HistoryStore(path)
-    rows = {r["name"]: r for r in store.load(sessions="earlier")}
-    assert rows["ok"]["state"] == "done" and rows["ok"]["params"] == {"alpha": "0.1"}
-    assert rows["bad"]["state"] == "failed" and "ZeroDivisionError" in rows["bad"]["error"]
-    assert rows["ok"]["ended"] >= rows["ok"]["started"] >= rows["ok"]["created"]
-    states = [s for s, _ in store.transitions(rows["bad"]["uid"])]
+    rows = {r.name: r for r in store.load(sessions="earlier")}
+    assert rows["ok"].state == "done" and rows["ok"].params == {"alpha": "0.1"}
+    assert rows["bad"].state == "failed" and "ZeroDivisionError" in rows["bad"].error
+    assert rows["ok"].ended >= rows["ok"].started >= rows["ok"].created
+    states = [s for s, _ in store.transitions(rows["bad"].uid)]
     assert states[-1] == "failed" and len(states) >= 2
     store.close()
 
@@ -35,15 +35,15 @@ def test_job_active_when_its_process_died_is_interrupted(tmp_path):
         s = Scheduler(slots=1, history={str(path)!r})
         job = s.submit(time.sleep, 60, name="long-fit")
         # load() flushes the writer first: wait until the running row is on disk
-        while not any(r["state"] == "running" for r in s.store.load(sessions="current")):
+        while not any(r.state == "running" for r in s.store.load(sessions="current")):
             pass
         os._exit(0)   # the kernel dies: no shutdown
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     store = HistoryStore(path)
     rows = store.load(sessions="earlier")
-    assert [(r["name"], r["state"]) for r in rows] == [("long-fit", "interrupted")]
-    assert "kernel stopped" in rows[0]["error"]
+    assert [(r.name, r.state) for r in rows] == [("long-fit", "interrupted")]
+    assert "kernel stopped" in rows[0].error
     store.close()
 
 

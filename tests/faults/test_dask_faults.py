@@ -332,11 +332,11 @@ def test_shutdown_with_a_running_dask_job_is_interrupted_and_stops_the_cluster(d
     settle(lambda: not _children() - before, 10, lambda: f"still alive 10 s after shutdown: {_children() - before}")
     again = Scheduler(slots=1, history=path)
     try:
-        rows = {r["name"]: r for r in again.store.load(sessions="earlier") if r["session"] == session}
+        rows = {r.name: r for r in again.store.load(sessions="earlier") if r.session == session}
     finally:
         again.shutdown()
-    assert rows["spinning"]["state"] == "interrupted", rows["spinning"]
-    assert rows["spinning"]["error"] == "the kernel stopped while this job was active"
+    assert rows["spinning"].state == "interrupted", rows["spinning"]
+    assert rows["spinning"].error == "the kernel stopped while this job was active"
 
 
 # -- 4. the kernel SIGKILLed -------------------------------------------------------------
@@ -388,8 +388,8 @@ def test_no_dask_process_outlives_a_sigkilled_kernel(tmp_path, flat):
                 os.kill(pid, signal.SIGKILL)
     again = Scheduler(slots=1, history=history)
     try:
-        rows = {r["name"]: r["state"] for r in again.store.load(sessions="earlier")
-                if r["session"] == info["session"]}
+        rows = {r.name: r.state for r in again.store.load(sessions="earlier")
+                if r.session == info["session"]}
     finally:
         again.shutdown()
     assert rows == {"forever0": "interrupted", "forever1": "interrupted"}, rows

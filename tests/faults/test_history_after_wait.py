@@ -22,9 +22,9 @@ def test_history_has_the_final_state_as_soon_as_a_waiter_wakes(tmp_path):
             job.add_done_callback(lambda j: threading.Event().wait(0.05))  # a slow observer, not a sync
             release.set()
             job.result(timeout=10)
-            (record,) = [r for r in sched.store.load(sessions="current") if r["name"] == f"j{i}"]
-            if record["state"] != "done":
-                stale.append((i, record["state"]))
+            (record,) = [r for r in sched.store.load(sessions="current") if r.name == f"j{i}"]
+            if record.state != "done":
+                stale.append((i, record.state))
         assert stale == []
     finally:
         sched.shutdown()

@@ -83,10 +83,10 @@ def test_odd_record_is_written_and_the_writer_goes_on(tmp_path, flat, fn, args, 
         assert [j.result(timeout=10) for j in later] == [2**i for i in range(10)]
         sched.store.flush()
         assert sched.store._thread.is_alive()
-        rows = {r["uid"]: r for r in sched.store.load(sessions="current")}
-        assert rows[uid(sched, odd)][column] == expected
-        assert rows[uid(sched, odd)]["state"] == odd.state
-        assert [rows[uid(sched, j)]["state"] for j in later] == ["done"] * 10
+        rows = {r.uid: r for r in sched.store.load(sessions="current")}
+        assert getattr(rows[uid(sched, odd)], column) == expected
+        assert rows[uid(sched, odd)].state == odd.state
+        assert [rows[uid(sched, j)].state for j in later] == ["done"] * 10
     finally:
         sched.shutdown()
 
@@ -146,7 +146,7 @@ def test_locked_file_is_retried_past_the_schedule_and_every_row_lands(tmp_path, 
                 wait_until(lambda: not store.enabled or store.retries > 3 * len(FAST_RETRY), timeout=30)
             store.flush()
         assert store._thread.is_alive() and store.enabled
-        rows = {r["name"]: r["state"] for r in store.load(sessions="current")}
+        rows = {r.name: r.state for r in store.load(sessions="current")}
         assert rows == {f"locked-{i}": "done" for i in range(100)}
         assert store.retries == 0 and store.dropped == 0
         assert runtime_warnings(caught) == []
@@ -182,7 +182,7 @@ def test_backlog_overflow_drops_the_oldest_counts_them_and_warns_once(tmp_path, 
         assert store._thread.is_alive() and store.enabled
         after = [sched.submit(pow, 3, i, name=f"after-{i}") for i in range(5)]
         assert [j.result(timeout=10) for j in after] == [3**i for i in range(5)]
-        rows = {r["name"]: r["state"] for r in store.load(sessions="current")}
+        rows = {r.name: r.state for r in store.load(sessions="current")}
         assert all(rows[f"after-{i}"] == "done" for i in range(5))
     finally:
         sched.shutdown()
@@ -401,7 +401,7 @@ def test_a_bad_row_is_skipped_counted_and_warned_once(tmp_path, sql, capsys):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             assert [r.name for r in nx.history()] == ["last", "first"]
-            assert [r["name"] for r in sched.store.load(sessions="earlier")] == ["last", "first"]
+            assert [r.name for r in sched.store.load(sessions="earlier")] == ["last", "first"]
             capsys.readouterr()
             assert ip.run_cell("%jobs --history").success
             out, err = capsys.readouterr()
@@ -411,7 +411,7 @@ def test_a_bad_row_is_skipped_counted_and_warned_once(tmp_path, sql, capsys):
         assert "Traceback" not in out + err
         assert "first" in out and "last" in out and "bad" not in out
         assert sched.store.enabled and sched.store._thread.is_alive()
-        assert sched.store.find("bad") is None and sched.store.find("last")["state"] == "done"
+        assert sched.store.find("bad") is None and sched.store.find("last").state == "done"
     finally:
         set_scheduler(old)
         sched.shutdown()
@@ -423,7 +423,7 @@ def test_text_in_another_encoding_is_read_escaped(tmp_path, flat):
     corrupt(path, "UPDATE jobs SET name=CAST(x'6c6174696e31e9' AS TEXT) WHERE uid=?", uids["bad"])
     sched = Scheduler(slots=2, history=path)
     try:
-        assert [r["name"] for r in sched.store.load()] == ["last", "latin1\\xe9", "first"]
+        assert [r.name for r in sched.store.load()] == ["last", "latin1\\xe9", "first"]
         assert sched.store.skipped == 0
     finally:
         sched.shutdown()
@@ -442,7 +442,7 @@ def test_an_unreadable_session_row_does_not_stop_the_next_open(tmp_path, flat):
     try:
         assert sched.store.enabled and runtime_warnings(caught) == []
         assert sched.submit(pow, 2, 3, name="now").result(timeout=10) == 8
-        assert [r["name"] for r in sched.store.load()] == ["now", "earlier"]
+        assert [r.name for r in sched.store.load()] == ["now", "earlier"]
     finally:
         sched.shutdown()
 
@@ -481,7 +481,7 @@ def test_locked_at_open_jobs_run_and_records_land_when_the_lock_goes(tmp_path, f
         (started,), names = session_rows(path, store.session)
         assert names == [(j.name, "done") for j in jobs]
         assert started == (2_000_000.0,)  # the session began at open (the store's clock), not when the lock went
-        assert [r["name"] for r in store.load(sessions="earlier")] == ["earlier"]
+        assert [r.name for r in store.load(sessions="earlier")] == ["earlier"]
         assert store.retries == 0 and store.dropped == 0 and store._thread.is_alive()
     assert runtime_warnings(caught) == []
 

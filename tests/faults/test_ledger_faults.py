@@ -189,7 +189,7 @@ def running_in_ledger(history: Path, name: str) -> bool:
         r = record(history, name)
     except ValueError:
         return False
-    return r["state"] == "running" and r["live"]
+    return r.state == "running" and r.live
 
 
 def test_a_sigkilled_owner_reads_interrupted_to_another_process_and_a_writer_records_it(procs):
@@ -198,10 +198,10 @@ def test_a_sigkilled_owner_reads_interrupted_to_another_process_and_a_writer_rec
     wait_until(lambda: running_in_ledger(procs.history, "spin"), timeout=30)
     a.send_signal(signal.SIGKILL)  # no atexit, no shutdown; not reaped either (a zombie until the end)
     t0 = time.monotonic()
-    wait_until(lambda: record(procs.history, "spin")["state"] == "interrupted", timeout=15)
+    wait_until(lambda: record(procs.history, "spin").state == "interrupted", timeout=15)
     assert time.monotonic() - t0 < 15
     r = record(procs.history, "spin")
-    assert not r["live"] and "stopped" in r["error"]
+    assert not r.live and "stopped" in r.error
     assert raw_state(procs.history, "spin") == "running"  # read so, not written yet
     HistoryStore(procs.history).close()  # the next writer records it
     assert raw_state(procs.history, "spin") == "interrupted"
@@ -216,12 +216,12 @@ def test_a_frozen_owner_loses_its_lease_and_a_live_writer_records_its_jobs_inter
     assert first_line(watcher) == "READY"
     a.send_signal(signal.SIGSTOP)
     t0 = time.monotonic()
-    assert record(procs.history, "spin")["state"] == "running"  # its process is alive: its lease decides
+    assert record(procs.history, "spin").state == "running"  # its process is alive: its lease decides
     wait_until(lambda: raw_state(procs.history, "spin") == "interrupted", timeout=20,
                message="no live writer recorded the lost lease")
     took = time.monotonic() - t0
     assert took < 15, took
-    assert record(procs.history, "watcher")["state"] == "running"  # the writer's own job is untouched
+    assert record(procs.history, "watcher").state == "running"  # the writer's own job is untouched
 
 
 CANCEL_KINDS = """
@@ -261,12 +261,12 @@ def test_a_cancel_written_by_another_process_stops_thread_loop_process_and_dask_
     took = {}
     for name in names:
         t0 = time.monotonic()
-        ledger.request(ledger.resolve(name)["uid"], "cancel", "from the test")
-        wait_until(lambda: ledger.resolve(name)["state"] == "cancelled", timeout=10)
+        ledger.request(ledger.resolve(name).uid, "cancel", "from the test")
+        wait_until(lambda: ledger.resolve(name).state == "cancelled", timeout=10)
         took[name] = time.monotonic() - t0
     out, err = a.communicate(timeout=60)
     assert all(f"('{n}', 'cancelled')" in out for n in names), out + err[-2000:]
-    assert ledger.resolve("thread")["error"] == "from the test"
+    assert ledger.resolve("thread").error == "from the test"
     assert max(took.values()) < 1.0, took
 
 

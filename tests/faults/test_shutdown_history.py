@@ -32,7 +32,7 @@ def shut_down_and_read(sched, path):
     session = sched.store.session
     sched.shutdown()
     with Scheduler(slots=1, history=path) as again:
-        return {r["name"]: r for r in again.store.load(sessions="earlier") if r["session"] == session}
+        return {r.name: r for r in again.store.load(sessions="earlier") if r.session == session}
 
 
 @pytest.mark.parametrize("executor", ["loop", "thread", "process"])
@@ -47,10 +47,10 @@ def test_running_and_queued_jobs_are_interrupted_in_the_history(executor, tmp_pa
     sched.submit(body, str(tmp_path / "q"), executor=executor, name="waiting")
     wait_until(lambda: all(os.path.exists(tmp_path / f"r{i}") for i in range(slots)), timeout=30)
     rows = shut_down_and_read(sched, path)
-    assert rows["finished"]["state"] == "done"
+    assert rows["finished"].state == "done"
     for name in [j.name for j in running] + ["waiting"]:
-        assert rows[name]["state"] == "interrupted", (name, rows[name]["state"], rows[name]["error"])
-        assert rows[name]["error"] == "the kernel stopped while this job was active"
+        assert rows[name].state == "interrupted", (name, rows[name].state, rows[name].error)
+        assert rows[name].error == "the kernel stopped while this job was active"
 
 
 def test_a_job_cancelled_by_the_user_before_shutdown_stays_cancelled(tmp_path, flat):
@@ -61,4 +61,4 @@ def test_a_job_cancelled_by_the_user_before_shutdown_stays_cancelled(tmp_path, f
     job.cancel("I stopped it")
     job.wait(10)
     rows = shut_down_and_read(sched, path)
-    assert rows["mine"]["state"] == "cancelled" and rows["mine"]["error"] == "I stopped it"
+    assert rows["mine"].state == "cancelled" and rows["mine"].error == "I stopped it"

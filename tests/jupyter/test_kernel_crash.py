@@ -49,5 +49,5 @@ def test_sigkilled_kernel_leaves_no_orphans_and_interrupted_jobs(kernel, tmp_pat
     wait_until(lambda: all(gone(pid) for pid in ours), timeout=10,
                message=f"alive 10 s after the kernel died: {[p for p in ours if not gone(p)]}")
     with Scheduler(slots=1, history=tmp_path / "history.sqlite3") as later:
-        rows = {r["name"]: r["state"] for r in later.store.load(sessions="earlier")}
+        rows = {r.name: r.state for r in later.store.load(sessions="earlier")}
     assert rows["spin1"] == rows["spin2"] == rows["on_dask"] == "interrupted"
