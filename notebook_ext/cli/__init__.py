@@ -53,24 +53,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
+def _bounded(kind: type, what: str, least: float, strict: bool) -> Any:
+    """An argparse type: ``text`` as a ``kind`` of at least (``strict``: more than) ``least``."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < least or (strict and value == least):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if strict else 'at least'} {least:g}, "
+                                             f"got {text!r}")
+        return value
+    return parse
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
-    return value
+_count = _bounded(int, "a whole number", 1, strict=False)
+_positive = _bounded(float, "a number of seconds", 0, strict=True)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -181,8 +179,10 @@ def table(records: list[JobRecord], now: float) -> str:
         return "no jobs in the ledger"
     rows = [("ID", "NAME", "STATE", "PROGRESS", "ETA", "WHERE", "WHEN")]
     for r in records:
-        progress = "" if r.done is None or (not r.done and r.total is None) else (f"{format_number(r.done)}/{format_number(r.total)}" if r.total
-                                              else format_number(r.done))
+        if r.done is None or (not r.done and r.total is None):  # no progress reported
+            progress = ""
+        else:
+            progress = f"{format_number(r.done)}/{format_number(r.total)}" if r.total else format_number(r.done)
         if r.done is not None and r.total:
             progress += f" ({100 * r.done / r.total:.0f}%)"
         eta = f"{r.eta:.0f}s" if r.live and r.eta is not None else ""
