@@ -187,7 +187,7 @@ _JSON: dict[str, type] = {"params": dict, "metrics": dict, "artifacts": list, "r
                           "after_names": list, "live_metrics": dict}
 
 
-_EMPTY = {dict: "{}", list: "[]"}
+_EMPTY: dict[type, str] = {dict: "{}", list: "[]"}
 _DEFAULTS: dict[str, Any] = dict.fromkeys((*_NEEDED_TEXT, *_TEXT, *_INTEGERS, *_TIMES, *_JSON))
 
 
