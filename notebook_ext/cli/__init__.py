@@ -120,7 +120,7 @@ def _jobs(ledger: Ledger, args: argparse.Namespace, out: TextIO) -> int:
 
 def _cancel(ledger: Ledger, args: argparse.Namespace, out: TextIO) -> int:
     action = "stop" if args.keep else "cancel"
-    record = ledger.request(ledger.resolve(args.job).uid, action, args.reason,
+    record = ledger.request(args.job, action, args.reason,
                             sender=f"`python -m notebook_ext cancel` (pid {os.getpid()})")
     what = "stop and keep" if args.keep else "cancel"
     print(f"asked {_line(record.owner)} to {what} {record.name!r} ({record.uid})", file=out, flush=True)

@@ -14,8 +14,8 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock
+from ._records import last_metrics
 from ._states import RUNNING
-from ._text import clean
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._job import Job
@@ -75,7 +75,7 @@ class OwnerDuties:
         when they changed since the last time."""
         ctx = job.ctx
         done, total = ctx.done, ctx.total
-        metrics = {clean(k): v[-1][1] for k, v in list(ctx.metrics.items()) if v}
+        metrics = last_metrics(ctx)
         last = self._written.get(job)
         if last is not None and last[1:] == (done, total, metrics):
             return

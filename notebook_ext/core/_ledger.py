@@ -23,6 +23,7 @@ import operator
 import os
 import socket
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -144,12 +145,27 @@ def connect(target: str, timeout: float = 10, *, memory: bool = False) -> sqlite
     return con
 
 
+@contextlib.contextmanager
+def immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction that takes the file's write lock at its start
+    (``BEGIN IMMEDIATE``): what it read cannot change before it commits."""
+    con.isolation_level = None
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        con.isolation_level = "DEFERRED"  # Python's default (""), for the statements that follow
+
+
 def _migrate(con: sqlite3.Connection) -> None:
     """Make the tables (a new file) or add what the first release's lack, in
     one transaction; a connection that got there first did it already."""
-    con.isolation_level = None
-    try:
-        con.execute("BEGIN IMMEDIATE")
+    with immediate(con):
         if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             for table, columns in _ADDED.items():
                 have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
@@ -161,13 +177,6 @@ def _migrate(con: sqlite3.Connection) -> None:
                 if statement.strip():
                     con.execute(statement)
             con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        con.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        con.isolation_level = "DEFERRED"  # Python's default (""), for the statements that follow
 
 
 def network_filesystem(path: str | os.PathLike, mounts: str | None = None) -> str | None:
@@ -231,8 +240,6 @@ def this_owner() -> tuple[Owner, str | None]:
     """This process as an owner (kernel id from the kernel's connection file
     on its command line, notebook path from ``$JPY_SESSION_NAME``, which
     Jupyter Server sets), and its start time."""
-    import sys
-
     kernel = None
     for arg in sys.argv:
         name = os.path.basename(arg)
@@ -446,22 +453,15 @@ class Ledger:
         ``lease``); `Refused`, naming the process, when another live one
         holds it."""
         uid = record.uid
-        with self.connection(timeout=30) as con:
-            con.isolation_level = None
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                held = con.execute(f"{_SELECT_CLAIMS} FROM claims {_JOIN_CLAIMS} WHERE claims.uid=?",
-                                   (uid,)).fetchone()
-                if held is not None and held["session"] != session and self._claim_live(dict(held)):
-                    owner = Owner(held["pid"], held["host"], held["kernel"], held["notebook"])
-                    raise Refused(f"job {record.name!r} is being resumed by {owner}; "
-                                  f"one resume at a time (cancel that one first)")
-                con.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, NULL, ?)", (uid, session, self.now()))
-                con.execute("UPDATE sessions SET lease=? WHERE id=?", (lease, session))
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self.connection(timeout=30) as con, immediate(con):
+            held = con.execute(f"{_SELECT_CLAIMS} FROM claims {_JOIN_CLAIMS} WHERE claims.uid=?",
+                               (uid,)).fetchone()
+            if held is not None and held["session"] != session and self._claim_live(dict(held)):
+                owner = Owner(held["pid"], held["host"], held["kernel"], held["notebook"])
+                raise Refused(f"job {record.name!r} is being resumed by {owner}; "
+                              f"one resume at a time (cancel that one first)")
+            con.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, NULL, ?)", (uid, session, self.now()))
+            con.execute("UPDATE sessions SET lease=? WHERE id=?", (lease, session))
 
     def _claim_live(self, held: dict[str, Any]) -> bool:
         if held["session_ended"] is not None or held["session"] is None:

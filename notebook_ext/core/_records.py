@@ -130,7 +130,7 @@ class JobRecord:
             traceback=_text(job.traceback), code=_text(job.code),
             parent=clean(job.parent.name) if job.parent else None, after=tuple(clean(a.name) for a in job.after),
             params={_key(k): safe_repr(v) for k, v in list(job.params.items())},
-            metrics={clean(k): v[-1][1] for k, v in list(ctx.metrics.items()) if v},
+            metrics=last_metrics(ctx),
             artifacts=[clean(a) for a in job.artifacts], resume=job.resume_spec,
             live=job.state in ACTIVE_STATES and not interrupted, done=ctx.done, total=ctx.total,
         )
@@ -151,6 +151,11 @@ _ROW_DEFAULTS = {f.name: f.default for f in fields(JobRecord) if f.default is no
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def last_metrics(ctx: Any) -> dict[str, float]:
+    """Each metric's latest value, from a job's context (any thread may read it)."""
+    return {clean(k): v[-1][1] for k, v in list(ctx.metrics.items()) if v}
 
 
 def _key(value: object) -> str:

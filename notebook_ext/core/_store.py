@@ -46,7 +46,7 @@ from ._ledger import (
 )
 from ._records import HistoryRecords, JobRecord
 from ._states import ACTIVE_STATES, RUNNING
-from ._text import clean, safe_repr
+from ._text import clean
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._job import Job
@@ -70,13 +70,6 @@ def _bad_value(exc: Exception) -> bool:
     """A value of one record SQLite cannot take, not a fault of the file."""
     return not isinstance(exc, sqlite3.Error) or isinstance(
         exc, (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.DataError))
-
-
-def _text(value: object) -> str | None:
-    """``value`` as text any reader can decode (None stays None)."""
-    if value is None:
-        return None
-    return clean(value) if isinstance(value, str) else safe_repr(value)
 
 
 class HistoryStore:
@@ -205,8 +198,8 @@ class HistoryStore:
     def _partial_row(self, job: Job, state: str, exc: Exception) -> tuple:
         """What can be kept of a job whose full row SQLite refused."""
         error = f"notebook_ext could not store this job's full record: {describe_error(exc)}"
-        return (f"{self.session}:{job.id}", self.session, job.id, _text(job.name), None, None, None, None,
-                None, state, None, None, None, None, error, None, None, None, None, None)
+        return JobRecord(name=clean(job.name), state=state, kind=None, session=self.session,
+                         uid=f"{self.session}:{job.id}", job_id=job.id, error=error).to_row()
 
     def _writer(self) -> None:
         pending: deque[tuple] = deque()
