@@ -87,3 +87,14 @@ def unload_ipython_extension(ipython: Any) -> None:  # pragma: no cover
     from .magics import unload_ipython_extension as unload
 
     unload(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter server extension (`notebook_ext.server`): the job ledger
+    over HTTP for the JupyterLab / Notebook 7 extension."""
+    return [{"module": "notebook_ext.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab / Notebook 7 extension shipped in the package."""
+    return [{"src": "labextension", "dest": "notebook-ext"}]

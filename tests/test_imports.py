@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "notebook_ext"
 # Lower layers never import higher ones (STYLE.md: core <- executors <- ml <- ui <- magics).
 LAYERS = {
     "testing": 0, "core": 0, "executors": 1, "cells": 1, "ml": 2, "ui": 3, "magics": 4, "cli": 4,
-    "lowlevel": 5, "__init__": 5, "__main__": 5,
+    "server": 4, "lowlevel": 5, "__init__": 5, "__main__": 5,
 }
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sqlite3
 import sys
@@ -139,38 +138,8 @@ def _cancel(ledger: Ledger, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def as_json(r: JobRecord) -> dict[str, Any]:
-    """One record as the JSON of ``jobs --json`` (a NaN or infinite number,
-    e.g. a diverged loss, as null: JSON has no such numbers)."""
-    owner = r.owner
-    return _finite({
-        "id": r.uid, "name": r.name, "kind": r.kind, "state": r.state, "live": r.live, "executor": r.executor,
-        "created": r.created, "started": r.started, "ended": r.ended, "error": r.error, "parent": r.parent,
-        "after": list(r.after),
-        "progress": {"done": _number(r.done), "total": _number(r.total), "rate": r.rate, "eta": r.eta,
-                     "at": r.updated},
-        "metrics": r.metrics,
-        "owner": {"pid": owner.pid if owner else None, "host": owner.host if owner else None,
-                  "kernel": owner.kernel if owner else None, "notebook": owner.notebook if owner else None},
-        "resumable": r.resumable,
-    })
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN and infinity, however deep, made None:
-    `json.dumps` would write ``NaN`` / ``Infinity``, which strict parsers
-    (JavaScript's ``JSON.parse``, most languages' libraries) refuse."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _number(value: float | None) -> float | int | None:
-    """A count as an int when it is whole (the ledger keeps numbers as REAL)."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    """One record as the JSON of ``jobs --json`` (`JobRecord.as_json`)."""
+    return r.as_json()
 
 
 def table(records: list[JobRecord], now: float) -> str:

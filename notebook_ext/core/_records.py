@@ -92,6 +92,25 @@ class JobRecord:
     def duration(self) -> float | None:
         return self.ended - self.started if self.ended is not None and self.started is not None else None
 
+    def as_json(self) -> dict[str, Any]:
+        """The record as JSON (``python -m notebook_ext jobs --json``, the
+        server's ``/notebook-ext/api/jobs``): without its code and traceback;
+        a NaN or infinite number (a diverged loss) as null, since JSON has
+        none."""
+        owner = self.owner
+        return _finite({
+            "id": self.uid, "name": self.name, "kind": self.kind, "state": self.state, "live": self.live,
+            "executor": self.executor, "session": self.session,
+            "created": self.created, "started": self.started, "ended": self.ended, "error": self.error,
+            "parent": self.parent, "after": list(self.after),
+            "progress": {"done": _whole(self.done), "total": _whole(self.total), "rate": self.rate,
+                         "eta": self.eta, "at": self.updated},
+            "metrics": self.metrics,
+            "owner": {"pid": owner.pid if owner else None, "host": owner.host if owner else None,
+                      "kernel": owner.kernel if owner else None, "notebook": owner.notebook if owner else None},
+            "resumable": self.resumable,
+        })
+
     # -- the one place the record meets the ledger's columns ---------------------
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "JobRecord":
@@ -232,3 +251,21 @@ def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
     if not all(isinstance(a, str) for a in d["after_names"]):
         raise ValueError("`after_names` holds something other than names")
     return d
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity, however deep, made None:
+    `json.dumps` would write ``NaN`` / ``Infinity``, which strict parsers
+    (JavaScript's ``JSON.parse``, most languages' libraries) refuse."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _whole(value: float | None) -> float | int | None:
+    """A count as an int when it is whole (the ledger keeps numbers as REAL)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..core import Job, JobSnapshot, Scheduler
 from ..core.lowlevel import describe_error
+from ._frontend import declared_frontend
 from ._render import children_summary, dashboard_bundle, static_bundle
 from ._widgets import Dashboard, DashboardRow, JobCard
 
@@ -70,8 +71,12 @@ class UpdatePump:
         self._dash_saved: dict[int, list] = {}  # id(dashboard) -> [dashboard, display handle, text last saved]
         # Set once a front end that draws widgets says hello (card.js does
         # when it gets a model): until then nobody can draw a widget, and
-        # finished cards are saved as their static summary.
+        # finished cards are saved as their static summary. Set at once when
+        # the environment declares one (Voila runs every cell before its page
+        # connects, so no hello can come in time).
         self._frontend = threading.Event()
+        if declared_frontend() is not None:
+            self._frontend.set()
         self._first_card: float | None = None  # when the first card was made
         self._dash_dirty = False
         self._dash_last = float("-inf")

@@ -160,7 +160,7 @@ def test_jobs_lists_the_running_job_of_another_process(history, helpers):
     assert f"pid {proc.pid}" in row  # where it runs: no kernel, no notebook: its pid
     assert re.match(r"[0-9a-f]{12}:\d+\s", row)  # its id comes first
 
-    keys = {"id", "name", "kind", "state", "live", "executor", "created", "started", "ended", "error", "parent",
+    keys = {"id", "name", "kind", "state", "live", "executor", "session", "created", "started", "ended", "error", "parent",
             "after", "progress", "metrics", "owner", "resumable"}
     assert set(first) == keys
     assert set(first["progress"]) == {"done", "total", "rate", "eta", "at"}
