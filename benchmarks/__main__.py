@@ -18,7 +18,7 @@ from pathlib import Path
 from ._table import Row, render
 
 NAMES = ["responsiveness", "search", "overhead", "progress", "preprocess", "items", "serving", "dashboard", "dask",
-         "checkpoint", "ledger", "soak"]
+         "checkpoint", "ledger", "panel", "soak"]
 
 
 def main(argv: list[str] | None = None) -> int:

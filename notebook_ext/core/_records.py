@@ -98,18 +98,18 @@ class JobRecord:
         a NaN or infinite number (a diverged loss) as null, since JSON has
         none."""
         owner = self.owner
-        return _finite({
+        return {
             "id": self.uid, "name": self.name, "kind": self.kind, "state": self.state, "live": self.live,
             "executor": self.executor, "session": self.session,
-            "created": self.created, "started": self.started, "ended": self.ended, "error": self.error,
-            "parent": self.parent, "after": list(self.after),
-            "progress": {"done": _whole(self.done), "total": _whole(self.total), "rate": self.rate,
-                         "eta": self.eta, "at": self.updated},
-            "metrics": self.metrics,
+            "created": _finite(self.created), "started": _finite(self.started), "ended": _finite(self.ended),
+            "error": self.error, "parent": self.parent, "after": list(self.after),
+            "progress": {"done": _whole(_finite(self.done)), "total": _whole(_finite(self.total)),
+                         "rate": _finite(self.rate), "eta": _finite(self.eta), "at": _finite(self.updated)},
+            "metrics": {k: _finite(v) for k, v in self.metrics.items()},
             "owner": {"pid": owner.pid if owner else None, "host": owner.host if owner else None,
                       "kernel": owner.kernel if owner else None, "notebook": owner.notebook if owner else None},
             "resumable": self.resumable,
-        })
+        }
 
     # -- the one place the record meets the ledger's columns ---------------------
     @classmethod
@@ -254,15 +254,11 @@ def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _finite(value: Any) -> Any:
-    """``value`` with every NaN and infinity, however deep, made None:
-    `json.dumps` would write ``NaN`` / ``Infinity``, which strict parsers
-    (JavaScript's ``JSON.parse``, most languages' libraries) refuse."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+    """A number as JSON can write it: NaN and infinities as None (`json.dumps`
+    would write ``NaN`` / ``Infinity``, which strict parsers, JavaScript's
+    ``JSON.parse`` among them, refuse)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 

@@ -34,10 +34,11 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.push({"progress": progress, "report": report, "checkpoint": checkpoint,
                   "stop_requested": stop_requested})
     sched = get_scheduler()
-    from ..ui import get_pump, route_displays
+    from ..ui import get_pump, keep_status_true, route_displays
 
     get_pump(sched)  # one pump per scheduler, however often the extension loads
     route_displays(ipython)  # again after an %unload_ext put the publisher's own back
+    keep_status_true(getattr(ipython, "kernel", None))  # likewise
     if _draw_finished_cards not in ipython.events.callbacks["post_run_cell"]:
         ipython.events.register("post_run_cell", _draw_finished_cards)
     # A kernel asked to stop (shutdown, restart, exit()) sets `exit_now` before it

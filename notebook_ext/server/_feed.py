@@ -34,6 +34,7 @@ class JobFeed:
         self.ledger = ledger if ledger is not None else Ledger(default_history_path())
         self.min_interval = min_interval
         self._cache: dict[int, tuple[float, str, bytes]] = {}  # ended -> (when read, etag, body)
+        self._encoded: dict[str, tuple[Any, str]] = {}  # uid -> (what it was made of, its JSON)
         self._lock = asyncio.Lock()
         self.reads = 0  #: ledger listings made (for tests and benchmarks)
 
@@ -41,18 +42,41 @@ class JobFeed:
     def where(self) -> str:
         return str(self.ledger.path) if self.ledger.path is not None else "history off (NOTEBOOK_EXT_HISTORY)"
 
-    async def listing(self, ended: int = 50) -> tuple[str, bytes]:
+    async def listing(self, ended: int = 50, *, unlike: str | None = None,
+                      wait: float = 0.0) -> tuple[str, bytes]:
         """The JSON body of ``GET /notebook-ext/api/jobs`` (every active job
         and the ``ended`` most recent others, newest first) and its ETag,
-        which changes only when a job does."""
+        which changes only when a job does. With ``unlike`` (the ETag a page
+        has) and ``wait``, it answers as soon as the jobs differ from that,
+        or after ``wait`` seconds with the same (a long poll: a page sees a
+        change within ``min_interval`` of its reaching the ledger)."""
+        deadline = time.monotonic() + wait
+        while True:
+            etag, body = await self._current(ended)
+            left = deadline - time.monotonic()
+            if etag != unlike or left <= 0:
+                return etag, body
+            await asyncio.sleep(min(self.min_interval, left))
+
+    async def _current(self, ended: int) -> tuple[str, bytes]:
         async with self._lock:  # one read for every page asking at once
             cached = self._cache.get(ended)
             if cached is not None and time.monotonic() - cached[0] < self.min_interval:
                 return cached[1], cached[2]
             notebooks, kernels = await self._sessions()
             records = await asyncio.get_running_loop().run_in_executor(None, self._read, ended)
-            jobs = json.dumps([self._json(r, notebooks, kernels) for r in records], default=str)
-            etag = '"' + hashlib.sha1(jobs.encode()).hexdigest() + '"'
+            encoded, parts = {}, []
+            for r in records:  # a job that did not change keeps its JSON
+                kernel = r.owner.kernel if r.owner else None
+                key = (r, notebooks.get(kernel or ""), bool(kernel and kernel in kernels))
+                prev = self._encoded.get(r.uid)
+                text = prev[1] if prev is not None and prev[0] == key else json.dumps(
+                    self._json(r, notebooks, kernels), default=str)
+                encoded[r.uid] = (key, text)
+                parts.append(text)
+            self._encoded = encoded
+            jobs = "[" + ",".join(parts) + "]"
+            etag = '"' + hashlib.blake2b(jobs.encode(), digest_size=12).hexdigest() + '"'
             ledger = json.dumps(str(self.ledger.path) if self.ledger.path is not None else None)
             body = (f'{{"schema": {SCHEMA_VERSION}, "now": {time.time()!r}, "ledger": {ledger}, '
                     f'"jobs": {jobs}}}').encode()
@@ -65,12 +89,16 @@ class JobFeed:
         notebooks, kernels = await self._sessions()
         return {**self._json(record, notebooks, kernels), "traceback": record.traceback}
 
-    async def request(self, uid: str, action: str, sender: str | None = None) -> dict[str, Any]:
+    async def request(self, uid: str, action: str, sender: str | None = None,
+                      reason: str | None = None) -> dict[str, Any]:
         """Ask the owner of job ``uid`` to ``cancel`` or ``stop`` it (through
-        the ledger's mailbox); `NotFound`, or `Refused` when it has ended."""
+        the ledger's mailbox; ``reason`` shows on its card); `NotFound`, or
+        `Refused` when it has ended."""
+        reason = reason or f"{'cancelled' if action == 'cancel' else 'stopped'} from the Jupyter server"
+
         def write() -> JobRecord:
             record = self._find(uid)
-            return self.ledger.request(record.uid, action, f"{action} from the jobs panel", sender)
+            return self.ledger.request(record.uid, action, reason, sender)
         record = await asyncio.get_running_loop().run_in_executor(None, write)
         self._cache.clear()
         notebooks, kernels = await self._sessions()

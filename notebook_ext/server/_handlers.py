@@ -12,6 +12,8 @@ from tornado import web
 
 from ._feed import MAX_ENDED, JobFeed, NotFound, Refused
 
+#: the longest a listing request waits for a change (``?wait=S``)
+MAX_WAIT = 30.0
 #: the resource name Jupyter's authorizer sees for these handlers
 AUTH_RESOURCE = "notebook_ext"
 
@@ -39,10 +41,16 @@ class JobsHandler(_Base):
             raise web.HTTPError(400, "ended must be a whole number") from None
         if not 0 <= ended <= MAX_ENDED:
             raise web.HTTPError(400, f"ended must be between 0 and {MAX_ENDED}")
-        etag, body = await self.feed.listing(ended)
+        try:
+            wait = min(MAX_WAIT, max(0.0, float(self.get_argument("wait", "0"))))
+        except ValueError:
+            raise web.HTTPError(400, "wait must be a number of seconds") from None
+        have = self.request.headers.get("If-None-Match") or None
+        # with ?wait=S and the ETag it has, a page is answered when the jobs change (or after S seconds)
+        etag, body = await self.feed.listing(ended, unlike=have, wait=wait if have else 0.0)
         self.set_header("ETag", etag)  # of the jobs alone: a page that has them gets a 304
         self.set_header("Cache-Control", "no-cache")
-        if etag in self.request.headers.get("If-None-Match", ""):
+        if have is not None and etag in have:
             self.set_status(304)
             self.finish()
             return
@@ -66,7 +74,15 @@ class ControlHandler(_Base):
     async def post(self, uid: str, action: str) -> None:
         user = getattr(self.current_user, "username", None) or "a user"
         try:
-            record = await self.feed.request(uid, action, sender=f"{user} in the Jupyter server")
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body must be JSON, e.g. {\"reason\": \"...\"}") from None
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if reason is not None and not isinstance(reason, str):
+            raise web.HTTPError(400, "reason must be a string")
+        try:
+            record = await self.feed.request(uid, action, sender=f"{user} in the Jupyter server",
+                                             reason=reason[:200] if reason else None)
         except NotFound as exc:
             raise web.HTTPError(404, str(exc)) from None
         except Refused as exc:

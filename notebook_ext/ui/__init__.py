@@ -10,6 +10,7 @@ from typing import Any
 
 from ..core import Job, Scheduler, get_scheduler
 from ._display import route_displays
+from ._status import keep_status_true
 from ._pump import UpdatePump
 from ._render import (
     history_table,
@@ -22,6 +23,7 @@ from ._widgets import Dashboard, DashboardRow, JobCard
 
 __all__ = [
     "CARDS_PER_CELL", "Dashboard", "DashboardRow", "JobCard", "UpdatePump", "card", "dashboard", "get_pump", "history_table",
+    "keep_status_true", "route_displays",
     "jobs_table", "show", "show_dashboard", "snapshot_state", "status_line", "summary_html",
 ]
 
@@ -41,12 +43,13 @@ def get_pump(scheduler: Any = None) -> UpdatePump:
 
 
 def _route_displays() -> None:
-    # display() from a job goes to its card.
+    # display() from a job goes to its card; the kernel's status stays true beside it.
     from IPython import get_ipython
 
     shell = get_ipython()
     if shell is not None:
         route_displays(shell)
+        keep_status_true(getattr(shell, "kernel", None))
 
 
 def card(job: Job) -> JobCard:

@@ -92,7 +92,7 @@ class UpdatePump:
     # -- widgets (any thread) ------------------------------------------------------
     def card(self, job: Job) -> JobCard:
         """A new card for ``job``, kept up to date from now on."""
-        card = JobCard(job.snapshot(), on_action=self._card_action)
+        card = JobCard(job.snapshot(), on_action=self._card_action, uid=self._uid(job))
         now = self.clock.monotonic()
         entry = _CardEntry(card, job, last_sent=now)
         if self._first_card is None:
@@ -111,6 +111,9 @@ class UpdatePump:
         self._wake.set()
         return card
 
+    def _uid(self, job: Job) -> str:
+        return f"{self.scheduler.session}:{job.id}"
+
     def job_of(self, card: JobCard) -> Job:
         """The job ``card`` shows now (it changes on Retry)."""
         with self._lock:
@@ -121,10 +124,18 @@ class UpdatePump:
         its saved text/HTML is refreshed when the job ends, and without a
         widget front end it becomes the static card (`draw_finished`)."""
         with self._lock:
+            late = False
             if isinstance(widget, JobCard):
-                self._by_card[id(widget)].display_handle = handle
+                entry = self._by_card[id(widget)]
+                entry.display_handle = handle
+                late = entry.final_sent  # its final drawing went out before its display had a handle
             else:
                 self._dash_saved[id(widget)] = [widget, handle, None]
+        if late and self._frontend.is_set():
+            try:
+                handle.update(widget)
+            except Exception:  # noqa: BLE001 - never fail the user's cell for a saved copy
+                pass
 
     @property
     def frontend_seen(self) -> bool:
@@ -135,7 +146,11 @@ class UpdatePump:
         """A new dashboard of every job (or of the jobs whose ids are in
         ``only``), kept up to date until it is closed."""
         dash = Dashboard(on_action=self._dashboard_action, title=title, only=only)
+        jobs = self.scheduler.all_jobs()
         with self._lock:
+            for job in jobs:  # jobs whose first snapshot is still on its way to the pump
+                if job.id not in self._rows:
+                    self._rows[job.id] = DashboardRow.of(job.snapshot())
             rows = list(self._rows.values())
             self._dashboards.append(dash)
         dash.show(rows, self._dashboard_link())
@@ -252,6 +267,7 @@ class UpdatePump:
             if entry in old:
                 old.remove(entry)
             entry.job = job
+            entry.card.uid = self._uid(job)
             entry.final_sent = False
             self._entries.setdefault(job.id, []).append(entry)
             self._latest[job.id] = job.snapshot()
@@ -398,7 +414,25 @@ class UpdatePump:
         for dash in dashboards:
             dash.show(rows, link)
             self._tokens -= 1
+        if self._frontend.is_set():
+            self._save_dashboards()
         return len(dashboards)
+
+    def _save_dashboards(self) -> None:
+        # A front end draws the live dashboard; what the notebook saves (its
+        # text/HTML fallback, the extension's last known state) is refreshed
+        # whenever a job changes state, not on every progress step.
+        with self._lock:
+            saved = list(self._dash_saved.values())
+        for entry in saved:
+            dash, handle, last = entry
+            counts = repr(sorted((dash.view.get("counts") or {}).items()))
+            if counts != last and not dash.closed:
+                try:
+                    handle.update(dash)
+                    entry[2] = counts
+                except Exception:  # noqa: BLE001 - never fail the pump for a saved copy
+                    pass
 
     def _draw_failed(self, entry: _CardEntry, exc: Exception) -> None:
         # Said once, on the job itself; the pump goes on with the other cards.

@@ -30,6 +30,13 @@ _CSS = _render.THEME_CSS + (_HERE / "card.css").read_text(encoding="utf-8")
 
 Action = Callable[[Any, dict], None]  # (widget, message content)
 
+#: The card's own MIME type, saved beside the widget view: what the job's
+#: card last showed (and its id in the job ledger). The JupyterLab /
+#: Notebook 7 extension draws it when the widget cannot be (a reopened
+#: notebook, a restarted kernel) and mounts the live widget over it otherwise.
+CARD_MIME = "application/vnd.notebook-ext.card+json"
+CARD_MIME_VERSION = 1
+
 
 def _route_clicks(widget: Any) -> None:
     # Clicks must reach us while a cell blocks the main thread (see _subshell).
@@ -88,8 +95,11 @@ class JobCard(_Base):
     #: the job's rich outputs (display(), figures); sent only when they change
     displays = traitlets.List().tag(sync=True)
 
-    def __init__(self, snapshot: JobSnapshot, on_action: Action | None = None, **kwargs: Any) -> None:
+    def __init__(self, snapshot: JobSnapshot, on_action: Action | None = None, *, uid: str = "",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: the job's id in the ledger (``session:N``)
+        self.uid = uid
         self._shown_displays: tuple = ()
         self.add_class("nbx-job-card")
         self._init_actions(on_action)
@@ -101,7 +111,7 @@ class JobCard(_Base):
         if snap.displays is not self._shown_displays:
             self._shown_displays = snap.displays
             self.displays = [best_mime(e) for e in snap.displays]
-        self.snap = _render.snapshot_state(snap, children)
+        self.snap = {**_render.snapshot_state(snap, children), "uid": self.uid}
 
     @property
     def last_snapshot(self) -> JobSnapshot:
@@ -111,6 +121,8 @@ class JobCard(_Base):
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle  # (data, metadata)
         data.update(_render.static_bundle(self._last_snap))
+        data[CARD_MIME] = {"version": CARD_MIME_VERSION, "kind": "card", "uid": self.uid,
+                           "name": self._last_snap.name, "snap": dict(self.snap)}
         return bundle
 
 
@@ -209,6 +221,7 @@ class Dashboard(_Base):
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle  # (data, metadata)
         data.update(_render.dashboard_bundle(self.view))
+        data[CARD_MIME] = {"version": CARD_MIME_VERSION, "kind": "dashboard", "view": dict(self.view)}
         return bundle
 
     def _received(self, _widget: Any, content: Any, _buffers: Any) -> None:

@@ -94,7 +94,7 @@ export function drawDisplay(d) {
   return box;
 }
 
-function drawCard(el, s, send, openDetails, displays) {
+export function drawCard(el, s, send, openDetails, displays) {
   const running = s.state === "running";
   const active = ["pending", "queued", "running"].includes(s.state);
   const frac = s.fraction;
@@ -199,7 +199,18 @@ function renderCard({ model, el }) {
   el.append(root);
   const openDetails = {};
   let receivedAt = Date.now();
-  const send = (action) => model.send({ action });
+  // With the JupyterLab / Notebook 7 extension, Cancel and Stop go through the
+  // server to the job ledger's mailbox: a comm message would make the kernel
+  // report busy then idle, and the status bar read "Idle" while a cell runs.
+  const send = (action) => {
+    const ext = globalThis.notebookExt, uid = (model.get("snap") || {}).uid;
+    if (ext && uid && (action === "cancel" || action === "stop")) {
+      ext.control(uid, action, action === "cancel" ? "cancelled from its card" : "stopped from its card")
+        .catch(() => model.send({ action }));
+    }
+    else model.send({ action });
+  };
+  el.__nbx = model;  // the extension reads the last state from it should the kernel go
   const displays = h("div", { class: "nbx-displays" });  // redrawn only when they change
   const drawDisplays = () => displays.replaceChildren(...(model.get("displays") || []).map(drawDisplay));
   const draw = () => { receivedAt = Date.now(); drawCard(root, model.get("snap"), send, openDetails, displays); };
@@ -211,7 +222,7 @@ function renderCard({ model, el }) {
   return () => { clearInterval(timer); model.off("change:snap", draw); model.off("change:displays", drawDisplays); };
 }
 
-function drawDashboard(root, v, model) {
+export function drawDashboard(root, v, model) {
   const send = (msg) => model.send(msg);
   const counts = Object.entries(v.counts || {}).map(([k, n]) =>
     h("span", { class: `nbx-count nbx-count-${k}` }, badge(k), ` ${n}`));
@@ -257,6 +268,7 @@ function drawDashboard(root, v, model) {
 function renderDashboard({ model, el }) {
   const root = h("div", { class: "nbx-dashboard" });
   el.append(root);
+  el.__nbx = model;
   const draw = () => drawDashboard(root, model.get("view"), model);
   model.on("change:view", draw);
   draw();
@@ -273,7 +285,11 @@ function render({ model, el }) {
 // Said again a little later: a page's first messages can queue behind every
 // cell that "Run All" has sent (JupyterLab sets up its widget subshell
 // meanwhile), while later ones reach the kernel as its cells run.
+// With the JupyterLab / Notebook 7 extension the kernel knows without asking
+// (the server tells the kernels it starts): no hello, whose kernel messages
+// would flip the kernel's status to "Idle" while a cell runs.
 function initialize({ model }) {
+  if (globalThis.notebookExt) return undefined;
   const hello = () => model.send({ action: "hello" });
   hello();
   const timers = [400, 1500, 4000].map((ms) => setTimeout(hello, ms));

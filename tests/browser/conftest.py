@@ -440,3 +440,32 @@ def screenshot(page, name):
     page.screenshot(path=str(path))
     _taken(path)  # also when ``page`` is not the fixture's
     return path
+
+
+class NotebookKernel:
+    """A notebook session opened through ``lab``'s REST API (as a front end opens
+    a notebook: the server starts its kernel), and a client on that kernel.
+    ``run(code)`` executes and asserts it went well; ``close()`` stops the client."""
+
+    def __init__(self, lab, path):
+        from jupyter_client import BlockingKernelClient
+
+        req = urllib.request.Request(
+            lab.url + "/api/sessions", method="POST",
+            data=json.dumps({"path": path, "name": path, "type": "notebook", "kernel": {"name": "python3"}}).encode(),
+            headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            session = json.loads(r.read())
+        self.id = session["kernel"]["id"]
+        runtime = lab.root_dir.parent / "runtime"  # JUPYTER_RUNTIME_DIR of start_server
+        self.kc = BlockingKernelClient(connection_file=str(runtime / f"kernel-{self.id}.json"))
+        self.kc.load_connection_file()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def run(self, code):
+        reply = self.kc.execute_interactive(code, timeout=60, output_hook=lambda msg: None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+
+    def close(self):
+        self.kc.stop_channels()

@@ -5,14 +5,11 @@ paths, and a cancel through the ledger's mailbox that stops a running job."""
 
 import http.cookiejar
 import json
-import os
 import urllib.error
 import urllib.request
 
 import pytest
-from jupyter_client import BlockingKernelClient
-
-from browser_harness import start_server, stop_server
+from browser_harness import NotebookKernel, start_server, stop_server
 from notebook_ext.testing import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
@@ -48,30 +45,6 @@ def call(lab, path, method="GET", token=True, headers=None, opener=None, data=No
         except ValueError:
             decoded = body.decode(errors="replace")
         return e.code, e.headers, decoded
-
-
-class NotebookKernel:
-    """A session opened through the server's REST API (as the front end
-    opens a notebook), and a client on its kernel."""
-
-    def __init__(self, lab, path):
-        status, _, session = call(lab, "/api/sessions", "POST", data=json.dumps(
-            {"path": path, "name": path, "type": "notebook", "kernel": {"name": "python3"}}).encode(),
-            headers={"Content-Type": "application/json"})
-        assert status == 201, session
-        self.id = session["kernel"]["id"]
-        runtime = lab.root_dir.parent / "runtime"
-        self.kc = BlockingKernelClient(connection_file=str(runtime / f"kernel-{self.id}.json"))
-        self.kc.load_connection_file()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
-
-    def run(self, code):
-        reply = self.kc.execute_interactive(code, timeout=60, output_hook=lambda msg: None)
-        assert reply["content"]["status"] == "ok", reply["content"]
-
-    def close(self):
-        self.kc.stop_channels()
 
 
 def jobs(lab):
@@ -136,6 +109,12 @@ def test_jobs_of_two_notebooks_listed_and_one_cancelled(server):
         status, _, body = call(server, f"{API}/nope:1/cancel", "POST")
         assert status == 404, body
 
+        # A long poll: with the ETag it has and ?wait=S, a page is answered when a job changes.
+        status, headers, _ = call(server, API)
+        status2, headers2, body2 = call(server, API + "?wait=20", headers={"If-None-Match": headers["ETag"]})
+        assert status2 == 200 and headers2["ETag"] != headers["ETag"], status2  # prep's progress moved
+        assert body2["jobs"]
+
         # A page that has the listing gets a 304 while no job changes.
         status, _, body = call(server, f"{API}/{listed['prep']['id']}/cancel", "POST")
         assert status == 202
@@ -143,6 +122,8 @@ def test_jobs_of_two_notebooks_listed_and_one_cancelled(server):
         status, headers, _ = call(server, API)
         status2, _, body2 = call(server, API, headers={"If-None-Match": headers["ETag"]})
         assert (status, status2, body2) == (200, 304, None)
+        status3, _, body3 = call(server, API + "?wait=1", headers={"If-None-Match": headers["ETag"]})
+        assert (status3, body3) == (304, None)  # nothing changed within the wait
     finally:
         one.close()
         two.close()
