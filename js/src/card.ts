@@ -293,9 +293,13 @@ export class CardRenderer extends Panel implements IRenderMime.IRenderer {
     if (!uid || this.isDisposed) {
       return;
     }
-    const rec = await fetchJob(uid).catch(() => null);
+    let rec = await fetchJob(uid).catch(() => null);
     if (this.mode !== 'static' || this.saved?.uid !== uid) {
       return;
+    }
+    if (rec && rec.live && this.note) {
+      // its kernel went (restarted, shut down): the ledger may not know yet
+      rec = { ...rec, live: false, state: 'interrupted' };
     }
     this.record = rec;
     if (rec && this.saved.snap) {

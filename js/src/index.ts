@@ -20,7 +20,6 @@ const ASKED = 'notebook-ext:notification-permission-asked';
 interface ISettings {
   notifications: boolean;
   notifyAfter: number;
-  pollInterval: number;
 }
 
 async function resume(docs: IDocumentManager, path: string, name: string): Promise<void> {
@@ -61,7 +60,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     tracker.forEach(link);
     tracker.widgetAdded.connect((_, panel) => link(panel));
 
-    const settings: ISettings = { notifications: true, notifyAfter: 30, pollInterval: 1 };
+    const settings: ISettings = { notifications: true, notifyAfter: 30 };
     if (registry) {
       void registry.load(PLUGIN).then(s => {
         const read = () => Object.assign(settings, s.composite as unknown as ISettings);
@@ -130,8 +129,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     // A long poll: the server answers when a job changes, so a change reaches
     // the panel within about half a second of reaching the ledger.
     const tick = async () => {
-      let wait = 0;
-      const started = Date.now();
+      let wait = 0; // the server paces the answers
       try {
         if (await client.poll()) {
           watch();
@@ -139,8 +137,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
             panel.draw();
           }
         }
-        // at most one listing per pollInterval (the server may answer at once)
-        wait = Math.max(0, settings.pollInterval * 500 - (Date.now() - started));
       } catch (err) {
         wait = 5000; // a server without the extension, or restarting
       }

@@ -83,6 +83,14 @@ export async function goToCell(docs: IDocumentManager, path: string, uid: string
   return true;
 }
 
+interface IRow {
+  el: HTMLElement;
+  /** what the row offers (state, buttons): it is made again when that changes */
+  shape: string;
+  facts: HTMLElement;
+  fill: HTMLElement | null;
+}
+
 export interface IPanelOptions {
   client: JobsClient;
   docs: IDocumentManager;
@@ -95,6 +103,7 @@ export class JobsPanel extends Widget {
   private readonly filterText = el('input', 'jp-mod-styled nbx-panel-filter') as HTMLInputElement;
   private readonly filterState = el('select', 'jp-mod-styled nbx-panel-state') as HTMLSelectElement;
   private readonly status = el('div', 'nbx-panel-status');
+  private rows = new Map<string, IRow>();
 
   constructor(private readonly options: IPanelOptions) {
     super();
@@ -156,6 +165,7 @@ export class JobsPanel extends Widget {
       groups.get(key)!.push(job);
     }
     const keys = [...groups.keys()].sort((a, b) => (a === '' ? 1 : b === '' ? -1 : a.localeCompare(b)));
+    const rows = new Map<string, IRow>();
     const out: HTMLElement[] = [];
     for (const key of keys) {
       const group = el('section', 'nbx-panel-group');
@@ -167,7 +177,7 @@ export class JobsPanel extends Widget {
       }
       group.append(head);
       for (const job of groups.get(key)!) {
-        group.append(this.row(job, now));
+        group.append(this.row(job, now, rows));
       }
       out.push(group);
     }
@@ -175,26 +185,13 @@ export class JobsPanel extends Widget {
       out.push(el('div', 'nbx-panel-empty', listing.jobs.length ? 'No job matches the filter.' : 'No jobs yet.'));
     }
     this.list.replaceChildren(...out);
+    this.rows = rows;
   }
 
-  private row(job: IJob, now: number): HTMLElement {
-    const row = el('div', `nbx-panel-job nbx-panel-${job.state}`);
-    row.dataset.name = job.name;
-    row.dataset.id = job.id;
-    row.dataset.state = job.state;
-    const head = el('div', 'nbx-panel-head');
-    head.append(el('span', 'nbx-panel-name', job.name), el('span', `nbx-state nbx-state-${job.state}`, job.state));
-    row.append(head);
+  /** A job's row: made again when what it offers changes, else its numbers updated in place. */
+  private row(job: IJob, now: number, rows: Map<string, IRow>): HTMLElement {
     const p = job.progress;
     const frac = p.total ? Math.min(1, (p.done || 0) / p.total) : null;
-    if (job.live || p.total) {
-      const bar = el('div', 'nbx-bar nbx-bar-small');
-      const fill = el('div', 'nbx-bar-fill');
-      fill.style.width = `${frac === null ? (job.state === 'done' ? 100 : 0) : (frac * 100).toFixed(1)}%`;
-      fill.style.background = `var(--nbx-${job.state}, #555)`;
-      bar.append(fill);
-      row.append(bar);
-    }
     const facts: string[] = [];
     if (p.total) {
       facts.push(`${p.done ?? 0}/${p.total} (${Math.round(100 * (frac || 0))}%)`);
@@ -210,7 +207,40 @@ export class JobsPanel extends Widget {
     if (job.executor) {
       facts.push(job.executor);
     }
-    row.append(el('div', 'nbx-panel-facts', facts.join(' · ')));
+    const width = `${frac === null ? (job.state === 'done' ? 100 : 0) : (frac * 100).toFixed(1)}%`;
+    const shape = [job.state, job.live, job.resumable, job.notebook, job.error, job.kind, !!(job.live || p.total)].join('|');
+    let r = this.rows.get(job.id);
+    if (!r || r.shape !== shape) {
+      r = this.makeRow(job, shape);
+    }
+    if (r.facts.textContent !== facts.join(' · ')) {
+      r.facts.textContent = facts.join(' · ');
+    }
+    if (r.fill && r.fill.style.width !== width) {
+      r.fill.style.width = width;
+    }
+    rows.set(job.id, r);
+    return r.el;
+  }
+
+  private makeRow(job: IJob, shape: string): IRow {
+    const row = el('div', `nbx-panel-job nbx-panel-${job.state}`);
+    row.dataset.name = job.name;
+    row.dataset.id = job.id;
+    row.dataset.state = job.state;
+    const head = el('div', 'nbx-panel-head');
+    head.append(el('span', 'nbx-panel-name', job.name), el('span', `nbx-state nbx-state-${job.state}`, job.state));
+    row.append(head);
+    let fill: HTMLElement | null = null;
+    if (job.live || job.progress.total) {
+      const bar = el('div', 'nbx-bar nbx-bar-small');
+      fill = el('div', 'nbx-bar-fill');
+      fill.style.background = `var(--nbx-${job.state}, #555)`;
+      bar.append(fill);
+      row.append(bar);
+    }
+    const facts = el('div', 'nbx-panel-facts');
+    row.append(facts);
     if (job.error && job.state !== 'done') {
       row.append(el('div', 'nbx-panel-error', job.error.split('\n')[0]));
     }
@@ -231,7 +261,7 @@ export class JobsPanel extends Widget {
         `run %resume ${job.name} in ${job.notebook}'s kernel`));
     }
     row.append(buttons);
-    return row;
+    return { el: row, shape, facts, fill };
   }
 
   private act(job: IJob, action: 'cancel' | 'stop'): void {

@@ -1,6 +1,7 @@
 """What the history writer does for this process as the owner of live
 jobs, besides writing their records: renew its lease (every ``lease / 5``
-seconds), write each running job's live snapshot (at most once a second),
+seconds), write each running job's live snapshot (at most once a second per
+job, looked at four times a second: a step after a pause is written at once),
 and take the cancel and stop requests other processes left in the mailbox
 (every 0.25 s). Only while this process has active jobs: an idle one
 wakes nobody."""
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
 MAILBOX_SECONDS = 0.25
 #: A running job's live snapshot (progress, rate, ETA, metrics) is written at most this often.
 SNAPSHOT_SECONDS = 1.0
+#: Running jobs are looked at this often for a snapshot due (each job keeps its own second).
+SNAPSHOT_LOOK_SECONDS = 0.25
 
 
 class Due:
@@ -45,7 +48,7 @@ class OwnerDuties:
     def __init__(self, session: str, lease: float, clock: Clock) -> None:
         self.session = session
         self.clock = clock
-        self.every = {"lease": lease / 5, "snapshots": SNAPSHOT_SECONDS, "mailbox": MAILBOX_SECONDS}
+        self.every = {"lease": lease / 5, "snapshots": SNAPSHOT_LOOK_SECONDS, "mailbox": MAILBOX_SECONDS}
         self.last = dict.fromkeys(self.every, 0.0)
         self.live_writes = 0
         self.mailbox_looks = 0
@@ -70,13 +73,16 @@ class OwnerDuties:
             if getattr(due, key):
                 self.last[key] = now
 
-    def snapshot(self, con: sqlite3.Connection, job: Job, now: float) -> None:
+    def snapshot(self, con: sqlite3.Connection, job: Job, now: float, *, final: bool = False) -> None:
         """Write ``job``'s live numbers (progress, rate, ETA, last metrics)
-        when they changed since the last time."""
+        when they changed since the last time, and a second or more went by
+        since then (``final``: its last numbers, whenever)."""
+        last = self._written.get(job)
+        if last is not None and not final and now - last[0] < SNAPSHOT_SECONDS:
+            return
         ctx = job.ctx
         done, total = ctx.done, ctx.total
         metrics = last_metrics(ctx)
-        last = self._written.get(job)
         if last is not None and last[1:] == (done, total, metrics):
             return
         rate = eta = None

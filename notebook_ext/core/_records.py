@@ -92,12 +92,26 @@ class JobRecord:
     def duration(self) -> float | None:
         return self.ended - self.started if self.ended is not None and self.started is not None else None
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, *, brief: bool = False) -> dict[str, Any]:
         """The record as JSON (``python -m notebook_ext jobs --json``, the
         server's ``/notebook-ext/api/jobs``): without its code and traceback;
         a NaN or infinite number (a diverged loss) as null, since JSON has
-        none."""
+        none. ``brief`` (a listing of thousands): without metrics and
+        ``after``, and only the first line of the error."""
         owner = self.owner
+        if brief:
+            return {
+                "id": self.uid, "name": self.name, "kind": self.kind, "state": self.state, "live": self.live,
+                "executor": self.executor, "session": self.session, "created": self.created,
+                "started": self.started, "ended": self.ended,
+                "error": self.error.split("\n", 1)[0][:300] if self.error else None, "parent": self.parent,
+                "progress": {"done": _whole(_finite(self.done)), "total": _whole(_finite(self.total)),
+                             "rate": _finite(self.rate), "eta": _finite(self.eta), "at": self.updated},
+                "owner": {"pid": owner.pid if owner else None, "host": owner.host if owner else None,
+                          "kernel": owner.kernel if owner else None,
+                          "notebook": owner.notebook if owner else None},
+                "resumable": self.resumable,
+            }
         return {
             "id": self.uid, "name": self.name, "kind": self.kind, "state": self.state, "live": self.live,
             "executor": self.executor, "session": self.session,

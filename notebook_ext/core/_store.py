@@ -40,10 +40,8 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._job import describe_error
 from ._duties import Due, OwnerDuties
 from ._files import create_private
-from ._ledger import (
-    INSERT_JOB, Ledger, NewerSchema, connect, default_history_path, lease_seconds, mark_lost, network_filesystem,
-    this_owner,
-)
+from ._ledger import INSERT_JOB, Ledger, NewerSchema, connect, default_history_path, lease_seconds, network_filesystem
+from ._owners import mark_lost, this_owner
 from ._records import HistoryRecords, JobRecord
 from ._states import ACTIVE_STATES, RUNNING
 from ._text import clean
@@ -333,7 +331,7 @@ class HistoryStore:
                     became_live = became_live or job.id not in self._live
                     self._live[job.id] = job
                 elif self._live.pop(job.id, None) is not None:
-                    self._duties.snapshot(con, job, now)  # the final numbers, always
+                    self._duties.snapshot(con, job, now, final=True)  # the final numbers, always
             if became_live or due.lease:
                 con.execute("UPDATE sessions SET lease=? WHERE id=?", (now + self.lease, self.session))
             if due.lease:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import time
 from typing import Any
 
@@ -15,6 +16,15 @@ from ..core.lowlevel import SCHEMA_VERSION, Ledger, Refused, default_history_pat
 
 #: the most ended jobs one listing returns
 MAX_ENDED = 10_000
+#: seconds the server's sessions (which notebook each kernel has open) are reused
+SESSIONS_EVERY = 2.0
+#: seconds between full readings of the ledger while only live numbers change
+#: (what no record's change tells: a checkpoint file removed)
+FULL_EVERY = 5.0
+#: seconds a live number may reach the file after a later one (writers commit in batches)
+LATE_COMMITS = 2.0
+#: the longest a listing is reused however much listing costs
+MAX_INTERVAL = 1.5
 
 
 class NotFound(LookupError):
@@ -26,10 +36,12 @@ class JobFeed:
 
     ``serverapp``: the Jupyter server (its sessions say which notebook each
     kernel has open). ``ledger``: default, the file kernels write
-    (`default_history_path`). ``min_interval``: seconds a listing is reused.
+    (`default_history_path`). ``min_interval``: seconds a listing is reused
+    at least; ``max_share``: the share of a core listing may take at most.
     """
 
-    def __init__(self, serverapp: Any = None, ledger: Ledger | None = None, *, min_interval: float = 0.5) -> None:
+    def __init__(self, serverapp: Any = None, ledger: Ledger | None = None, *, min_interval: float = 0.5,
+                 max_share: float = 0.04) -> None:
         self.serverapp = serverapp
         self.ledger = ledger if ledger is not None else Ledger(default_history_path())
         self.min_interval = min_interval
@@ -37,6 +49,20 @@ class JobFeed:
         self._encoded: dict[str, tuple[Any, str]] = {}  # uid -> (what it was made of, its JSON)
         self._lock = asyncio.Lock()
         self.reads = 0  #: ledger listings made (for tests and benchmarks)
+        #: the share of one core listings may take (the reuse interval grows to keep it)
+        self.max_share = max_share
+        self.cost = 0.0  #: CPU seconds the last listing took
+        self._read_cost = 0.0
+        self._sessions_seen: tuple[dict[str, str], set[str]] = ({}, set())
+        # the last full reading, and what the ledger's pulse said then
+        self._records: list[JobRecord] | None = None
+        self._ended = -1
+        self._mark = -1
+        self._owners: dict[str, bool] = {}
+        self._full_at = float("-inf")
+        self._since = 0.0
+        self._numbers: dict[str, tuple] = {}  # uid -> its live numbers read since
+        self._sessions_at = float("-inf")
 
     @property
     def where(self) -> str:
@@ -56,24 +82,41 @@ class JobFeed:
             left = deadline - time.monotonic()
             if etag != unlike or left <= 0:
                 return etag, body
-            await asyncio.sleep(min(self.min_interval, left))
+            cached = self._cache.get(ended)
+            stale_in = cached[0] + self.interval - time.monotonic() if cached is not None else 0.0
+            await asyncio.sleep(min(max(0.02, stale_in), left))  # until the listing may be read again
+
+    @property
+    def interval(self) -> float:
+        """Seconds a listing is reused: `min_interval`, or longer (up to
+        `MAX_INTERVAL`) when listing takes long, so that it costs the server
+        at most `max_share` of a core."""
+        return min(MAX_INTERVAL, max(self.min_interval, self.cost / self.max_share))
 
     async def _current(self, ended: int) -> tuple[str, bytes]:
         async with self._lock:  # one read for every page asking at once
             cached = self._cache.get(ended)
-            if cached is not None and time.monotonic() - cached[0] < self.min_interval:
+            if cached is not None and time.monotonic() - cached[0] < self.interval:
                 return cached[1], cached[2]
             notebooks, kernels = await self._sessions()
-            records = await asyncio.get_running_loop().run_in_executor(None, self._read, ended)
+            records, numbers = await asyncio.get_running_loop().run_in_executor(None, self._read, ended)
+            began = time.thread_time()
             encoded, parts = {}, []
-            for r in records:  # a job that did not change keeps its JSON
+            for r in records:
+                # its JSON but the live numbers, made again only when the record changed
                 kernel = r.owner.kernel if r.owner else None
                 key = (r, notebooks.get(kernel or ""), bool(kernel and kernel in kernels))
                 prev = self._encoded.get(r.uid)
-                text = prev[1] if prev is not None and prev[0] == key else json.dumps(
-                    self._json(r, notebooks, kernels), default=str)
+                if prev is not None and prev[0] == key:
+                    text = prev[1]
+                else:
+                    data = self._json(r, notebooks, kernels, brief=True)
+                    del data["progress"]
+                    text = json.dumps(data, default=str)[:-1]
                 encoded[r.uid] = (key, text)
-                parts.append(text)
+                t, done, total, rate, eta = numbers.get(r.uid) or (r.updated, r.done, r.total, r.rate, r.eta)
+                parts.append(f'{text}, "progress": {{"done": {_number(done)}, "total": {_number(total)}, '
+                             f'"rate": {_number(rate)}, "eta": {_number(eta)}, "at": {_number(t)}}}}}')
             self._encoded = encoded
             jobs = "[" + ",".join(parts) + "]"
             etag = '"' + hashlib.blake2b(jobs.encode(), digest_size=12).hexdigest() + '"'
@@ -81,6 +124,9 @@ class JobFeed:
             body = (f'{{"schema": {SCHEMA_VERSION}, "now": {time.time()!r}, "ledger": {ledger}, '
                     f'"jobs": {jobs}}}').encode()
             self._cache = {ended: (time.monotonic(), etag, body)}
+            # what this listing cost: the server's thread, and the executor thread's reading
+            # what listing costs (a moving average): the server's thread, and the executor thread's reading
+            self.cost = 0.7 * self.cost + 0.3 * ((time.thread_time() - began) + self._read_cost)
             return etag, body
 
     async def one(self, uid: str) -> dict[str, Any]:
@@ -105,11 +151,33 @@ class JobFeed:
         return self._json(record, notebooks, kernels)
 
     # -- helpers -------------------------------------------------------------------
-    def _read(self, ended: int) -> list[JobRecord]:
-        self.reads += 1
-        if not self.ledger.exists:
-            return []
-        return list(self.ledger.jobs(ended=ended))
+    def _read(self, ended: int) -> tuple[list[JobRecord], dict[str, tuple]]:
+        """The jobs, and the live numbers written since they were read
+        ({uid: (updated, done, total, rate, eta)}): read in full when a
+        record changed (a state, a new job), an owner came or went, or every
+        `FULL_EVERY` seconds; else the last reading stands and only the
+        live numbers are read (a thousand running jobs change only those,
+        every half second)."""
+        began = time.thread_time()
+        try:
+            if not self.ledger.exists:
+                return [], {}
+            pulse = self.ledger.pulse(self._since)
+            if (self._records is None or ended != self._ended or pulse.mark != self._mark
+                    or pulse.owners != self._owners or time.monotonic() - self._full_at > FULL_EVERY):
+                self.reads += 1
+                self._records = list(self.ledger.jobs(ended=ended))
+                self._ended, self._mark, self._owners = ended, pulse.mark, pulse.owners
+                self._full_at = time.monotonic()
+                self._numbers = {}
+            numbers = self._numbers
+            for uid, *fresh in pulse.numbers:
+                numbers[uid] = tuple(fresh)
+            if pulse.numbers:  # the next pulse asks from a little before the newest (commits land late)
+                self._since = max(self._since, max(n[1] for n in pulse.numbers) - LATE_COMMITS)
+            return self._records, numbers
+        finally:
+            self._read_cost = time.thread_time() - began
 
     def _find(self, uid: str) -> JobRecord:
         if not self.ledger.exists:
@@ -120,10 +188,18 @@ class JobFeed:
         return found[0]
 
     async def _sessions(self) -> tuple[dict[str, str], set[str]]:
-        """{kernel id: notebook path} of this server's sessions, and its kernels."""
+        """{kernel id: notebook path} of this server's sessions, and its
+        kernels (asked of the server at most every `SESSIONS_EVERY` seconds)."""
         app = self.serverapp
         if app is None:
             return {}, set()
+        if time.monotonic() - self._sessions_at < SESSIONS_EVERY:
+            return self._sessions_seen
+        self._sessions_seen = await self._ask_sessions(app)
+        self._sessions_at = time.monotonic()
+        return self._sessions_seen
+
+    async def _ask_sessions(self, app: Any) -> tuple[dict[str, str], set[str]]:
         notebooks: dict[str, str] = {}
         try:
             for s in await app.session_manager.list_sessions():
@@ -135,13 +211,28 @@ class JobFeed:
         return notebooks, set(app.kernel_manager.list_kernel_ids())
 
     @staticmethod
-    def _json(record: JobRecord, notebooks: dict[str, str], kernels: set[str]) -> dict[str, Any]:
-        data = record.as_json()
+    def _json(record: JobRecord, notebooks: dict[str, str], kernels: set[str], *,
+              brief: bool = False) -> dict[str, Any]:
+        data = record.as_json(brief=brief)
         kernel = record.owner.kernel if record.owner else None
         # the path the kernel's session has open now (a renamed notebook), else the one it started with
         data["notebook"] = notebooks.get(kernel or "") or (record.owner.notebook if record.owner else None)
         data["kernel_here"] = bool(kernel and kernel in kernels)
         return data
+
+
+def _number(value: Any) -> str:
+    """A number as JSON writes it: a whole float as an int (the ledger keeps
+    counts as REAL); None, NaN and infinities as null."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "null"
+        return str(int(value)) if value.is_integer() and abs(value) < 2 ** 53 else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return "null"
 
 
 __all__ = ["JobFeed", "MAX_ENDED", "NotFound", "Refused"]

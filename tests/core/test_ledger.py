@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from notebook_ext.core._duties import SNAPSHOT_SECONDS
 from notebook_ext.core import Scheduler, progress
 from notebook_ext.core import _store
 from notebook_ext.core.lowlevel import SCHEMA_VERSION, HistoryStore, Ledger, network_filesystem
@@ -166,7 +167,7 @@ def test_live_snapshots_are_written_at_most_once_a_second_and_the_final_one_alwa
         writes = s.store.live_writes
         end = Ledger(path).resolve("busy")
     assert job.ctx.done > 10_000  # many progress() calls …
-    assert 2 <= writes <= took / 1.0 + 2, (writes, took)  # … few writes: one per second, and the final one
+    assert 2 <= writes <= took / SNAPSHOT_SECONDS + 2, (writes, took)  # … few writes: one a second, and the final one
     assert end.state == "done" and end.done == job.ctx.done
 
 
