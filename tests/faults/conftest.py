@@ -105,3 +105,31 @@ def fail_once(marker: str) -> None:
     with open(marker, "a") as f:
         f.write("x")
     raise ValueError("first attempt fails")
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    """A real kernel (jupyter_client), its history in ``tmp_path``: call it
+    with extra environment variables to start it; yields a client."""
+    from jupyter_client.manager import start_new_kernel
+
+    started = []
+
+    def start(**env: str):
+        km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60,
+                                  env={**os.environ, "NOTEBOOK_EXT_HISTORY": str(tmp_path / "h.sqlite3"), **env})
+        started.append((km, kc))
+        return kc
+
+    yield start
+    for km, kc in started:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run_in(kc, code: str) -> list:
+    """Run ``code`` in the kernel of ``kc``; its IOPub messages (it must succeed)."""
+    msgs: list = []
+    reply = kc.execute_interactive(code, timeout=60, output_hook=msgs.append)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return msgs

@@ -6,10 +6,9 @@ drawing go out before the display handle existed, and its saved card said
 "running" for ever. Made deterministic here: the display waits until the
 pump has drawn the final state."""
 
-import os
-
 import pytest
-from jupyter_client.manager import start_new_kernel
+
+from .conftest import run_in
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -17,26 +16,12 @@ CARD_MIME = "application/vnd.notebook-ext.card+json"
 
 
 @pytest.fixture
-def kc(tmp_path):
-    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60,
-                              env={**os.environ, "NOTEBOOK_EXT_HISTORY": str(tmp_path / "h.sqlite3"),
-                                   "NOTEBOOK_EXT_FRONTEND": "test"})
-    try:
-        yield kc
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-
-
-def run(kc, code):
-    msgs = []
-    reply = kc.execute_interactive(code, timeout=60, output_hook=msgs.append)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return msgs
+def kc(kernel):
+    return kernel(NOTEBOOK_EXT_FRONTEND="test")
 
 
 def test_a_job_ended_before_its_card_was_displayed_has_its_final_state_saved(kc):
-    run(kc, "%load_ext notebook_ext\nimport notebook_ext as nx\nfrom notebook_ext.testing import wait_until\n"
+    run_in(kc, "%load_ext notebook_ext\nimport notebook_ext as nx\nfrom notebook_ext.testing import wait_until\n"
             "import threading\ngate = threading.Event()\n"
             "pump = nx.ui.get_pump()\nassert pump.frontend_seen\n"
             "real = pump.set_display_handle\n"
@@ -45,8 +30,8 @@ def test_a_job_ended_before_its_card_was_displayed_has_its_final_state_saved(kc)
             "    wait_until(lambda: widget.snap.get('state') == 'failed', timeout=10)\n"
             "    return real(widget, handle)\n"
             "pump.set_display_handle = late\n")
-    msgs = run(kc, "%%bg -n bad\ngate.wait(10)\nraise ValueError('bad input')")
-    msgs += run(kc, "pump.set_display_handle = real\nnx.jobs['bad'].wait(10)\nnx.ui.get_pump().flush()")
+    msgs = run_in(kc, "%%bg -n bad\ngate.wait(10)\nraise ValueError('bad input')")
+    msgs += run_in(kc, "pump.set_display_handle = real\nnx.jobs['bad'].wait(10)\nnx.ui.get_pump().flush()")
     shown = [m for m in msgs if m["msg_type"] == "display_data" and CARD_MIME in m["content"]["data"]]
     assert len(shown) == 1
     assert shown[0]["content"]["data"][CARD_MIME]["snap"]["state"] in ("pending", "queued", "running")

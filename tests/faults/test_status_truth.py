@@ -4,23 +4,14 @@ when the first widget appears, and that request's ``idle`` was the last
 status the front end saw until the cell ended. With the extension loaded, the
 kernel says ``busy`` again for the running cell after any such ``idle``."""
 
-import os
-
 import pytest
-from jupyter_client.manager import start_new_kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 
 @pytest.fixture
-def kc(tmp_path):
-    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60,
-                              env={**os.environ, "NOTEBOOK_EXT_HISTORY": str(tmp_path / "h.sqlite3")})
-    try:
-        yield kc
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+def kc(kernel):
+    return kernel()
 
 
 def statuses_while(kc, code, control_type):
