@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from notebook_ext.testing import wait_until
+from notebook_ext.testing import stop_process_tree, wait_until
 
 from ._table import Row, median_spread
 
@@ -129,8 +129,6 @@ class _Server:
     def stop(self) -> None:
         """Kernels through the API (they run in sessions of their own), then the
         server, then whatever it left behind."""
-        import psutil
-
         try:
             for k in self.api("/api/kernels") or []:
                 try:
@@ -139,28 +137,7 @@ class _Server:
                     pass
         except Exception:  # noqa: BLE001 - the server may be gone already
             pass
-        try:
-            leftovers = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            leftovers = []
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        alive = [p for p in leftovers if p.is_running()]
-        for p in alive:
-            try:
-                p.terminate()
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(alive, timeout=5)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        stop_process_tree(self.proc)
 
 
 # -- kernels ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Tools for testing code that uses notebook_ext (and for our own tests):
-a `FakeClock` to move time by hand, and `wait_until` to wait for a state
-instead of sleeping.
+a `FakeClock` to move time by hand, `wait_until` to wait for a state
+instead of sleeping, and `stop_process_tree` to stop a server started for
+a test with whatever it started.
 
 Examples
 --------
@@ -21,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable
 
-__all__ = ["FakeClock", "wait_until"]
+__all__ = ["FakeClock", "stop_process_tree", "wait_until"]
 
 
 class _Timer:
@@ -123,3 +124,35 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         if time.monotonic() >= deadline:
             raise AssertionError(message or f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
+
+
+def stop_process_tree(proc: Any, timeout: float = 20.0) -> None:
+    """Stop ``proc`` (a `subprocess.Popen`, e.g. a Jupyter server) and every
+    process it started: SIGTERM, then SIGKILL for what is left after
+    ``timeout`` seconds (its children after 5 more)."""
+    import subprocess
+
+    import psutil
+
+    try:
+        leftovers = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        leftovers = []
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    alive = [p for p in leftovers if p.is_running()]
+    for p in alive:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(alive, timeout=5)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass

@@ -93,14 +93,19 @@ export class NotebookLink {
   }
 
   /** Insert a cell below ``near``'s cell running ``code``, and run it. */
-  async runBelow(near: Widget, code: string): Promise<void> {
-    const nb = this.panel.content;
-    const index = nb.widgets.findIndex(c => c.node.contains(near.node));
-    nb.activeCellIndex = index >= 0 ? index : nb.widgets.length - 1;
-    NotebookActions.insertBelow(nb);
-    nb.activeCell!.model.sharedModel.setSource(code);
-    await NotebookActions.run(nb, this.panel.sessionContext);
+  runBelow(near: Widget, code: string): Promise<void> {
+    const index = this.panel.content.widgets.findIndex(c => c.node.contains(near.node));
+    return runInNewCell(this.panel, index, code);
   }
+}
+
+/** Insert a code cell below cell ``index`` (-1: at the end) of ``panel`` running ``code``, and run it. */
+export async function runInNewCell(panel: NotebookPanel, index: number, code: string): Promise<void> {
+  const nb = panel.content;
+  nb.activeCellIndex = index >= 0 ? index : nb.widgets.length - 1;
+  NotebookActions.insertBelow(nb);
+  nb.activeCell!.model.sharedModel.setSource(code);
+  await NotebookActions.run(nb, panel.sessionContext);
 }
 
 function isActive(state: string | undefined): boolean {

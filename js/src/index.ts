@@ -5,13 +5,13 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, Notification } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
-import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { listIcon } from '@jupyterlab/ui-components';
 
 import { ACTIVE, IJob, JobsClient, control } from './api';
-import { CARD_RANK, NotebookLink, cardFactory } from './card';
+import { CARD_RANK, NotebookLink, cardFactory, runInNewCell } from './card';
 import { JobsPanel, PANEL_ID } from './panel';
 
 const PLUGIN = 'notebook-ext:plugin';
@@ -29,11 +29,7 @@ async function resume(docs: IDocumentManager, path: string, name: string): Promi
   }
   await panel.context.ready;
   await panel.sessionContext.ready;
-  const nb = panel.content;
-  nb.activeCellIndex = nb.widgets.length - 1;
-  NotebookActions.insertBelow(nb);
-  nb.activeCell!.model.sharedModel.setSource(`%resume ${name}`);
-  await NotebookActions.run(nb, panel.sessionContext);
+  await runInNewCell(panel, -1, `%resume ${name}`);
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._owners import effective, owner_alive
+from ._owners import active_owners, effective, owner_alive
 from ._records import SCHEMA_VERSION, HistoryRecords, JobRecord, Owner, decode_row
 from ._states import ACTIVE_STATES
 from ._text import clean
@@ -322,16 +322,9 @@ class Ledger:
         with self.connection() as con:
             # every record written comes with a row here (append only): its last rowid moves
             mark = con.execute("SELECT max(rowid) FROM transitions").fetchone()[0] or 0
+            owners = {row["session"]: owner_alive(row, now, self.me) for row in active_owners(con)}
             cursor = con.cursor()
             cursor.row_factory = None
-            owners = {}
-            for sid, pid, host, lease, ended, start in cursor.execute(
-                    f"SELECT DISTINCT sessions.id, sessions.pid, sessions.host, sessions.lease, sessions.ended, "
-                    f"sessions.proc_start FROM jobs JOIN sessions ON sessions.id = jobs.session "
-                    f"WHERE jobs.state IN ({_MARKS})", _ACTIVE):
-                row = {"session": sid, "pid": pid, "host": host, "lease": lease, "session_ended": ended,
-                       "proc_start": start}
-                owners[sid] = owner_alive(row, now, self.me)
             numbers = cursor.execute("SELECT uid, t, done, total, rate, eta FROM live WHERE t >= ?",
                                      (since,)).fetchall()
         return Pulse(mark, owners, numbers)

@@ -105,18 +105,23 @@ def effective(row: dict[str, Any], now: float, me: str | None = None,
     return row
 
 
+def active_owners(con: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The owners of the active jobs, as `owner_alive` reads them."""
+    rows = con.execute(
+        f"SELECT DISTINCT sessions.id, sessions.pid, sessions.host, sessions.lease, sessions.ended, "
+        f"sessions.proc_start FROM jobs JOIN sessions ON sessions.id = jobs.session WHERE jobs.state IN ({_MARKS})",
+        _ACTIVE).fetchall()
+    return [{"session": sid, "pid": pid, "host": host, "lease": lease, "session_ended": ended, "proc_start": start}
+            for sid, pid, host, lease, ended, start in rows]
+
+
 def mark_lost(con: sqlite3.Connection, now: float, me: str | None) -> int:
     """Record as ``interrupted`` the active jobs of every owner that is gone
     (lease run out, or its process gone from this host), and close those
     sessions; returns how many jobs. Call inside a transaction."""
     marked = 0
-    con_rows = con.execute(
-        f"SELECT DISTINCT sessions.id AS session, sessions.pid AS pid, sessions.host AS host, "
-        f"sessions.lease AS lease, sessions.ended AS session_ended, sessions.proc_start AS proc_start "
-        f"FROM jobs JOIN sessions ON sessions.id = jobs.session WHERE jobs.state IN ({_MARKS})",
-        _ACTIVE).fetchall()
-    for sid, pid, host, lease, ended, start in con_rows:
-        row = {"session": sid, "pid": pid, "host": host, "lease": lease, "session_ended": ended, "proc_start": start}
+    for row in active_owners(con):
+        sid, lease, host = row["session"], row["lease"], row["host"]
         if sid == me or owner_alive(row, now, me) or (lease is None and host != socket.gethostname()):
             continue
         uids = [u for (u,) in con.execute(f"SELECT uid FROM jobs WHERE session=? AND state IN ({_MARKS})",

@@ -105,8 +105,7 @@ class JobRecord:
                 "executor": self.executor, "session": self.session, "created": self.created,
                 "started": self.started, "ended": self.ended,
                 "error": self.error.split("\n", 1)[0][:300] if self.error else None, "parent": self.parent,
-                "progress": {"done": _whole(_finite(self.done)), "total": _whole(_finite(self.total)),
-                             "rate": _finite(self.rate), "eta": _finite(self.eta), "at": self.updated},
+                "progress": live_numbers(self.updated, self.done, self.total, self.rate, self.eta),
                 "owner": {"pid": owner.pid if owner else None, "host": owner.host if owner else None,
                           "kernel": owner.kernel if owner else None,
                           "notebook": owner.notebook if owner else None},
@@ -117,8 +116,7 @@ class JobRecord:
             "executor": self.executor, "session": self.session,
             "created": _finite(self.created), "started": _finite(self.started), "ended": _finite(self.ended),
             "error": self.error, "parent": self.parent, "after": list(self.after),
-            "progress": {"done": _whole(_finite(self.done)), "total": _whole(_finite(self.total)),
-                         "rate": _finite(self.rate), "eta": _finite(self.eta), "at": _finite(self.updated)},
+            "progress": live_numbers(self.updated, self.done, self.total, self.rate, self.eta),
             "metrics": {k: _finite(v) for k, v in self.metrics.items()},
             "owner": {"pid": owner.pid if owner else None, "host": owner.host if owner else None,
                       "kernel": owner.kernel if owner else None, "notebook": owner.notebook if owner else None},
@@ -265,6 +263,12 @@ def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
     if not all(isinstance(a, str) for a in d["after_names"]):
         raise ValueError("`after_names` holds something other than names")
     return d
+
+
+def live_numbers(updated: Any, done: Any, total: Any, rate: Any, eta: Any) -> dict[str, Any]:
+    """A job's live snapshot as its JSON's ``progress`` (`JobRecord.as_json`)."""
+    return {"done": _whole(_finite(done)), "total": _whole(_finite(total)), "rate": _finite(rate),
+            "eta": _finite(eta), "at": _finite(updated)}
 
 
 def _finite(value: Any) -> Any:

@@ -17,7 +17,7 @@ from ._ledger import Ledger, Refused, lease_seconds, network_filesystem
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
 from ._files import checkpoint_folder, hold, new_checkpoint, private_folder, prune, release, write_atomic
-from ._records import SCHEMA_VERSION, Owner
+from ._records import SCHEMA_VERSION, Owner, live_numbers
 from ._store import HistoryStore, default_history_path
 from ._text import clean, format_number, format_value, printable, safe_repr
 from ._tracebacks import format_traceback, is_machinery, require
@@ -28,6 +28,6 @@ __all__ = [
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "require", "install_output_capture", "job_context", "load_executor",
     "printable", "safe_repr",
-    "Ledger", "Owner", "Refused", "SCHEMA_VERSION", "lease_seconds", "network_filesystem",
+    "Ledger", "Owner", "Refused", "SCHEMA_VERSION", "live_numbers", "lease_seconds", "network_filesystem",
     "checkpoint_folder", "hold", "new_checkpoint", "private_folder", "prune", "release", "write_atomic",
 ]

@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import time
 from typing import Any
 
 from ..core import JobRecord
-from ..core.lowlevel import SCHEMA_VERSION, Ledger, Refused, default_history_path
+from ..core.lowlevel import SCHEMA_VERSION, Ledger, Refused, default_history_path, live_numbers
 
 #: the most ended jobs one listing returns
 MAX_ENDED = 10_000
@@ -48,7 +47,7 @@ class JobFeed:
         self._cache: dict[int, tuple[float, str, bytes]] = {}  # ended -> (when read, etag, body)
         self._encoded: dict[str, tuple[Any, str]] = {}  # uid -> (what it was made of, its JSON)
         self._lock = asyncio.Lock()
-        self.reads = 0  #: ledger listings made (for tests and benchmarks)
+        self.reads = 0  #: full readings of the ledger (for tests and benchmarks)
         #: the share of one core listings may take (the reuse interval grows to keep it)
         self.max_share = max_share
         self.cost = 0.0  #: CPU seconds the last listing took
@@ -115,8 +114,7 @@ class JobFeed:
                     text = json.dumps(data, default=str)[:-1]
                 encoded[r.uid] = (key, text)
                 t, done, total, rate, eta = numbers.get(r.uid) or (r.updated, r.done, r.total, r.rate, r.eta)
-                parts.append(f'{text}, "progress": {{"done": {_number(done)}, "total": {_number(total)}, '
-                             f'"rate": {_number(rate)}, "eta": {_number(eta)}, "at": {_number(t)}}}}}')
+                parts.append(f'{text}, "progress": {json.dumps(live_numbers(t, done, total, rate, eta))}}}')
             self._encoded = encoded
             jobs = "[" + ",".join(parts) + "]"
             etag = '"' + hashlib.blake2b(jobs.encode(), digest_size=12).hexdigest() + '"'
@@ -124,7 +122,6 @@ class JobFeed:
             body = (f'{{"schema": {SCHEMA_VERSION}, "now": {time.time()!r}, "ledger": {ledger}, '
                     f'"jobs": {jobs}}}').encode()
             self._cache = {ended: (time.monotonic(), etag, body)}
-            # what this listing cost: the server's thread, and the executor thread's reading
             # what listing costs (a moving average): the server's thread, and the executor thread's reading
             self.cost = 0.7 * self.cost + 0.3 * ((time.thread_time() - began) + self._read_cost)
             return etag, body
@@ -219,20 +216,6 @@ class JobFeed:
         data["notebook"] = notebooks.get(kernel or "") or (record.owner.notebook if record.owner else None)
         data["kernel_here"] = bool(kernel and kernel in kernels)
         return data
-
-
-def _number(value: Any) -> str:
-    """A number as JSON writes it: a whole float as an int (the ledger keeps
-    counts as REAL); None, NaN and infinities as null."""
-    if value is None or isinstance(value, bool):
-        return "null" if value is None else str(value).lower()
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "null"
-        return str(int(value)) if value.is_integer() and abs(value) < 2 ** 53 else repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return "null"
 
 
 __all__ = ["JobFeed", "MAX_ENDED", "NotFound", "Refused"]

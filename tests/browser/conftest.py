@@ -58,6 +58,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from notebook_ext.testing import stop_process_tree
+
 # Every folder's conftest.py is imported as the module "conftest", the last one
 # replacing the others in sys.modules; this alias does not move.
 sys.modules["browser_harness"] = sys.modules[__name__]
@@ -169,15 +171,6 @@ def chromium_path():
     return CHROMIUM
 
 
-def _descendants(pid):
-    try:
-        import psutil
-
-        return psutil.Process(pid).children(recursive=True)
-    except Exception:
-        return []
-
-
 def _stop_server(lab, proc):
     # Kernels run in their own sessions (jupyter_client starts them with
     # start_new_session), so shut them down through the API first, then stop
@@ -190,28 +183,7 @@ def _stop_server(lab, proc):
                 pass
     except Exception:
         pass
-    leftovers = _descendants(proc.pid)
-    proc.terminate()  # SIGTERM: the server shuts down its remaining kernels
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-    if leftovers:
-        import psutil
-
-        alive = [p for p in leftovers if p.is_running()]
-        for p in alive:
-            try:
-                p.terminate()
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(alive, timeout=5)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+    stop_process_tree(proc)  # SIGTERM: the server shuts down its remaining kernels
 
 
 def start_server(frontend, base):

@@ -9,7 +9,7 @@ import re
 
 import nbformat
 import pytest
-from browser_harness import NotebookKernel, run_all, screenshot, wait_for_kernel
+from browser_harness import NotebookKernel, open_notebook_and_run_all, screenshot, wait_for_kernel
 
 from notebook_ext.testing import wait_until
 
@@ -46,9 +46,7 @@ def test_panel_lists_two_notebooks_cancels_and_goes_to_cell(frontend_server, pag
     try:
         other.run("%load_ext notebook_ext")
         other.run(LONG_LOOP.format(name="prep"))
-        page.goto(server.notebook_url("one.ipynb"))
-        wait_for_kernel(page, path="one.ipynb")
-        run_all(page)
+        open_notebook_and_run_all(page, server, "one.ipynb")
         live_card(page, "fit").wait_for(timeout=60_000)
         show_panel(page)
         fit, prep = panel_job(page, "one.ipynb", "fit"), panel_job(page, "sub/two.ipynb", "prep")
@@ -82,9 +80,7 @@ def test_restarted_kernel_cards_say_interrupted_within_2s(frontend_server, page)
     server = frontend_server
     server.write_notebook("restart.ipynb", [
         "%load_ext notebook_ext", LONG_LOOP.format(name="long"), "%%bg -n quick\n1 + 1"])
-    page.goto(server.notebook_url("restart.ipynb"))
-    wait_for_kernel(page, path="restart.ipynb")
-    run_all(page)
+    open_notebook_and_run_all(page, server, "restart.ipynb")
     live_card(page, "long").and_(page.locator('[data-state="running"]')).wait_for(timeout=60_000)
     live_card(page, "quick").and_(page.locator('[data-state="done"]')).wait_for(timeout=30_000)
 
@@ -114,9 +110,7 @@ def test_reopened_notebook_shows_final_states_not_model_not_found(frontend_serve
         "%%bg -n bad\nraise ValueError('bad input')",
         "%jobs --live",
     ])
-    page.goto(server.notebook_url("reopen.ipynb"))
-    wait_for_kernel(page, path="reopen.ipynb")
-    run_all(page)
+    open_notebook_and_run_all(page, server, "reopen.ipynb")
     live_card(page, "ok").and_(page.locator('[data-state="done"]')).wait_for(timeout=60_000)
     live_card(page, "bad").and_(page.locator('[data-state="failed"]')).wait_for(timeout=30_000)
     # the kernel saves each card's final state with it when the job ends
@@ -170,9 +164,7 @@ def test_status_bar_busy_beside_a_live_card_and_a_long_job_notifies(jupyter_lab,
         "%%bg -n long30\nfor i in progress(range(310)):\n    time.sleep(0.1)",
         "time.sleep(5)\nprint('slept')",
     ])
-    page.goto(lab.notebook_url("status.ipynb"))
-    wait_for_kernel(page, path="status.ipynb")
-    run_all(page)
+    open_notebook_and_run_all(page, lab, "status.ipynb")
     live_card(page, "long30").wait_for(timeout=60_000)
     sleeper = page.locator(".jp-CodeCell").nth(2)
     wait_until(lambda: "[*]" in sleeper.locator(".jp-InputPrompt").inner_text(), timeout=30, interval=0.05)

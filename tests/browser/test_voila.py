@@ -11,13 +11,14 @@ the page would show a table that never moves.
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 from browser_harness import Lab, _free_port, _stop_server, screenshot
+
+from notebook_ext.testing import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -71,20 +72,19 @@ def voila(tmp_path):
     server.proc = proc
     try:
         # Any HTTP answer will do; "/" itself would start a kernel and run the notebook.
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            try:
-                urllib.request.urlopen(f"{server.url}/voila/static/not-there", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break
-            except (OSError, urllib.error.URLError):
-                pass
+        def answers():
             if proc.poll() is not None:
                 pytest.fail(f"voila exited with code {proc.returncode}:\n{server.log()}", pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail(f"voila did not answer within {STARTUP_TIMEOUT} s:\n{server.log()}", pytrace=False)
-            time.sleep(0.2)
+            try:
+                urllib.request.urlopen(f"{server.url}/voila/static/not-there", timeout=2)
+            except urllib.error.HTTPError:
+                return True
+            except (OSError, urllib.error.URLError):
+                return False
+            return True
+
+        wait_until(answers, timeout=STARTUP_TIMEOUT, interval=0.2,
+                   message=f"voila did not answer within {STARTUP_TIMEOUT} s")
         yield server
     finally:
         _stop_server(server, proc)
