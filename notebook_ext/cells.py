@@ -23,11 +23,15 @@ _SKIP = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___", "_ih", "_
 class CellSource:
     """A cell split into its body and its last expression (the job's value).
 
-    The parts keep the cell's own line numbers, and `register` puts the
-    source where ``linecache`` finds it (as IPython does for its cells), so
-    a traceback shows the cell's lines."""
+    The parts keep the cell's own line numbers, counted from ``first_line``
+    (2 for the body of a ``%%bg`` cell: the editor numbers the magic line
+    1), and `register` puts the source where ``linecache`` finds it (as
+    IPython does for its cells), so a traceback shows the cell's lines."""
 
-    def __init__(self, source: str, filename: str = "<bg cell>") -> None:
+    def __init__(self, source: str, filename: str = "<bg cell>", first_line: int = 1) -> None:
+        # Blank lines in front put every line at its editor number, for the
+        # compiler, linecache and syntax errors alike.
+        source = "\n" * max(first_line - 1, 0) + source
         try:
             tree = ast.parse(source, filename, "exec")
         except SyntaxError as exc:
@@ -84,19 +88,20 @@ def cell_filename(name: str | None) -> str:
     return f"<bg cell {name}>" if name else f"<bg cell #{next(_cell_numbers)}>"
 
 
-def run_cell(source: str, namespace: dict, filename: str = "<bg cell>") -> Any:
+def run_cell(source: str, namespace: dict, filename: str = "<bg cell>", first_line: int = 1) -> Any:
     """Run a cell's code in ``namespace`` (a thread or worker process); its
-    last expression's value is returned."""
-    cell = CellSource(source, filename)
+    last expression's value is returned. ``first_line`` is the line number
+    of the code's first line (tracebacks count from it)."""
+    cell = CellSource(source, filename, first_line)
     cell.register()
     body, expr = cell.compiled()
     exec(body, namespace)
     return eval(expr, namespace) if expr is not None else None
 
 
-async def run_cell_async(source: str, namespace: dict, filename: str = "<bg cell>") -> Any:
+async def run_cell_async(source: str, namespace: dict, filename: str = "<bg cell>", first_line: int = 1) -> Any:
     """Run a cell that may use top-level ``await`` (on the scheduler's loop)."""
-    cell = CellSource(source, filename)
+    cell = CellSource(source, filename, first_line)
     cell.register()
     body, expr = cell.compiled(_FLAGS)
     value = eval(body, namespace)
@@ -110,10 +115,10 @@ async def run_cell_async(source: str, namespace: dict, filename: str = "<bg cell
     return value
 
 
-def run_cell_shipped(source: str, names: dict, filename: str = "<bg cell>") -> Any:
+def run_cell_shipped(source: str, names: dict, filename: str = "<bg cell>", first_line: int = 1) -> Any:
     """Worker-process side: the cell's names arrive by value."""
     namespace = {"__name__": "__bg_cell__", **names}
-    return run_cell(source, namespace, filename)
+    return run_cell(source, namespace, filename, first_line)
 
 
 def unshippable(names: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -130,7 +135,7 @@ def unshippable(names: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def submit_cell(source: str, namespace: dict, *, executor: str | None = None, name: str | None = None,
                 priority: int = 0, timeout: float | None = None, retries: int = 0,
-                after: Sequence["Job | str"] = (), out: str | None = None,
+                after: Sequence["Job | str"] = (), out: str | None = None, first_line: int = 1,
                 scheduler: Scheduler | None = None) -> Job:
     """Run a cell's ``source`` in the background, in ``namespace``; its last
     expression is the job's value.
@@ -138,7 +143,9 @@ def submit_cell(source: str, namespace: dict, *, executor: str | None = None, na
     ``executor`` defaults to ``loop`` when the cell uses top-level
     ``await``, else ``thread``; with ``process`` or ``dask`` the names the
     cell reads are sent by value. ``out`` names a variable of
-    ``namespace`` that gets the value when the job succeeds.
+    ``namespace`` that gets the value when the job succeeds. ``first_line``
+    is the number its tracebacks give the source's first line (``%%bg``
+    passes 2 and up: the editor's numbers, the magic line being 1).
 
     Raises `SyntaxError` or `ValueError` for a cell that cannot run that
     way (one line each, naming the fix).
@@ -150,7 +157,9 @@ def submit_cell(source: str, namespace: dict, *, executor: str | None = None, na
     42
     """
     sched = scheduler or get_scheduler()
-    src = CellSource(source, cell_filename(name))
+    if isinstance(first_line, bool) or not isinstance(first_line, int) or first_line < 1:
+        raise ValueError(f"`first_line` must be a positive integer, got {first_line!r}")
+    src = CellSource(source, cell_filename(name), first_line)
     if out is not None and not (out.isidentifier() and not keyword.iskeyword(out)):
         raise ValueError(f"`out` must be a Python variable name, got {out!r}")
     executor = executor or ("loop" if src.uses_await else "thread")
@@ -162,12 +171,12 @@ def submit_cell(source: str, namespace: dict, *, executor: str | None = None, na
         bad = unshippable(names)
         if bad:
             raise ValueError(f"cannot send `{bad[0]}` to a worker process ({bad[1]}); use `--executor thread`")
-        job = sched.submit(run_cell_shipped, source, names, src.filename, name=name, priority=priority,
+        job = sched.submit(run_cell_shipped, source, names, src.filename, first_line, name=name, priority=priority,
                            timeout=timeout, retries=retries, executor=executor, after=after, kind="cell",
                            code=source)
     else:
         call = run_cell_async if executor == "loop" else run_cell
-        job = sched.submit(call, source, namespace, src.filename, name=name, priority=priority,
+        job = sched.submit(call, source, namespace, src.filename, first_line, name=name, priority=priority,
                            timeout=timeout, retries=retries, executor=executor, after=after, kind="cell",
                            code=source)
     assign_on_success(namespace, out, job)

@@ -81,7 +81,7 @@ class OwnerDuties:
         if last is not None and not final and now - last[0] < SNAPSHOT_SECONDS:
             return
         ctx = job.ctx
-        done, total = ctx.done, ctx.total
+        done, total, _ = job.counts()
         metrics = last_metrics(ctx)
         if last is not None and last[1:] == (done, total, metrics):
             return

@@ -20,6 +20,8 @@ hook                                  so that
 imported)
 the shell's ``display_pub``           ``display()`` / ``plt.show()`` from a job
 (``publish``, ``clear_output``)       lands on its card
+matplotlib's ``Gcf.figs`` (and a      a running job's figures are its own: the
+finder until it is imported)          inline backend never draws them mid-job
 ====================================  ==========================================
 
 `HOOKS.undo()` (called by ``%unload_ext notebook_ext`` and

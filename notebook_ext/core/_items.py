@@ -99,6 +99,10 @@ class ItemMap(ItemWorkers):
         self.total = pipe.total
         self.consumed = 0
         self.done_before = 0  #: items finished by earlier runs (a retry, a resume): counted on the card
+        #: a retry's own count: items it re-runs in all, and (ok, failed) of its
+        #: earlier parts (a pipeline's items are retried from their stage, in parts)
+        self.retry_of: int | None = None
+        self.retried_before = (0, 0)
         self.stopped = False  #: "stop and keep" ended it before the source did
         self._sched = scheduler
         self._ctx: JobContext | None = current_context()
@@ -113,6 +117,9 @@ class ItemMap(ItemWorkers):
         self._threads_gone: asyncio.Event | None = None
         self._stages: list[_StageRun] = []
         self._buffer: dict[int, Any] = {}
+        # what the user passed for each item inside a pipeline of several
+        # stages (a later stage's failure is named by it, not by its input)
+        self._sources: dict[int, Any] | None = {} if len(pipe.stages) > 1 else None
         self._next = 0
         self._fed = 0  # items the feeder put in
         self._last_publish = 0.0
@@ -238,9 +245,12 @@ class ItemMap(ItemWorkers):
                 ready.append((self._next, self._buffer.pop(self._next)))
                 self._next += 1
         out = []
+        sources = self._sources
         for index, value in ready:
             self._tickets.get_nowait()
             self.consumed += 1
+            if sources is not None:
+                sources.pop(index, None)
             if type(value) is _Failure:
                 self.failed[index] = value.record
                 self.failed_values[index] = value.item
@@ -249,8 +259,6 @@ class ItemMap(ItemWorkers):
                 out.append((index, False, value.record))
             else:
                 out.append((index, True, value))
-        if self._report:
-            self._ctx.done = self.done_before + self.consumed  # type: ignore[union-attr]
         return out
 
     def _tell(self, record: FailedItem) -> None:
@@ -263,6 +271,9 @@ class ItemMap(ItemWorkers):
         ctx.output.write(line)
 
     def _publish(self, final: bool = False) -> None:
+        """Put the card's counts together from one reading of the stages:
+        the bar (items out of the pipeline), the "ok, failed, in flight"
+        line and the stage table agree at every instant."""
         ctx = self._ctx
         if not self._report or ctx is None:
             return
@@ -270,23 +281,36 @@ class ItemMap(ItemWorkers):
         if not final and now - self._last_publish < PUBLISH_INTERVAL:
             return
         self._last_publish = now
-        done = self.done_before + self.consumed
-        ctx.done = done
-        if self.total is not None:
-            ctx.total = self.total
-        n_failed = len(self.failed)
         stages = tuple(run.stats() for run in self._stages)
+        n_failed = sum(s.failed for s in stages)
+        # out of the pipeline: through its last stage, or failed in one
+        out = (stages[-1].done if stages else 0) + n_failed
         in_flight = sum(s.in_flight for s in stages)
+        done = self.done_before + out
         job = ctx.job
-        ctx.message = f"{done - n_failed} ok, {n_failed} failed, {in_flight} in flight"
-        if final:
-            ctx.message = f"{done - n_failed} ok, {n_failed} failed" + (" (stopped early)" if self.stopped else "")
-            if n_failed and job is not None and job.kind == "preprocess":
-                ctx.message += f": %retry {job.name} re-runs the failed items"
+        if self.retry_of is not None:
+            ok = self.retried_before[0] + out - n_failed
+            failed = self.retried_before[1] + n_failed
+            s = "" if self.retry_of == 1 else "s"
+            line = f"retry of {self.retry_of} failed item{s}: {ok} ok, {failed} failed"
+        else:
+            ok, failed = done - n_failed, n_failed
+            line = f"{ok} ok, {failed} failed"
+        if not final:
+            line += f", {in_flight} in flight"
+        else:
+            line += " (stopped early)" if self.stopped else ""
+            if failed and job is not None and job.kind == "preprocess":
+                line += f": %retry {job.name} re-runs the failed items"
+        total = self.total
+        ctx.done, ctx.message = done, line
+        if total is not None:
+            ctx.total = total
         if job is not None and self._detail_type is not None and (
                 job.detail is None or isinstance(job.detail, ItemsDetail)):
             shown = tuple(self.failed[i] for i in sorted(self.failed)[:FAILURES_SHOWN])
-            facts: dict[str, Any] = {"stages": stages, "failed_items": shown, "n_failed": n_failed}
+            facts: dict[str, Any] = {"stages": stages, "failed_items": shown, "n_failed": failed,
+                                     "progress": (done, ctx.total, line)}
             job.set_detail(replace(job.detail, **facts) if isinstance(job.detail, self._detail_type)
                            else self._detail_type(**facts))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from typing import Any, Awaitable, Callable
@@ -21,6 +22,15 @@ from ._text import safe_repr, shorten
 from ._tracebacks import format_traceback
 
 CHUNK_SECONDS = 0.05  # process / Dask items go in chunks of about this much work
+
+
+def item_label(item: Any, limit: int = 80) -> str:
+    """How a card names an item: a path as the path (its end kept when
+    long: the file's name), anything else by its short repr."""
+    if isinstance(item, os.PathLike):
+        text = os.fsdecode(os.fspath(item))
+        return text if len(text) <= limit else "…" + text[-(limit - 1):]
+    return safe_repr(item, limit)
 
 
 class _Failure:
@@ -46,7 +56,8 @@ class _StageRun:
         self.live = 0
         self.lock = threading.Lock()
         self.started_at = time.monotonic()
-        self.peak = 0
+        self.active = 0  # items between their start and their end, now (thread workers: under ``lock``)
+        self.peak = 0  # the most at once, measured at each start
         self.runner: Any = None
         self.payload: asyncio.Task | None = None  # where the workers find the packed function
         self.chunk = 1
@@ -57,7 +68,7 @@ class _StageRun:
         finished = sum(t.finished for t in self.tallies)
         failed = sum(t.failed for t in self.tallies)
         in_flight = max(0, started - finished)
-        self.peak = max(self.peak, in_flight)
+        self.peak = max(self.peak, in_flight)  # the two counts are read apart: never below what they say
         elapsed = max(time.monotonic() - self.started_at, 1e-9)
         return StageStats(self.spec.name, self.spec.executor, self.spec.workers, finished - failed, failed,
                           in_flight, len(self.inbox), self.inbox.maxsize, finished / elapsed, self.peak)
@@ -77,6 +88,7 @@ class ItemWorkers:
     _threads_gone: asyncio.Event | None
     _fed: int
     _error: BaseException | None
+    _sources: dict[int, Any] | None
 
     def _abort_channels(self) -> None:
         raise NotImplementedError
@@ -91,6 +103,8 @@ class ItemWorkers:
                         self.stopped = True
                         break
                     self._tickets.put_sync(None)
+                    if self._sources is not None:
+                        self._sources[index] = item
                     first.put_sync((index, item))
                     index += 1
                     self._fed = index
@@ -113,6 +127,8 @@ class ItemWorkers:
                     self.stopped = True
                     break
                 await self._tickets.put(None)
+                if self._sources is not None:
+                    self._sources[index] = item
                 await first.put((index, item))
                 index += 1
                 self._fed = index
@@ -155,14 +171,17 @@ class ItemWorkers:
         return self._failure(run, index, item, describe_error(exc), format_traceback(exc)[0])
 
     def _failure(self, run: _StageRun, index: int, item: Any, error: str, tb: str) -> _Failure:
-        return _Failure(FailedItem(index, shorten(str(error), 300), safe_repr(item, 80), tb, run.spec.name), item, run.position)
+        # named by what the user passed, not by what an earlier stage made of it
+        given = item if run.position == 0 or self._sources is None else self._sources.get(index, item)
+        return _Failure(FailedItem(index, shorten(str(error), 300), item_label(given), tb, run.spec.name), item,
+                        run.position)
 
     def _cancelled(self) -> bool:
         ctx = self._ctx
         return ctx is not None and ctx.cancel_reason is not None
 
     def _thread_worker(self, run: _StageRun, tally: _Tally) -> None:
-        spec, inbox, outbox = run.spec, run.inbox, run.outbox
+        spec, inbox, outbox, lock = run.spec, run.inbox, run.outbox, run.lock
         func, retries = spec.func, spec.retries
         try:
             with job_context(self._ctx) if self._ctx is not None else contextlib.nullcontext():
@@ -172,6 +191,10 @@ class ItemWorkers:
                         if self._cancelled():
                             return
                         tally.started += 1
+                        with lock:
+                            run.active += 1
+                            if run.active > run.peak:
+                                run.peak = run.active
                         for attempt in range(retries + 1):
                             try:
                                 item = func(item)
@@ -185,6 +208,8 @@ class ItemWorkers:
                                     time.sleep(min(0.05 * 2 ** attempt, 1.0))
                                     continue
                                 item = self._fail(run, index, item, exc)
+                        with lock:
+                            run.active -= 1
                         if type(item) is _Failure:
                             tally.failed += 1
                         tally.finished += 1
@@ -202,6 +227,9 @@ class ItemWorkers:
                 index, item = await inbox.get()
                 if type(item) is not _Failure:
                     tally.started += 1
+                    run.active += 1  # on the loop's thread, as every async worker
+                    if run.active > run.peak:
+                        run.peak = run.active
                     for attempt in range(retries + 1):
                         try:
                             item = await func(item)
@@ -219,6 +247,7 @@ class ItemWorkers:
                                 await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
                                 continue
                             item = self._fail(run, index, item, exc)
+                    run.active -= 1
                     if type(item) is _Failure:
                         tally.failed += 1
                     tally.finished += 1
@@ -281,8 +310,14 @@ class ItemWorkers:
                 if not work:
                     continue
                 tally.started += len(work)
+                run.active += len(work)  # on the loop's thread, as every chunk worker
+                if run.active > run.peak:
+                    run.peak = run.active
                 began = time.perf_counter()
-                outcomes, printed = await self._run_chunk(run, payload, [x for _, x in work])
+                try:
+                    outcomes, printed = await self._run_chunk(run, payload, [x for _, x in work])
+                finally:
+                    run.active -= len(work)
                 per_item = (time.perf_counter() - began) / len(work)
                 run.chunk = max(1, min(256, int(CHUNK_SECONDS / max(per_item, 1e-6))))
                 if printed and self._ctx is not None:

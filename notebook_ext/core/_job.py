@@ -248,7 +248,8 @@ class Job:
         """An immutable picture of the job now."""
         ctx = self.ctx
         now = self._control.clock.time()
-        done, total = ctx.done, ctx.total
+        detail = self.detail
+        done, total, message = self.counts(detail)
         rate = eta = None
         state = self._state
         if state == RUNNING and self.started is not None:
@@ -261,9 +262,9 @@ class Job:
         self._sequence += 1  # only the notifier and readers on demand: races cost a skipped number
         return JobSnapshot(
             id=self.id, name=self.name, kind=self.kind, state=state, priority=self.priority,
-            executor=self.executor, attempts=self.attempts, retries=self.retries,
+            executor=self.runs_on, attempts=self.attempts, retries=self.retries,
             created=self.created, started=self.started, ended=self.ended,
-            progress=Progress(done, total, ctx.message, rate, eta),
+            progress=Progress(done, total, message, rate, eta),
             metrics={k: tuple(v) for k, v in list(ctx.metrics.items())},
             output=ctx.output_text(), displays=ctx.display_items(), error=self.error, traceback=self._traceback,
             cancel_requested=ctx.cancel_reason is not None, cancel_reason=ctx.cancel_reason,
@@ -273,8 +274,18 @@ class Job:
             cancelled_caught=self.cancelled_caught, cancel_note=self.cancel_note,
             retried_as=self.retried_as.id if self.retried_as is not None else None,
             attempt_errors=tuple(self._attempt_errors or ()), artifacts=tuple(self._artifacts or ()),
-            dashboard_link=self.dashboard_link, detail=self.detail,
+            dashboard_link=self.dashboard_link, detail=detail,
         )
+
+    def counts(self, detail: JobDetail | None = None) -> "tuple[float, float | None, str]":
+        """``(done, total, message)`` now: from ``detail`` (default: the
+        job's) when it carries them, read at once with its other facts."""
+        detail = detail if detail is not None else self.detail
+        counted = detail.counts() if detail is not None else None
+        if counted is not None:
+            return counted
+        ctx = self.ctx
+        return ctx.done, ctx.total, ctx.message
 
     def _update_rate(self, now: float, done: float) -> float | None:
         # A smoothed rate, so the ETA does not jump with every tick.
@@ -383,6 +394,15 @@ class Job:
         """"Stop and keep": ask the job to finish cleanly at its next step,
         keeping what it has so far (code checks `stop_requested()`)."""
         return self._control.request_stop(self)
+
+    @property
+    def runs_on(self) -> str:
+        """The executor the job's work runs on, as cards and the history
+        name it: its detail's ``runs_on`` when the job's own code only
+        coordinates work elsewhere (a search awaiting its folds on Dask),
+        else ``executor``, where its code runs."""
+        detail = self.detail
+        return detail.runs_on if detail is not None and detail.runs_on else self.executor
 
     def set_detail(self, detail: JobDetail) -> None:
         """Replace the job's typed facts (a leaderboard, serving stats …);

@@ -46,6 +46,11 @@ class ItemsDetail(JobDetail):
     stages: tuple[StageStats, ...] = ()
     failed_items: tuple[FailedItem, ...] = ()  # the first FAILURES_SHOWN
     n_failed: int = 0
+    #: the progress, from the same reading as ``stages`` (None: not read yet)
+    progress: "tuple[int, int | None, str] | None" = None
+
+    def counts(self) -> "tuple[float, float | None, str] | None":
+        return self.progress
 
     @property
     def in_flight(self) -> int:

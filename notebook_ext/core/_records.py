@@ -153,9 +153,10 @@ class JobRecord:
         ``interrupted``, whatever its executor made of the stop)."""
         interrupted = state == INTERRUPTED
         ctx = job.ctx
+        done, total, _ = job.counts()
         return cls(
             name=clean(job.name), state=INTERRUPTED if interrupted else job.state, kind=_text(job.kind),
-            session=session, uid=f"{session}:{job.id}", job_id=job.id, executor=_text(job.executor),
+            session=session, uid=f"{session}:{job.id}", job_id=job.id, executor=_text(job.runs_on),
             priority=job.priority, created=job.created, started=job.started, ended=job.ended,
             attempts=job.attempts, error=LOST_OWNER if interrupted else _text(job.error),
             traceback=_text(job.traceback), code=_text(job.code),
@@ -163,7 +164,7 @@ class JobRecord:
             params={_key(k): safe_repr(v) for k, v in list(job.params.items())},
             metrics=last_metrics(ctx),
             artifacts=[clean(a) for a in job.artifacts], resume=job.resume_spec,
-            live=job.state in ACTIVE_STATES and not interrupted, done=ctx.done, total=ctx.total,
+            live=job.state in ACTIVE_STATES and not interrupted, done=done, total=total,
         )
 
     def to_row(self) -> tuple:

@@ -84,11 +84,23 @@ class JobDetail:
     search, preprocessing, serving subclass it); immutable, carried by
     snapshots. ``curve`` names the metric a card plots; ``can_stop`` says
     whether "stop and keep" means something for this job; ``resumed_from``
-    is the step (or items done) a resumed job picked up from."""
+    is the step (or items done) a resumed job picked up from. ``runs_on``
+    names the executor the job's work runs on when its own code only
+    coordinates it (a search's folds on Dask, awaited on the loop): cards
+    and the history name that one. ``unit`` is what a step counts
+    ("requests"), where "steps" would mislead."""
 
     curve: str | None = None
     can_stop: bool = False
     resumed_from: int | None = None
+    runs_on: str | None = None
+    unit: str | None = None
+
+    def counts(self) -> "tuple[float, float | None, str] | None":
+        """``(done, total, message)`` when this detail carries the job's
+        progress, read at once with its other facts (a pipeline's bar, its
+        "ok, failed" line and its stage table), else None: the job's own."""
+        return None
 
 
 @dataclass(frozen=True)

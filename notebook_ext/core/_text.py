@@ -5,11 +5,13 @@ surrogate (what ``os.fsdecode`` makes of a non-UTF-8 file name) cannot be
 encoded as UTF-8, so a comm message, a JSON row or a terminal write carrying
 it raises. `clean` turns such characters into backslash escapes; `printable`
 also shows control characters (ANSI escapes among them) as escapes, for one
-line of text in a table.
+line of text in a table. `wrap_text` and `shorten` break and cut text at
+spaces, never inside a word where a space will do.
 """
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 # C0 and C1 control characters except tab and newline.
@@ -45,10 +47,42 @@ def safe_repr(value: Any, limit: int = 500) -> str:
 
 
 def shorten(text: str, limit: int) -> str:
-    """`clean` text cut to at most ``limit`` characters (an ellipsis marks the cut)."""
+    """`clean` text cut to at most ``limit`` characters (an ellipsis marks
+    the cut), after a whole word when one ends in the second half."""
     if len(text) > limit:
-        text = text[: limit - 1] + "…"
+        cut = text[: limit - 1]
+        if not text[limit - 1].isspace():  # the cut falls inside a word: leave that word out
+            space = max(cut.rfind(c) for c in " \t\n")
+            if space > limit // 2:
+                cut = cut[:space]
+        text = cut.rstrip() + "…"
     return clean(text)
+
+
+#: The columns of text output (``%wait``, ``%jobs``). JupyterLab's output
+#: area breaks a wider line anywhere, inside words (its ``pre`` has
+#: ``word-break: break-all``), so text wraps itself to fit one at its
+#: default size.
+TEXT_WIDTH = 100
+
+
+def wrap_text(text: str, width: int = TEXT_WIDTH, indent: int = 0) -> list[str]:
+    """``text`` as lines of at most ``width`` characters, broken at spaces
+    (its own line breaks kept); lines after the first start with ``indent``
+    spaces. Only a word longer than a whole line is cut.
+
+    Examples
+    --------
+    >>> wrap_text("ValueError: the drive disconnected", 20, indent=2)
+    ['ValueError: the', '  drive disconnected']
+    """
+    indent = min(indent, width // 2)
+    wrapper = textwrap.TextWrapper(width=width, subsequent_indent=" " * indent, break_on_hyphens=False)
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        wrapper.initial_indent = " " * indent if lines else ""
+        lines.extend(wrapper.wrap(paragraph) or [""])
+    return lines
 
 
 def format_number(value: Any) -> str:

@@ -12,8 +12,13 @@ from IPython.display import display
 
 from ..cells import submit_cell
 from ..core import JobCancelled
-from ..core.lowlevel import describe_error
+from ..core.lowlevel import TEXT_WIDTH, describe_error, wrap_text
 from . import _args as A
+
+
+def _blank_lines_on_top(text: str) -> int:
+    lines = text.splitlines()
+    return next((i for i, line in enumerate(lines) if line.strip()), len(lines))
 
 
 @magics_class
@@ -36,10 +41,15 @@ class JobMagics(Magics):
         sched = A.scheduler()
         A.check_executor(sched, args.executor)
         after = A.existing_jobs(sched, args.after)
+        code = self.shell.transform_cell(cell)
+        # Tracebacks number lines as the editor does: the magic line is 1, and
+        # the blank lines IPython drops from the top of the body still count.
+        first_line = 2 + _blank_lines_on_top(cell) - _blank_lines_on_top(code)
         try:
-            job = submit_cell(self.shell.transform_cell(cell), self.shell.user_ns, executor=args.executor,
+            job = submit_cell(code, self.shell.user_ns, executor=args.executor,
                               name=args.name, priority=args.priority, timeout=args.timeout,
-                              retries=args.retries, after=after, out=args.out, scheduler=sched)
+                              retries=args.retries, after=after, out=args.out, first_line=first_line,
+                              scheduler=sched)
         except (SyntaxError, TypeError, ValueError) as exc:
             raise UsageError(f"%%bg: {exc}") from None
         A.show_job(self.shell, job)
@@ -116,9 +126,10 @@ class JobMagics(Magics):
             return
         get_pump(sched).resend(jobs)  # tag final states with this cell (saved notebooks)
         for job in jobs:
-            print(status_line(job.snapshot()))
+            print(status_line(job.snapshot(), width=TEXT_WIDTH))
         if pending:
-            print(f"still running after {args.timeout:g} s: {', '.join(j.name for j in pending)}")
+            print("\n".join(wrap_text(f"still running after {args.timeout:g} s: {', '.join(j.name for j in pending)}",
+                                       indent=4)))
 
     @magic_arguments()
     @argument("name", type=A.job_name, help="the job")

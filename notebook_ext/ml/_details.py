@@ -49,13 +49,15 @@ class ServingStats:
     requests: int = 0
     batches: int = 0
     mean_batch: float = 0.0
-    requests_per_s: float = 0.0
+    requests_per_s: float = 0.0  # over the last rate_window_s seconds, as `RequestRate` measures it
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    rate_window_s: float = 5.0
 
 
 @dataclass(frozen=True)
 class ServingDetail(JobDetail):
-    """A micro-batching predictor's live numbers."""
+    """A micro-batching predictor's live numbers; its steps are requests."""
 
     stats: ServingStats = field(default_factory=ServingStats)
+    unit: str | None = "requests"

@@ -158,6 +158,11 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
         failed_stage: dict[int, int] = {}
         groups = _retry if _retry is not None else [(0, None, pipe.source)]
         count, stopped = 0, False
+        shown_total = total
+        retried = [0, 0]  # a retry's (ok, failed) so far, over its parts
+        if _retry is not None and _base is not None:
+            # counted against the original run: its good items are done already
+            shown_total, count = _base.count, _base.count - len(_base.failed)
         if _resume is not None:
             groups = [(0, *_remaining(pipe.source, _resume.done))]
             count = len(_resume.done)
@@ -166,8 +171,10 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
                 part = Pipeline(source, pipe.stages[first:], ordered=pipe.ordered, max_pending=pipe.max_pending)
                 run_ = ItemMap(part, sched, report=True, detail=PreprocessDetail)
                 if _retry is not None or _resume is not None:
-                    run_.total = total
+                    run_.total = shown_total
                     run_.done_before = count
+                if _retry is not None:
+                    run_.retry_of, run_.retried_before = total, (retried[0], retried[1])
                 async for position, ok, value in run_.results():
                     index = indices[position] if indices is not None else position
                     if ok:
@@ -182,6 +189,8 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
                         failed_items[index] = run_.failed_values[position]
                         failed_stage[index] = first + run_.failed_stage[position]
                 count = run_.done_before + run_.consumed
+                retried[1] += len(run_.failed)
+                retried[0] += run_.consumed - len(run_.failed)
                 stopped = stopped or run_.stopped
         except BaseException:
             if parts is not None:  # what was produced is kept for a resume
@@ -216,7 +225,10 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
                   "options": {"workers": workers, "executor": executor, "cpu": cpu, "retries": retries,
                               "ordered": ordered, "max_pending": max_pending}}
         hold(keep.path)
-    detail = PreprocessDetail(can_stop=True, resumed_from=len(_resume.done) if _resume is not None else None)
+    # the job's own code only feeds the items: they run on the stages' executors
+    runs_on = " → ".join(dict.fromkeys(st.executor for st in pipe.stages))
+    detail = PreprocessDetail(can_stop=True, resumed_from=len(_resume.done) if _resume is not None else None,
+                              runs_on=runs_on, unit="items")
     job = sched.submit(run, name=name, kind="preprocess", priority=priority, retry_with=again,
                        detail=detail, params=params, resume=resume)
     if keep is not None:

@@ -241,5 +241,5 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
                             cv_results, table)
 
     return sched.submit(run, name=name, kind="search", priority=priority,
-                        detail=SearchDetail(curve="best_score", candidates=len(candidates)),
+                        detail=SearchDetail(curve="best_score", candidates=len(candidates), runs_on=executor),
                         params={"estimator": estimator, "candidates": len(candidates), "cv": len(splits)})

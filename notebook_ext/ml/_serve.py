@@ -24,6 +24,51 @@ from ._details import ServingDetail, ServingStats
 
 _CLOSE = object()
 
+#: how often the card gets the batcher's numbers while it is busy; after a
+#: burst, at once (unless sent in the last SETTLE seconds); while idle with
+#: requests in the rate window, every DECAY_EVERY seconds (the rate falls)
+PUBLISH_EVERY = 0.25
+SETTLE = 0.05
+DECAY_EVERY = 1.0
+
+
+class RequestRate:
+    """Requests answered per second over the last ``window`` seconds.
+
+    Counted from the arrival of the oldest request still in the window (or
+    the window's start, whichever is later) to now: a burst after a pause
+    is measured over the burst, not over the pause before it, and as the
+    server idles the rate falls, to 0 once the window holds no request.
+    Thread-safe: the batcher adds, anyone reads.
+    """
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self._batches: collections.deque = collections.deque()  # (first arrival, answered, requests)
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self, arrived: float, done: float, n: int) -> None:
+        """``n`` requests answered at ``done``, the first of them sent at ``arrived``."""
+        with self._lock:
+            self._batches.append((arrived, done, n))
+            self._count += n
+            self._forget(done - self.window)
+
+    def per_second(self, now: float) -> float:
+        with self._lock:
+            cutoff = now - self.window
+            self._forget(cutoff)
+            if not self._batches:
+                return 0.0
+            span = now - max(cutoff, self._batches[0][0])
+            return self._count / span if span > 0 else 0.0
+
+    def _forget(self, cutoff: float) -> None:
+        batches = self._batches
+        while batches and batches[0][1] < cutoff:
+            self._count -= batches.popleft()[2]
+
 
 class Predictor:
     """Handle returned by `serve`. ``await predict(x)`` from any event loop.
@@ -49,7 +94,11 @@ class Predictor:
         self.batches = 0
         self.predict_calls = 0
         self._latencies: collections.deque = collections.deque(maxlen=5000)
-        self._window: collections.deque = collections.deque()  # (time, n) for requests/s
+        self.rate = RequestRate()
+        self._unpublished = False  # answers the card does not show yet
+        self._answered_at = 0.0  # when the latest batch was answered
+        self._published_at = 0.0
+        self._published_rate = 0.0
         self.job: Job | None = None
 
     # -- client side (any thread, any loop) ---------------------------------------
@@ -116,16 +165,25 @@ class Predictor:
         await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     def stats(self) -> dict[str, float]:
+        """Requests answered so far, and the rate now (over the last
+        ``rate_window_s`` seconds: 0 when idle that long), batch size and
+        latencies."""
+        return self._stats(time.perf_counter())
+
+    def _stats(self, at: float) -> dict[str, float]:
         lat = np.array(self._latencies) * 1000 if self._latencies else np.array([0.0])
-        now = time.perf_counter()
-        while self._window and now - self._window[0][0] > 2.0:
-            self._window.popleft()
-        span = (now - self._window[0][0]) if self._window else 0.0
-        rps = sum(n for _, n in self._window) / span if span > 0.05 else 0.0
         return {"requests": self.requests, "batches": self.batches,
                 "mean_batch": self.requests / self.batches if self.batches else 0.0,
-                "requests_per_s": rps, "p50_ms": float(np.percentile(lat, 50)),
-                "p99_ms": float(np.percentile(lat, 99))}
+                "requests_per_s": self.rate.per_second(at), "p50_ms": float(np.percentile(lat, 50)),
+                "p99_ms": float(np.percentile(lat, 99)), "rate_window_s": self.rate.window}
+
+    def _publish_due(self) -> float | None:
+        """When the card should next get the numbers (None: not until a request comes)."""
+        if self._unpublished:  # busy: now and then; a burst's end: at once
+            return self._published_at + (PUBLISH_EVERY if self._incoming else SETTLE)
+        if self._published_rate > 0:  # idle: the rate the card shows falls
+            return self._published_at + DECAY_EVERY
+        return None
 
     # -- the batcher (a thread of its own) ---------------------------------------
     # A thread, not a coroutine handing each batch to an executor: that cost
@@ -137,7 +195,9 @@ class Predictor:
         while not self._incoming:
             if self._stopping:
                 return [], True
-            wake.wait()
+            due = self._publish_due()
+            if not wake.wait(None if due is None else max(0.0, due - time.perf_counter())):
+                return [], False  # no request, but the card is due its numbers
             wake.clear()
             self._signalled = False
         batch: list = []
@@ -164,14 +224,13 @@ class Predictor:
             wake.wait(left)
 
     def _serve_batches(self) -> None:
-        last_publish = 0.0
         closing = False
         while not closing and not self._stopping:
             batch, closing = self._take()
             if batch:
                 self._answer(batch)
-            if time.perf_counter() - last_publish > 0.25:
-                last_publish = time.perf_counter()
+            due = self._publish_due()
+            if due is not None and time.perf_counter() >= due:
                 self._publish()
         self._closed = True
         leftover = [i for i in self._incoming if i is not _CLOSE]
@@ -237,8 +296,10 @@ class Predictor:
         else:
             answers = y
         rows = 0
+        first = done
         for (_, fut, caller, t0, n), value in zip(batch, answers):
             latencies.append(done - t0)
+            first = min(first, t0)
             rows += n or 1
             pairs = by_loop.get(caller)
             if pairs is None:
@@ -248,13 +309,21 @@ class Predictor:
             _deliver(caller, pairs)
         self.requests += rows
         self.batches += 1
-        self._window.append((done, rows))
+        self.rate.add(first, done, rows)
+        self._answered_at = done
+        self._unpublished = True
 
     def _publish(self) -> None:
-        stats = self.stats()
+        fresh = self._unpublished  # new answers: a point on the p99 curve (not one per idle second)
+        # New answers are shown as of the latest (SETTLE later, the rate has not fallen: it was
+        # our throttle, not the callers, that waited); an idle tick, as of now.
+        stats = self._stats(self._answered_at if fresh else time.perf_counter())
+        self._published_at, self._published_rate = time.perf_counter(), stats["requests_per_s"]
+        self._unpublished = False
         report(self.requests, None,
-               f"{format_number(stats['requests_per_s'])} req/s, batch {format_number(stats['mean_batch'])}",
-               p99_ms=stats["p99_ms"])
+               f"{format_number(stats['requests_per_s'])} req/s (last {format_number(stats['rate_window_s'])} s), "
+               f"batch {format_number(stats['mean_batch'])}",
+               **({"p99_ms": stats["p99_ms"]} if fresh else {}))
         if self.job is not None:
             self.job.set_detail(ServingDetail(curve="p99_ms", stats=ServingStats(**stats)))
 

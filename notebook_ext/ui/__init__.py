@@ -112,10 +112,10 @@ def show(job: Job) -> JobCard | Dashboard:
         if grouped and group is not None:
             pump.add_to_group(group, job)
             if new_group:
-                pump.set_display_handle(group, display(group, display_id=True))
+                display(group)  # with a display id the pump keeps (`_Base._ipython_display_`)
             return group
     widget = pump.card(job)
-    pump.set_display_handle(widget, display(widget, display_id=True))
+    display(widget)
     return widget
 
 
@@ -132,5 +132,5 @@ def show_dashboard(scheduler: Scheduler | None = None) -> Dashboard:
 
     pump = get_pump(scheduler)
     dash = pump.dashboard()
-    pump.set_display_handle(dash, display(dash, display_id=True))
+    display(dash)
     return dash

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.lowlevel import HOOKS, current_context
+from ._figures import own_figures
 
 #: what a card can draw, in order of preference
 MIME_ORDER = ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/markdown", "text/latex", "text/plain")
@@ -20,6 +21,7 @@ MIME_ORDER = ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/mar
 
 def route_displays(shell: Any) -> None:
     """Send displays made by job code to its card (idempotent)."""
+    own_figures()  # a job's figures are drawn by the job alone, and shown on its card
     pub = getattr(shell, "display_pub", None)
     if pub is None or HOOKS.patched(pub, "publish"):
         return

@@ -93,6 +93,7 @@ class UpdatePump:
     def card(self, job: Job) -> JobCard:
         """A new card for ``job``, kept up to date from now on."""
         card = JobCard(job.snapshot(), on_action=self._card_action, uid=self._uid(job))
+        card.on_displayed = self._displayed
         now = self.clock.monotonic()
         entry = _CardEntry(card, job, last_sent=now)
         if self._first_card is None:
@@ -133,9 +134,12 @@ class UpdatePump:
                 self._dash_saved[id(widget)] = [widget, handle, None]
         if late and self._frontend.is_set():
             try:
-                handle.update(widget)
+                _update(handle, widget)
             except Exception:  # noqa: BLE001 - never fail the user's cell for a saved copy
                 pass
+
+    def _displayed(self, widget: JobCard | Dashboard, handle: Any) -> None:
+        self.set_display_handle(widget, handle)  # looked up now: tests stand in for it
 
     @property
     def frontend_seen(self) -> bool:
@@ -146,6 +150,7 @@ class UpdatePump:
         """A new dashboard of every job (or of the jobs whose ids are in
         ``only``), kept up to date until it is closed."""
         dash = Dashboard(on_action=self._dashboard_action, title=title, only=only)
+        dash.on_displayed = self._displayed
         jobs = self.scheduler.all_jobs()
         with self._lock:
             for job in jobs:  # jobs whose first snapshot is still on its way to the pump
@@ -274,16 +279,18 @@ class UpdatePump:
             static, entry.static = entry.static, False
         if static:  # it was saved as the static card: the new run is live again
             try:
-                entry.display_handle.update(entry.card)
+                _update(entry.display_handle, entry.card)
             except Exception:  # noqa: BLE001
                 pass
         self._wake.set()
 
     def _follow_retry(self, snap: JobSnapshot) -> None:
-        # `%retry`, `retry_failed` or the dashboard re-ran a job: its cards
-        # follow the new run in place (the card's own Retry button did already).
+        # `%retry` or the dashboard re-ran a job: its cards follow the new run
+        # in place (the card's own Retry button did already). A retry of some
+        # of its items only (a preprocessing job's failed ones) is a run of its
+        # own: the original's cards keep that run's final numbers.
         with self._lock:
-            stale = [e for e in self._by_card.values() if e.job.id == snap.id]
+            stale = [e for e in self._by_card.values() if e.job.id == snap.id and e.job.retry_with is None]
         if not stale:
             return
         new = next((j for j in self.scheduler.all_jobs() if j.id == snap.retried_as), None)
@@ -429,7 +436,7 @@ class UpdatePump:
             counts = repr(sorted((dash.view.get("counts") or {}).items()))
             if counts != last and not dash.closed:
                 try:
-                    handle.update(dash)
+                    _update(handle, dash)
                     entry[2] = counts
                 except Exception:  # noqa: BLE001 - never fail the pump for a saved copy
                     pass
@@ -449,9 +456,15 @@ class UpdatePump:
         if entry.display_handle is not None and self._frontend.is_set():
             # Refresh the saved text/html fallback for viewers without widgets.
             try:
-                entry.display_handle.update(entry.card)
+                _update(entry.display_handle, entry.card)
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _update(handle: Any, widget: JobCard | Dashboard) -> None:
+    """Refresh what the notebook saves of ``widget``'s display."""
+    data, metadata = widget.bundle()
+    handle.update(data, metadata=metadata, raw=True)
 
 
 def _live_group_summary(job: Job) -> dict[str, int] | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..core import ItemsDetail, JobRecord, JobSnapshot, StageStats
-from ..core.lowlevel import format_number, format_value, printable
+from ..core.lowlevel import TEXT_WIDTH, format_number, format_value, printable, shorten, wrap_text
 from ._display import best_mime
 from ..ml import (
     LeaderboardRow,
@@ -138,7 +138,10 @@ def snapshot_state(snap: JobSnapshot, children: Mapping[str, Any] | None = None)
         "dashboard_link": snap.dashboard_link,
         "strategy": detail.strategy if isinstance(detail, TrainDetail) else None,
         "children": dict(children) if children else None,
+        "children_text": children_text(children) if children else None,
         "leaderboard": _leaderboard(detail.leaderboard) if isinstance(detail, SearchDetail) else None,
+        "leaderboard_note": leaderboard_note(snap),
+        "unit": detail.unit if detail is not None else None,
         "failed_items": [], "failed_count": 0, "stages": None,
         "serving": asdict(detail.stats) if isinstance(detail, ServingDetail) and detail.stats.requests else None,
         "sequence": snap.sequence,
@@ -178,6 +181,23 @@ def _leaderboard(rows: tuple[LeaderboardRow, ...]) -> list[dict[str, Any]] | Non
     } for row in rows[:LEADERBOARD_ROWS]]
 
 
+def leaderboard_note(snap: JobSnapshot) -> str | None:
+    """What a search card's leaderboard leaves out ("showing the best 15 of
+    16 candidates"), None when it lists every candidate."""
+    detail = snap.detail
+    if not isinstance(detail, SearchDetail) or not detail.leaderboard:
+        return None
+    scored, planned = len(detail.leaderboard), max(detail.candidates, len(detail.leaderboard))
+    shown = min(scored, LEADERBOARD_ROWS)
+    if shown == planned:
+        return None
+    note = f"showing {'the best ' if shown < scored else ''}{shown} of {planned} candidates"
+    if scored < planned:
+        active = snap.state in ("pending", "queued", "running")
+        note += f" ({planned - scored} not scored yet)" if active else f" ({planned - scored} without a score)"
+    return note
+
+
 def children_summary(child_states: Iterable[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     total = 0
@@ -188,6 +208,24 @@ def children_summary(child_states: Iterable[str]) -> dict[str, int]:
     return counts
 
 
+#: the order a card lists its sub-jobs' states in: what is still going first
+_CHILD_STATE_ORDER = ("running", "queued", "pending", "done", "failed", "timed_out", "cancelled", "interrupted")
+
+
+def children_text(counts: Mapping[str, int]) -> str:
+    """A `children_summary` in words: "1 sub-job done", "3 sub-jobs: 2 done, 1 running"."""
+    total = counts.get("total", 0)
+    rank = {s: i for i, s in enumerate(_CHILD_STATE_ORDER)}
+    states = sorted((k for k in counts if k != "total" and counts[k]), key=lambda k: (rank.get(k, len(rank)), k))
+    noun = "sub-job" if total == 1 else "sub-jobs"
+    words = [f"{counts[k]} {k.replace('_', ' ')}" for k in states]
+    if not words:
+        return f"{total} {noun}"
+    if len(words) == 1:
+        return f"{total} {noun} {states[0].replace('_', ' ')}"
+    return f"{total} {noun}: {', '.join(words)}"
+
+
 def progress_text(snap: JobSnapshot, width: int = 20) -> str:
     p = snap.progress
     if p.total:
@@ -195,7 +233,8 @@ def progress_text(snap: JobSnapshot, width: int = 20) -> str:
         filled = int(round(frac * width))
         return f"[{'#' * filled}{'.' * (width - filled)}] {format_number(p.done)}/{format_number(p.total)} {frac:4.0%}"
     if p.done:
-        return f"{format_number(p.done)} steps"
+        unit = snap.detail.unit if snap.detail is not None and snap.detail.unit else "steps"
+        return f"{format_number(p.done)} {unit}"
     return ""
 
 
@@ -207,8 +246,11 @@ def resumed_note(snap: JobSnapshot) -> str | None:
     return f"resumed after {format_number(n)} items" if snap.kind == "preprocess" else f"resumed from step {n}"
 
 
-def status_line(snap: JobSnapshot) -> str:
-    """One line per job, for terminals and saved notebooks."""
+def status_line(snap: JobSnapshot, width: int | None = None) -> str:
+    """One line per job, for terminals and saved notebooks. With a
+    ``width`` (what ``%wait`` prints), the line is broken at spaces into
+    lines of at most that many characters, indented under the text after
+    the job's name and state."""
     parts = [f"{snap.name} [{snap.state}]"]
     prog = progress_text(snap)
     if prog:
@@ -230,7 +272,11 @@ def status_line(snap: JobSnapshot) -> str:
         parts.append(f"({note})")
     if snap.cancel_note:
         parts.append(f"({snap.cancel_note})")
-    return printable("  ".join(parts))
+    line = printable("  ".join(parts))
+    if width is None:
+        return line
+    head = len(printable(parts[0])) + 2
+    return "\n".join(wrap_text(line, width, indent=head if head <= width // 3 else 4))
 
 
 def summary_html(snap: JobSnapshot) -> str:
@@ -297,7 +343,7 @@ def jobs_table(snaps: list[JobSnapshot]) -> tuple[str, str]:
         rows.append((s.name, s.state, _progress_cell(s.progress.done, s.progress.total),
                      format_duration(s.elapsed), str(s.priority),
                      s.executor, (s.error or "") if s.state != "done" else ""))
-    return _table(header, rows)
+    return _table(header, rows, wrap="error")
 
 
 def dashboard_bundle(view: Mapping[str, Any]) -> dict[str, str]:
@@ -321,15 +367,30 @@ def history_table(records: "list[JobRecord]") -> tuple[str, str]:
     for r in records:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)) if r.started else ""
         rows.append((r.name, r.state, r.kind, started, format_duration(r.duration),
-                     f"%resume {r.name}" if r.resumable else "", (r.error or "")[:80], r.session))
-    return _table(header, rows)
+                     f"%resume {r.name}" if r.resumable else "", shorten(r.error or "", 80), r.session))
+    return _table(header, rows, wrap="error")
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> tuple[str, str]:
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], wrap: str | None = None,
+           width: int = TEXT_WIDTH) -> tuple[str, str]:
+    """(text, html) of a table. The text's ``wrap`` column (free text, such
+    as an error message) takes the room the others leave of ``width`` (20
+    characters at least), its cells broken at spaces into lines under it."""
     rows = [tuple(printable(str(c)) for c in r) for r in rows]  # names come from users: no raw escapes
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    col = header.index(wrap) if wrap is not None else -1
+    if wrap is not None:
+        widths[col] = min(widths[col], max(20, width - sum(widths) + widths[col] - 2 * (len(header) - 1)))
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    text = "\n".join([line(header), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
+    lines = [line(header), line(tuple("-" * w for w in widths))]
+    for r in rows:
+        if wrap is None:
+            lines.append(line(r))
+            continue
+        first, *more = wrap_text(r[col], widths[col])
+        lines.append(line(r[:col] + (first,) + r[col + 1:]))
+        lines.extend(line(tuple(part if i == col else "" for i in range(len(r)))) for part in more)
+    text = "\n".join(lines)
     e = html.escape
     head = "".join(f"<th style='text-align:left'>{e(h)}</th>" for h in header)
     body = "".join(

@@ -84,6 +84,27 @@ class _Base(anywidget.AnyWidget):
         """True once the widget was closed (by the kernel or its front end)."""
         return getattr(self, "comm", None) is None
 
+    #: told ``(widget, handle)`` each time the widget is displayed (the
+    #: `UpdatePump`: what the notebook saves is refreshed through the handle)
+    on_displayed: Callable[[Any, Any], None] | None = None
+
+    def bundle(self) -> tuple[dict, dict]:
+        """``(data, metadata)``: the widget view, its static fallback and the
+        card's own MIME type, as the notebook saves them."""
+        b = self._repr_mimebundle_()
+        return (b[0], b[1] or {}) if isinstance(b, tuple) else (b, {})
+
+    def _ipython_display_(self) -> None:
+        # However it is shown (a cell's value, display()), it is shown with a
+        # display id the pump keeps: the saved copy then follows the job to its
+        # end. A cell's value had none, and was saved as it was when shown.
+        from IPython.display import display
+
+        data, metadata = self.bundle()
+        handle = display(data, metadata=metadata, raw=True, display_id=True)
+        if self.on_displayed is not None:
+            self.on_displayed(self, handle)
+
 
 class JobCard(_Base):
     """The live card of one job (a group card when the job has children).

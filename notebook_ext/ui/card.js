@@ -84,9 +84,12 @@ function badge(state) {
 }
 
 // One rich output of the job (display(), a figure), in the mime type the kernel chose.
+// HTML takes the classes JupyterLab puts on a cell's text/html output, so
+// its styles (a DataFrame's table, in either theme) are the front end's own.
 export function drawDisplay(d) {
-  const box = h("div", { class: "nbx-display", "data-mime": d.mime });
-  if (d.mime === "text/html" || d.mime === "image/svg+xml") box.innerHTML = d.data;
+  const html = d.mime === "text/html";
+  const box = h("div", { class: html ? "nbx-display jp-RenderedHTMLCommon jp-RenderedHTML" : "nbx-display", "data-mime": d.mime });
+  if (html || d.mime === "image/svg+xml") box.innerHTML = d.data;
   else if (d.mime === "image/png" || d.mime === "image/jpeg") {
     const md = d.metadata || {};
     box.append(h("img", { src: `data:${d.mime};base64,${d.data}`, width: md.width, height: md.height }));
@@ -102,12 +105,13 @@ export function drawCard(el, s, send, openDetails, displays) {
     h("div", { class: "nbx-bar-fill", style: `width:${frac === null ? (s.state === "done" ? 100 : 0) : (frac * 100).toFixed(1)}%;background:${stateColour(s.state)}` }));
   let progText = "";
   if (s.total) progText = `${num(s.done)}/${num(s.total)} (${(100 * (frac || 0)).toFixed(0)}%)`;
-  else if (s.done) progText = `${num(s.done)} steps`;
+  else if (s.done) progText = `${num(s.done)} ${s.unit || "steps"}`;
   const facts = h("div", { class: "nbx-facts" },
     h("span", { class: "nbx-progress-text" }, progText),
     h("span", { class: "nbx-elapsed", "data-elapsed": s.elapsed ?? "" }, s.elapsed !== null ? `elapsed ${duration(s.elapsed)}` : ""),
     running && s.eta !== null ? h("span", { class: "nbx-eta" }, `ETA ${duration(s.eta)}`) : null,
-    running && s.rate ? h("span", { class: "nbx-rate" }, `${num(s.rate)}/s`) : null,
+    // a serving card says its rate over the last seconds below, not this average
+    running && s.rate && !s.serving ? h("span", { class: "nbx-rate" }, `${num(s.rate)}/s`) : null,
     s.attempts > 1 ? h("span", { class: "nbx-attempts" }, `attempt ${s.attempts}/${s.retries + 1}`) : null,
     s.priority ? h("span", { class: "nbx-priority" }, `priority ${s.priority}`) : null,
     h("span", { class: "nbx-executor" }, s.executor),
@@ -135,11 +139,7 @@ export function drawCard(el, s, send, openDetails, displays) {
       h("span", { class: "nbx-metrics" }, metrics.map(([k, v]) => `${k}=${num(v)}`).join("  ")),
       sparkline(s.curve)));
   }
-  if (s.children) {
-    const c = s.children;
-    const parts = Object.entries(c).filter(([k]) => k !== "total").map(([k, v]) => `${v} ${k}`);
-    body.push(h("div", { class: "nbx-children" }, `${c.total} jobs: ${parts.join(", ")}`));
-  }
+  if (s.children_text) body.push(h("div", { class: "nbx-children" }, s.children_text));
   if (s.leaderboard) {
     const rows = s.leaderboard.map((r) => h("tr", {},
       h("td", {}, r.rank ?? ""), h("td", {}, num(r.mean)), h("td", {}, r.std === null ? "" : `± ${num(r.std)}`),
@@ -147,6 +147,7 @@ export function drawCard(el, s, send, openDetails, displays) {
     body.push(h("table", { class: "nbx-leaderboard" },
       h("thead", {}, h("tr", {}, ...["rank", "mean score", "std", "params", "state"].map((t) => h("th", {}, t)))),
       h("tbody", {}, ...rows)));
+    if (s.leaderboard_note) body.push(h("div", { class: "nbx-leaderboard-note" }, s.leaderboard_note));
   }
   if (s.stages) {
     // The bottleneck at a glance: the stage whose workers are all busy while items queue before it.
@@ -161,7 +162,7 @@ export function drawCard(el, s, send, openDetails, displays) {
   if (s.serving) {
     const v = s.serving;
     body.push(h("div", { class: "nbx-serving" },
-      `${num(v.requests_per_s)} req/s · batch ${num(v.mean_batch)} · p50 ${num(v.p50_ms)} ms · p99 ${num(v.p99_ms)} ms · ${num(v.requests)} requests`));
+      `${num(v.requests_per_s)} req/s (last ${num(v.rate_window_s ?? 5)} s) · batch ${num(v.mean_batch)} · p50 ${num(v.p50_ms)} ms · p99 ${num(v.p99_ms)} ms · ${num(v.requests)} requests in all`));
   }
   if (s.failed_count) {
     body.push(h("details", { class: "nbx-failed" },

@@ -90,7 +90,7 @@ def test_a_failing_cell_shows_its_own_line_and_no_library_frames(kernel):
     (error,) = kernel.errors(msgs)
     tb = error["traceback"]
     frames = [i for i, line in enumerate(tb) if line.startswith("  File ")]
-    assert tb[frames[0]].startswith('  File "<bg cell boom>", line 2')
+    assert tb[frames[0]].startswith('  File "<bg cell boom>", line 3')  # the editor's line: %%bg is line 1
     assert tb[frames[0] + 1].strip() == "open('data/missing.csv')"
     text = "\n".join(tb)
     assert "notebook_ext/" not in text and "asyncio" not in text.replace("asyncio hidden", "")

@@ -2,19 +2,29 @@
 has them, and every tutorial executed there with that environment's own Jupyter
 and checked with the check_NN of test_tutorials.py."""
 
+import json
 import os
+import re
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import nbformat
 from test_tutorials import assert_ignored_by_git, scratch_files, tutorial_check
+from tutorial_runner import assert_cards_final
+
+from notebook_ext.testing import stop_process_tree, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CELL_TIMEOUT = 300  # seconds per cell; run_notebook allows 180 in the test's own kernel
 NOTEBOOK_TIMEOUT = 900  # seconds for one `jupyter nbconvert --execute`
 INSTALL_TIMEOUT = 1800  # seconds for one pip install
+SERVER_START_TIMEOUT = 120  # seconds for a Jupyter server to answer
 
 
 def _tail(text, lines=60):
@@ -85,11 +95,73 @@ class Venv:
         assert Path(prefix).resolve() == self.dir.resolve(), prefix
         assert Path(module).resolve().is_relative_to(self.repo.resolve()), module
 
+    def assert_notebook_opens_a_tutorial(self, tutorial="01-quickstart.ipynb"):
+        """Start the venv's Notebook 7 on the repository copy, as `jupyter notebook tutorials/`
+        does: its /tree page is Notebook 7's with notebook_ext's prebuilt extension, the
+        tutorial's page answers and the contents API serves the tutorial; then stop it."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        token = secrets.token_hex(16)
+        env = {k: v for k, v in self.env.items() if k != "JUPYTER_TOKEN"}
+        # `jupyter notebook` runs the first jupyter-notebook on PATH: only the venv's may be found
+        # (PATH keeps the system's tools, not another Python's Jupyter)
+        env["PATH"] = os.pathsep.join([str(self.bin)] + [
+            p for p in env["PATH"].split(os.pathsep)[1:] if not (Path(p) / "jupyter").exists()])
+        log_path = self.tmp_path / "notebook-server.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [str(self.bin / "jupyter"), "notebook", "--no-browser", f"--port={port}", "--port-retries=0",
+                 "--ServerApp.ip=127.0.0.1", "--allow-root", f"--ServerApp.token={token}",
+                 f"--ServerApp.root_dir={self.repo}"],
+                cwd=self.repo, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+
+        def get(path):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                             headers={"Authorization": f"token {token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, response.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode(errors="replace")
+
+        def answering():
+            assert proc.poll() is None, f"jupyter notebook exited {proc.returncode}:\n{_tail(log_path.read_text())}"
+            try:
+                return get("/api/status")[0] == 200
+            except OSError:
+                return False
+
+        try:
+            wait_until(answering, timeout=SERVER_START_TIMEOUT, interval=0.3,
+                       message=f"jupyter notebook did not answer within {SERVER_START_TIMEOUT} s:\n"
+                               f"{_tail(log_path.read_text())}")
+            status, page = get("/tree")
+            assert status == 200, (status, _tail(page))
+            config = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page,
+                               re.DOTALL)
+            assert config, f"/tree has no page config:\n{_tail(page)}"
+            config = json.loads(config.group(1))
+            assert config["appName"] == "Jupyter Notebook" and config["appVersion"].split(".")[0] == "7", (
+                config["appName"], config["appVersion"])
+            assert "notebook-ext" in [e["name"] for e in config.get("federated_extensions", [])], config
+            status, page = get(f"/notebooks/tutorials/{tutorial}")
+            assert status == 200, (status, _tail(page))
+            status, body = get(f"/api/contents/tutorials/{tutorial}?content=1")
+            assert status == 200, (status, body[:2000])
+            served = json.loads(body)
+            assert served["type"] == "notebook", served["type"]
+            on_disk = nbformat.read(self.repo / "tutorials" / tutorial, as_version=4)
+            assert [c["source"] for c in served["content"]["cells"]] == [c.source for c in on_disk.cells]
+        finally:
+            stop_process_tree(proc)
+
     def execute_and_check_every_tutorial(self):
         """Execute tutorials/*.ipynb of the copy, in name order, in one run folder (as a user
-        runs them in tutorials/), check each with its check_NN, and check that what they leave
-        in the folder is ignored by git. Every tutorial runs even when one fails; the failures
-        are reported together."""
+        runs them in tutorials/), check each with its check_NN and `assert_cards_final`, and
+        check that what they leave in the folder is ignored by git. Every tutorial runs even
+        when one fails; the failures are reported together."""
         notebooks = sorted((self.repo / "tutorials").glob("*.ipynb"))
         names = [nb.name for nb in notebooks]
         assert names, "no tutorials"
@@ -102,7 +174,9 @@ class Venv:
         checked, failures = set(), {}
         for notebook in notebooks:
             try:
-                tutorial_check(notebook.name)(self.execute(notebook, run_dir, out_dir))
+                executed = self.execute(notebook, run_dir, out_dir)
+                tutorial_check(notebook.name)(executed)
+                assert_cards_final(executed, self.history)
             except AssertionError as e:
                 failures[notebook.name] = str(e)
             else:

@@ -103,9 +103,12 @@ def _fragile(x):
     return x * 2
 
 
-def test_a_retry_from_anywhere_moves_the_original_card_to_the_new_run(setup):
-    # %retry and retry_failed() make a new job: the card that said "1 failed"
-    # follows it in place instead of staying stale beside a second card.
+def test_a_retry_moves_a_plain_card_to_the_new_run_and_an_items_retry_has_its_own(setup):
+    # A plain job re-run through the scheduler (the dashboard's Retry, %retry)
+    # makes a new job: the card follows it in place instead of staying stale
+    # beside a second card. A preprocessing job's %retry / retry_failed() runs
+    # only its failed items, counted against the original run on the retry's
+    # own card: the original card keeps its run's final numbers.
     from notebook_ext.ml import preprocess, retry_failed
 
     s, pump = setup
@@ -117,12 +120,15 @@ def test_a_retry_from_anywhere_moves_the_original_card_to_the_new_run(setup):
     _flaky_items["bad"] = False
     again = retry_failed(job)
     assert again is not job
-    wait_until(lambda: pump.job_of(card) is again)
+    new_card = pump.card(again)
     again.result(30)
-    wait_until(lambda: card.snap["id"] == again.id and card.snap["state"] == "done")
-    assert card.snap["failed_count"] == 0
+    wait_until(lambda: new_card.snap["state"] == "done")
+    assert (new_card.snap["done"], new_card.snap["total"], new_card.snap["failed_count"]) == (6, 6, 0)
+    assert new_card.snap["message"].startswith("retry of 1 failed item: 1 ok, 0 failed")
+    pump.flush()
+    assert pump.job_of(card) is job
+    assert (card.snap["id"], card.snap["failed_count"], card.snap["done"]) == (job.id, 1, 6)
     assert again.result().results == [0, 2, 4, 6, 8, 10]
-    # A plain job re-run through the scheduler (the dashboard's Retry, %retry) alike
     plain = s.submit(_spin, 3, 0.0, name="plain")
     plain_card = pump.card(plain)
     plain.result(10)
