@@ -8,6 +8,7 @@ virtual environment. Running a tutorial from the repository's tutorials/ folder
 leaves no untracked files: whatever it writes there is ignored by git."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def check_03(nb):
     text = outputs_text(_cell(nb, 'print("failed:"'))
     assert "PreprocessResult(39 ok, 1 failed)" in text and "17:" in text
     assert "most items in flight at once: " in text
-    assert int(text.rsplit(":", 1)[1]) <= 8
+    assert 2 <= int(text.rsplit(":", 1)[1]) <= 8  # measured: 40 files overlap on 8 workers
     assert outputs_text(_cell(nb, "X_features = np.stack")) == "(True, (40, 16))"
     count, peak = eval(outputs_text(_cell(nb, "maxima = job.result")))
     assert count == 30 and peak <= 4
@@ -140,6 +141,8 @@ def check_03(nb):
     text = outputs_text(_cell(nb, "for s in job.detail.stages"))
     assert "PreprocessResult(195 ok, 5 failed)" in text
     assert "read       loop     done=200 failed=0" in text
+    peaks = dict(re.findall(r"^(\w+) .*peak in flight=(\d+)/", text, re.MULTILINE))
+    assert int(peaks["read"]) >= 2 and int(peaks["parse"]) >= 1, peaks
     assert "parse      process  done=195 failed=5" in text
     assert "summarize  thread   done=195 failed=0" in text
     stages = card_states(nb)["stages"]
