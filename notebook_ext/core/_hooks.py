@@ -31,6 +31,9 @@ object it was, and the next `job_context` installs them again.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
+import sys
 import threading
 from typing import Any, Callable
 
@@ -69,6 +72,19 @@ class InterpreterHooks:
         with self.lock:
             self._undos.setdefault(what, undo)
 
+    def when_imported(self, module: str, patch: Callable[[Any], None], what: str) -> None:
+        """``patch(module)`` now if ``module`` is imported, else right after
+        its first import (by a finder on ``sys.meta_path``, removed by
+        `undo`): a library the user may never import is not imported by us."""
+        with self.lock:
+            loaded = sys.modules.get(module)
+            if loaded is not None:
+                patch(loaded)
+            elif not any(isinstance(f, _PatchOnImport) and f.module == module for f in sys.meta_path):
+                finder = _PatchOnImport(module, patch)
+                sys.meta_path.insert(0, finder)
+                self.on_undo(what, lambda: _remove(finder))
+
     def patched(self, target: Any, name: str) -> bool:
         return (id(target), name) in self._patches
 
@@ -100,3 +116,34 @@ class InterpreterHooks:
 
 #: the process's one hook layer
 HOOKS = InterpreterHooks()
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, loader: Any, patch: Callable[[Any], None]) -> None:
+        self._loader, self._patch = loader, patch
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        self._patch(module)
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches ``module`` right after it is first imported."""
+
+    def __init__(self, module: str, patch: Callable[[Any], None]) -> None:
+        self.module, self.patch = module, patch
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != self.module:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Loader(spec.loader, self.patch)
+        return spec
+
+
+def _remove(finder: _PatchOnImport) -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if f is not finder]

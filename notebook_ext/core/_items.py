@@ -31,7 +31,7 @@ import contextlib
 import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ._channel import _EMPTY, Channel, Closed
 from ._context import JobContext, current_context, job_context
@@ -87,7 +87,7 @@ class ItemMap(ItemWorkers):
     """
 
     def __init__(self, pipe: Pipeline, scheduler: "Scheduler | None" = None, *, report: bool = False,
-                 detail: type[ItemsDetail] | None = None) -> None:
+                 detail: type[ItemsDetail] | None = None, names: "Sequence[str] | None" = None) -> None:
         if scheduler is None:
             from ._api import get_scheduler
 
@@ -120,6 +120,9 @@ class ItemMap(ItemWorkers):
         # what the user passed for each item inside a pipeline of several
         # stages (a later stage's failure is named by it, not by its input)
         self._sources: dict[int, Any] | None = {} if len(pipe.stages) > 1 else None
+        #: how the items are named on the card, by position, when the source is
+        #: not what the user passed (a retry re-runs what a stage was given)
+        self._names = names
         self._next = 0
         self._fed = 0  # items the feeder put in
         self._last_publish = 0.0

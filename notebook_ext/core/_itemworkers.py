@@ -10,7 +10,7 @@ import contextlib
 import os
 import threading
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from ._channel import _EMPTY, Channel, Closed
 from ._context import JobContext, job_context
@@ -89,6 +89,7 @@ class ItemWorkers:
     _fed: int
     _error: BaseException | None
     _sources: dict[int, Any] | None
+    _names: "Sequence[str] | None"
 
     def _abort_channels(self) -> None:
         raise NotImplementedError
@@ -172,9 +173,13 @@ class ItemWorkers:
 
     def _failure(self, run: _StageRun, index: int, item: Any, error: str, tb: str) -> _Failure:
         # named by what the user passed, not by what an earlier stage made of it
-        given = item if run.position == 0 or self._sources is None else self._sources.get(index, item)
-        return _Failure(FailedItem(index, shorten(str(error), 300), item_label(given), tb, run.spec.name), item,
-                        run.position)
+        names = self._names
+        if names is not None and index < len(names) and names[index]:
+            label = names[index]
+        else:
+            given = item if run.position == 0 or self._sources is None else self._sources.get(index, item)
+            label = item_label(given)
+        return _Failure(FailedItem(index, shorten(str(error), 300), label, tb, run.spec.name), item, run.position)
 
     def _cancelled(self) -> bool:
         ctx = self._ctx

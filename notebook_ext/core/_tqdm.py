@@ -15,8 +15,6 @@ installed. The hook is tqdm's own: ``tqdm.__new__`` picks the class, and
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import sys
 import threading
 import weakref
@@ -159,43 +157,9 @@ def _patch(std: Any) -> None:
     HOOKS.replace(std.tqdm, "__new__", staticmethod(__new__), "tqdm.std.tqdm.__new__")
 
 
-class _Loader(importlib.abc.Loader):
-    def __init__(self, loader: Any) -> None:
-        self._loader = loader
-
-    def create_module(self, spec: Any) -> Any:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self._loader.exec_module(module)
-        _patch(module)
-
-
-class _Finder(importlib.abc.MetaPathFinder):
-    """Patches ``tqdm.std`` right after it is first imported."""
-
-    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name != "tqdm.std":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _Loader(spec.loader)
-        return spec
-
-
 def install(current: Callable[[], Any]) -> None:
     """Make tqdm bars made inside jobs report to them (idempotent; `HOOKS`
-    owns the patch and the finder, and undoes them)."""
+    owns the patch and the finder that waits for tqdm's import, and undoes them)."""
     global _current
     _current = current
-    with HOOKS.lock:
-        std = sys.modules.get("tqdm.std")
-        if std is not None:
-            _patch(std)
-        elif not any(isinstance(f, _Finder) for f in sys.meta_path):
-            sys.meta_path.insert(0, _Finder())
-            HOOKS.on_undo("an import finder that patches tqdm when it is imported", _remove_finder)
-
-
-def _remove_finder() -> None:
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]
+    HOOKS.when_imported("tqdm.std", _patch, "an import finder that patches tqdm when it is imported")

@@ -36,6 +36,8 @@ class PreprocessResult:
     into: bool = False  # results went to a sink, not kept here
     stopped: bool = False  # "stop and keep" ended it before the source did
     failed_stage: dict[int, int] = field(default_factory=dict, repr=False)  # index -> stage that failed it
+    #: index -> how the card named the item (what the user passed: a retry names it so too)
+    failed_names: dict[int, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.count < 0:
@@ -156,6 +158,7 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
         failed: dict[int, str] = {}
         failed_items: dict[int, Any] = {}
         failed_stage: dict[int, int] = {}
+        failed_names: dict[int, str] = {}
         groups = _retry if _retry is not None else [(0, None, pipe.source)]
         count, stopped = 0, False
         shown_total = total
@@ -169,7 +172,9 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
         try:
             for first, indices, source in groups:
                 part = Pipeline(source, pipe.stages[first:], ordered=pipe.ordered, max_pending=pipe.max_pending)
-                run_ = ItemMap(part, sched, report=True, detail=PreprocessDetail)
+                names = ([_base.failed_names.get(i, "") for i in indices]
+                         if _retry is not None and _base is not None and indices is not None else None)
+                run_ = ItemMap(part, sched, report=True, detail=PreprocessDetail, names=names)
                 if _retry is not None or _resume is not None:
                     run_.total = shown_total
                     run_.done_before = count
@@ -188,6 +193,7 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
                         failed[index] = value.error
                         failed_items[index] = run_.failed_values[position]
                         failed_stage[index] = first + run_.failed_stage[position]
+                        failed_names[index] = value.item
                 count = run_.done_before + run_.consumed
                 retried[1] += len(run_.failed)
                 retried[0] += run_.consumed - len(run_.failed)
@@ -202,7 +208,8 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
             if log is not None:
                 log.close()
         base = _base if _resume is None else _resume.base(count, into is not None)
-        return _merge(base, results, failed, failed_items, failed_stage, count, into is not None, stopped)
+        return _merge(base, results, failed, failed_items, failed_stage, count, into is not None, stopped,
+                      failed_names)
 
     def again(old: Job) -> Job:  # %retry: only the failed items, merged into the earlier result
         return _retry_failed(old, pipe, into, priority, sched)
@@ -399,17 +406,18 @@ class _Sink:
 
 def _merge(base: PreprocessResult | None, results: dict[int, Any], failed: dict[int, str],
            failed_items: dict[int, Any], failed_stage: dict[int, int], count: int, into: bool,
-           stopped: bool) -> PreprocessResult:
+           stopped: bool, failed_names: dict[int, str]) -> PreprocessResult:
     if base is None:
         kept = [] if into else [results.get(i) for i in range(count)]
         return PreprocessResult(kept, dict(sorted(failed.items())), dict(sorted(failed_items.items())),
-                                count=count, into=into, stopped=stopped, failed_stage=failed_stage)
+                                count=count, into=into, stopped=stopped, failed_stage=failed_stage,
+                                failed_names=failed_names)
     merged = list(base.results)
     for i, value in results.items():
         merged[i] = value
     return PreprocessResult(merged, dict(sorted(failed.items())), dict(sorted(failed_items.items())),
                             count=base.count, into=base.into, stopped=base.stopped or stopped,
-                            failed_stage=failed_stage)
+                            failed_stage=failed_stage, failed_names=failed_names)
 
 
 def retry_failed(job: Job) -> Job:

@@ -14,9 +14,6 @@ foreground, as a cell's figures do when the cell ends.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -120,41 +117,7 @@ def _patch(helpers: Any) -> None:
     HOOKS.replace(gcf, "figs", FiguresByJob(gcf.figs), "matplotlib's figure registry (Gcf.figs)")
 
 
-class _Loader(importlib.abc.Loader):
-    def __init__(self, loader: Any) -> None:
-        self._loader = loader
-
-    def create_module(self, spec: Any) -> Any:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self._loader.exec_module(module)
-        _patch(module)
-
-
-class _Finder(importlib.abc.MetaPathFinder):
-    """Installs the view right after pyplot's registry is first imported."""
-
-    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name != _MODULE:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _Loader(spec.loader)
-        return spec
-
-
 def own_figures() -> None:
     """Give each running job its own pyplot figures (idempotent; `HOOKS`
-    owns the patch and the import finder, and undoes them)."""
-    with HOOKS.lock:
-        helpers = sys.modules.get(_MODULE)
-        if helpers is not None:
-            _patch(helpers)
-        elif not any(isinstance(f, _Finder) for f in sys.meta_path):
-            sys.meta_path.insert(0, _Finder())
-            HOOKS.on_undo("an import finder that gives jobs their own pyplot figures", _remove_finder)
-
-
-def _remove_finder() -> None:
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]
+    owns the patch and the finder that waits for matplotlib's import, and undoes them)."""
+    HOOKS.when_imported(_MODULE, _patch, "an import finder that gives jobs their own pyplot figures")

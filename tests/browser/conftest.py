@@ -44,6 +44,7 @@ The server is started the way /work/shared/DESIGN.md ("Browser testing notes") s
 test tools cannot download browsers here, so the browser is the system's chromium.
 """
 
+import base64
 import json
 import os
 import secrets
@@ -361,6 +362,18 @@ _KERNEL_READY_JS = """(path) => {
     const k = w.sessionContext.session && w.sessionContext.session.kernel;
     return !!k && k.connectionStatus === 'connected' && k.status === 'idle';
 }"""
+
+
+CARD_JS = Path(__import__("notebook_ext.ui", fromlist=["x"]).__file__).parent / "card.js"
+
+
+@pytest.fixture
+def card_js(page):
+    """A blank page with ``window.card``: the card's own card.js module."""
+    url = "data:text/javascript;base64," + base64.b64encode(CARD_JS.read_bytes()).decode()
+    page.set_content("<html><body></body></html>")
+    page.evaluate("async (url) => { window.card = await import(url); }", url)
+    return page
 
 
 def wait_for_kernel(page, path=None, timeout=KERNEL_TIMEOUT):

@@ -1,7 +1,6 @@
 """card.js in Chromium, without a server: it writes numbers exactly as the
 kernel's text renderers do, and draws a flat curve across the middle."""
 
-import base64
 import math
 from pathlib import Path
 
@@ -11,17 +10,8 @@ from notebook_ext.core.lowlevel import format_number
 
 pytestmark = [pytest.mark.browser]
 
-CARD_JS = Path(__import__("notebook_ext.ui", fromlist=["x"]).__file__).parent / "card.js"
 VALUES = [4064.2, 4064, 1.0, 0.95333, 28.765041432546976, 0.0001234, 0.00001234, 0, 1e20, None, -3.5,
           12.0, 2_000_000, 0.5, 1e-5, 123.456, 999.96, 0.1 + 0.2, 1e15, -0.00002]
-
-
-@pytest.fixture
-def card_js(page):
-    url = "data:text/javascript;base64," + base64.b64encode(CARD_JS.read_bytes()).decode()
-    page.set_content("<html><body></body></html>")
-    page.evaluate("async (url) => { window.card = await import(url); }", url)
-    return page
 
 
 def test_numbers_are_written_as_the_kernel_writes_them(card_js):

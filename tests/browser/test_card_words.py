@@ -2,7 +2,6 @@
 card mean: what the leaderboard leaves out, the sub-jobs in words, the
 executor that ran the folds, requests (not steps) and the rate now."""
 
-import base64
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,6 @@ from notebook_ext.ui._render import children_summary
 
 pytestmark = [pytest.mark.browser]
 
-CARD_JS = Path(__import__("notebook_ext.ui", fromlist=["x"]).__file__).parent / "card.js"
-
-
-@pytest.fixture
-def card_js(page):
-    url = "data:text/javascript;base64," + base64.b64encode(CARD_JS.read_bytes()).decode()
-    page.set_content("<html><body></body></html>")
-    page.evaluate("async (url) => { window.card = await import(url); }", url)
-    return page
 
 
 def draw(page, state):

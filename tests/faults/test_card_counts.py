@@ -127,6 +127,11 @@ def test_failed_items_are_named_by_what_the_user_passed(s, tmp_path):
     assert failed.stage == "_parse_json"
     assert failed.item.endswith("file_2.json") and "contents" not in failed.item, failed.item
     assert "PosixPath" not in failed.item
+    # a retry re-runs `_parse_json` on the contents: still named by the path
+    again = retry_failed(job)
+    assert list(again.result(30).failed) == [2]
+    (failed,) = again.detail.failed_items
+    assert failed.item.endswith("file_2.json"), failed.item
 
 
 _bad = {"on": True}
