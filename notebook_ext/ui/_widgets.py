@@ -127,7 +127,12 @@ class JobCard(_Base):
         self.show(snapshot)
 
     def show(self, snap: JobSnapshot, children: Mapping[str, int] | None = None) -> None:
-        """Draw ``snap`` (one comm message)."""
+        """Draw ``snap`` (one comm message). A job's card never goes back
+        from its final state: a snapshot taken before the job ended, arriving
+        late (a slow notifier), is not drawn over it."""
+        last = getattr(self, "_last_snap", None)
+        if last is not None and last.id == snap.id and last.finished and not snap.finished:
+            return
         self._last_snap = snap
         if snap.displays is not self._shown_displays:
             self._shown_displays = snap.displays

@@ -140,6 +140,12 @@ export function drawCard(el, s, send, openDetails, displays) {
       sparkline(s.curve)));
   }
   if (s.children_text) body.push(h("div", { class: "nbx-children" }, s.children_text));
+  else if (s.children) {  // a card saved before children_text: the same words from its counts
+    const c = s.children, states = Object.keys(c).filter((k) => k !== "total" && c[k]);
+    const noun = c.total === 1 ? "sub-job" : "sub-jobs", word = (k) => k.replace("_", " ");
+    body.push(h("div", { class: "nbx-children" }, states.length === 1 ? `${c.total} ${noun} ${word(states[0])}`
+      : `${c.total} ${noun}: ${states.map((k) => `${c[k]} ${word(k)}`).join(", ")}`));
+  }
   if (s.leaderboard) {
     const rows = s.leaderboard.map((r) => h("tr", {},
       h("td", {}, r.rank ?? ""), h("td", {}, num(r.mean)), h("td", {}, r.std === null ? "" : `± ${num(r.std)}`),

@@ -18,7 +18,6 @@ from notebook_ext.ui._render import children_summary
 pytestmark = [pytest.mark.browser]
 
 
-
 def draw(page, state):
     page.evaluate("""(snap) => {
         const el = document.createElement("div");
@@ -46,6 +45,21 @@ def test_a_search_card_in_words(card_js, sched):
     assert "showing the best 15 of 16 candidates" in text
     assert "1 sub-job done" in text and "jobs:" not in text
     assert card_js.locator(".nbx-executor").inner_text() == "thread"
+
+
+def test_a_card_saved_before_children_text_says_its_sub_jobs_in_the_same_words(card_js, sched):
+    X, y = load_iris(return_X_y=True)
+    job = search(DecisionTreeClassifier(random_state=0), {"max_depth": [1, 2]}, X, y, cv=2, executor="thread",
+                 scheduler=sched)
+    job.result(timeout=120)
+    state = snapshot_state(job.snapshot(), {"total": 3, "running": 1, "done": 2})
+    new = draw(card_js, state)
+    assert "3 sub-jobs: 1 running, 2 done" in new
+    old = {k: v for k, v in state.items() if k != "children_text"}  # as the extension finds it in a notebook
+    assert "3 sub-jobs: 1 running, 2 done" in draw(card_js, old)
+    state = snapshot_state(job.snapshot(), {"total": 1, "timed_out": 1})
+    old = {k: v for k, v in state.items() if k != "children_text"}
+    assert draw(card_js, old).count("1 sub-job timed out") == 1 == draw(card_js, state).count("1 sub-job timed out")
 
 
 def test_a_serving_card_counts_requests_and_says_its_window(card_js, sched):
