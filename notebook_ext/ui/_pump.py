@@ -65,7 +65,9 @@ class UpdatePump:
         self._by_card: dict[int, _CardEntry] = {}  # id(card) -> entry
         self._latest: dict[int, JobSnapshot] = {}  # job id -> newest undrawn snapshot
         self._children: dict[str, dict[str, str]] = {}  # parent name -> child name -> state
-        self._group_dirty: set[str] = set()
+        # parent name -> a mark bumped whenever its sub-jobs' summary changes
+        # (or a card of it appears): a drawing clears only the mark it saw
+        self._group_dirty: dict[str, int] = {}
         self._rows: dict[int, DashboardRow] = {}  # every job seen, for dashboards
         self._dashboards: list[Dashboard] = []
         self._dash_saved: dict[int, list] = {}  # id(dashboard) -> [dashboard, display handle, text last saved]
@@ -103,7 +105,7 @@ class UpdatePump:
             self._by_card[id(card)] = entry
             if job.children:
                 self._children[job.name] = {c.name: c.state for c in job.children}
-                self._group_dirty.add(job.name)
+                self._group_dirty[job.name] = self._group_dirty.get(job.name, 0) + 1
             if job.id not in self._latest and job.state != card.last_snapshot.state:
                 # It started or ended between the card's first drawing and
                 # now: the snapshot saying so went by before this card was
@@ -329,7 +331,7 @@ class UpdatePump:
                 self._latest[snap.id] = snap
             if snap.parent is not None:
                 self._children.setdefault(snap.parent, {})[snap.name] = snap.state
-                self._group_dirty.add(snap.parent)
+                self._group_dirty[snap.parent] = self._group_dirty.get(snap.parent, 0) + 1
             self._rows[snap.id] = DashboardRow.of(snap)
             self._dash_dirty = True
         if snap.finished:
@@ -369,7 +371,7 @@ class UpdatePump:
         sent = 0
         with self._lock:
             latest = dict(self._latest)
-            groups = set(self._group_dirty)
+            groups = dict(self._group_dirty)
             entries = {jid: list(es) for jid, es in self._entries.items()}
         for jid, es in entries.items():
             snap = latest.get(jid)
@@ -378,6 +380,7 @@ class UpdatePump:
             if snap is None and not group:
                 continue
             final = snap is not None and snap.finished
+            drawn: set[int] = set()
             for entry in es:
                 if not final and now - entry.last_sent < self.card_interval:
                     continue
@@ -387,17 +390,19 @@ class UpdatePump:
                     entry.card.show(snap or entry.job.snapshot(), self._group_summary(entry.job.name))
                 except Exception as exc:  # noqa: BLE001 - one undrawable job must not stop the others
                     self._draw_failed(entry, exc)
+                drawn.add(id(entry))
                 entry.last_sent = now
                 self._tokens -= 1
                 sent += 1
                 if final:
                     self._finalize(entry)
             with self._lock:
-                if all(e.last_sent >= now for e in es):
+                # every card of the job now, one made during this drawing too
+                if all(id(e) in drawn for e in self._entries.get(jid, ())):
                     if self._latest.get(jid) is snap:
                         self._latest.pop(jid, None)
-                    if group:
-                        self._group_dirty.discard(name)  # type: ignore[arg-type]
+                    if group and name is not None and self._group_dirty.get(name) == groups[name]:
+                        self._group_dirty.pop(name, None)
                 if final:
                     left = [e for e in self._entries.get(jid, []) if not e.final_sent]
                     if left:

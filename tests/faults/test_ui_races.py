@@ -8,7 +8,7 @@ import comm
 import pytest
 from comm.base_comm import BaseComm
 
-from notebook_ext.core import Scheduler
+from notebook_ext.core import Scheduler, current_job
 from notebook_ext.testing import wait_until
 from notebook_ext.ui import JobCard, UpdatePump
 
@@ -98,3 +98,35 @@ def test_a_card_made_while_its_job_starts_shows_it_running(monkeypatch, flat):
             release.set()
             hold.set()
             pump.close()
+
+
+def test_a_second_card_made_during_a_drawing_of_the_first_gets_the_sub_jobs(monkeypatch):
+    # Seen in CI: a card made (nx.ui.card) for a finished search while the
+    # pump drew the card %search had shown never got its "1 sub-job done".
+    # The pump read the cards to draw, drew the first, then marked the job's
+    # sub-jobs drawn for every card, the one registered meanwhile too.
+    from notebook_ext.testing import FakeClock
+
+    clock = FakeClock()
+    with Scheduler(slots=2, history=None, clock=clock) as sched:
+        pump = UpdatePump(sched)
+        pump.close()  # flush() by hand
+        parent = sched.submit(lambda: sched.submit(lambda: 5, name="kid", parent=current_job()).result(10),
+                              name="parent")
+        parent.result(10)
+        wait_until(lambda: all(c.done() for c in parent.children) and parent.children, timeout=10)
+        first = pump.card(parent)
+        second = []
+        real_show = JobCard.show
+
+        def show(card, snap, children=None):
+            real_show(card, snap, children)
+            if card is first and not second:
+                second.append(pump.card(parent))  # made while the pump draws the first
+
+        monkeypatch.setattr(JobCard, "show", show)
+        for _ in range(5):
+            clock.advance(1.0)
+            pump.flush()
+        assert first.snap["children"] == {"done": 1, "total": 1}
+        assert second and second[0].snap["children"] == {"done": 1, "total": 1}, second[0].snap["children"]
