@@ -95,6 +95,7 @@ def _dask_run(job_id: int, topic: str, cancel_event: str, stop_event: str, paylo
     outcome = run_shipped(job_id, payload, send, poll)
     if outcome[-1] is not None:  # the last update also travels as an event, for live observers
         send(("progress",) + outcome[-1])
+    send(("end", job_id))  # after the last update (see `ProgressRouter`)
     return outcome
 
 
@@ -165,7 +166,7 @@ class DaskExecutor(ExecutorBase):
             kind, job_id = msg[0], msg[1]
             if kind == "start":
                 self._starts.setdefault(job_id, []).append(msg[2])
-            elif kind == "progress":
+            elif kind in ("progress", "end"):
                 self._progress.deliver(msg)
             else:
                 raise ValueError(f"unknown kind {kind!r}")
@@ -199,6 +200,8 @@ class DaskExecutor(ExecutorBase):
                     raise WorkerDied(f"the Dask worker ({where}) died while running {job.name!r}") from None
                 raise exc  # type: ignore[misc]
             outcome = await loop.run_in_executor(None, fut.result)
+            if await self._progress.drained(job):  # the last update came as an event too
+                outcome = tuple(outcome[:-1]) + (None,)
             return unpack_outcome(job.ctx, outcome)
         finally:
             self._progress.forget(job)

@@ -95,7 +95,9 @@ def _poll(ctx: JobContext) -> None:
 
 def _run_payload(job_id: int, payload: bytes) -> tuple:
     _send(("start", job_id, os.getpid()))
-    return run_shipped(job_id, payload, _send, _poll)
+    outcome = run_shipped(job_id, payload, _send, _poll)
+    _send(("end", job_id))  # after the last update on this pipe (see `ProgressRouter`)
+    return outcome
 
 
 # -- parent side --------------------------------------------------------------
@@ -287,7 +289,10 @@ class ProcessExecutor(ExecutorBase):
         with self._lock:
             if self._conns.get(slot) is conn:
                 del self._conns[slot]
+            jobs = [job_id for job_id, s in self._slot_of.items() if s == slot]
         conn.close()
+        for job_id in jobs:  # nothing more comes from this pipe
+            self._progress.ended(job_id)
 
     def _handle(self, msg: tuple) -> None:
         kind, job_id = msg[0], msg[1]
@@ -297,7 +302,7 @@ class ProcessExecutor(ExecutorBase):
                 kill = job_id in self._kill_pending
             if kill:
                 self._kill(job_id)
-        elif kind == "progress":
+        elif kind in ("progress", "end"):
             self._progress.deliver(msg)
 
     async def run(self, job: "Job") -> Any:
@@ -313,6 +318,7 @@ class ProcessExecutor(ExecutorBase):
             self._release_writer(slot)  # the worker process exists now
             _guard_workers(pool)
             outcome = await asyncio.wrap_future(fut)
+            await self._progress.drained(job)
         except BrokenProcessPool:
             try:
                 pid, code = await self._death(slot, job.id)

@@ -14,8 +14,10 @@ control flags (cancel, stop and keep).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
+from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.lowlevel import JobContext, Output, describe_error, format_traceback, job_context
@@ -51,22 +53,59 @@ def apply_delta(ctx: JobContext, delta: tuple) -> None:
 
 class ProgressRouter:
     """Parent side: updates from workers go to the context of their job
-    (while it runs; late updates of a finished job are dropped)."""
+    while it runs (late updates of a finished job are dropped).
+
+    A worker's result may come home on another channel than its updates and
+    overtake them, so a worker says ("end", job_id) after its last update and
+    `drained` waits for that before the job ends: what a job printed just
+    before it returned is in its output when it is done."""
+
+    END_WAIT = 30.0  # seconds at most: an "end" that never comes must not hold the job
 
     def __init__(self) -> None:
         self._contexts: dict[int, JobContext] = {}
+        self._ends: dict[int, Future] = {}
+        self._lock = threading.Lock()
 
     def track(self, job: "Job") -> None:
-        self._contexts[job.id] = job.ctx
+        with self._lock:
+            self._contexts[job.id] = job.ctx
+            self._ends[job.id] = Future()
 
     def forget(self, job: "Job") -> None:
-        self._contexts.pop(job.id, None)
+        with self._lock:
+            self._contexts.pop(job.id, None)
+            self._ends.pop(job.id, None)
 
     def deliver(self, msg: tuple) -> None:
-        """Apply a ("progress", job_id, …) message."""
+        """Apply a ("progress", job_id, …) or an ("end", job_id) message."""
+        if msg[0] == "end":
+            self.ended(msg[1])
+            return
         ctx = self._contexts.get(msg[1])
         if ctx is not None:
             apply_delta(ctx, msg[2:])
+
+    def ended(self, job_id: int) -> None:
+        """Nothing more comes for ``job_id`` (its "end", or its channel is gone)."""
+        with self._lock:
+            end = self._ends.get(job_id)
+        if end is not None and not end.done():
+            try:
+                end.set_result(None)
+            except InvalidStateError:  # set by another thread meanwhile
+                pass
+
+    async def drained(self, job: "Job") -> bool:
+        """Wait (without blocking the loop) until the updates ``job``'s worker
+        sent before its result are applied, or `END_WAIT` passed; whether
+        they were."""
+        with self._lock:
+            end = self._ends.get(job.id)
+        if end is None:
+            return False
+        await asyncio.wait([asyncio.wrap_future(end)], timeout=self.END_WAIT)
+        return end.done()
 
 
 def unpack_outcome(ctx: JobContext, outcome: tuple) -> Any:

@@ -267,6 +267,19 @@ def test_event_callback_survives_user_objects(dsched, fn, state, says):
     delivers_progress(dsched)
 
 
+def print_twice_then_return() -> str:
+    print("shipped by the sender")
+    time.sleep(0.4)  # the sender ships the first line as an event meanwhile
+    print("in the result's last update")
+    return "done"
+
+
+def test_what_a_dask_job_printed_is_in_its_output_once_when_it_is_done(dsched):
+    job = dsched.submit(print_twice_then_return, executor="dask")
+    assert job.result(timeout=60) == "done"
+    assert job.output.splitlines() == ["shipped by the sender", "in the result's last update"]
+
+
 def garbage(job_id: int) -> list:
     """Events our workers never send; the last three aim at a live job."""
     return ["garbage", 42, None, [], ["start"], ["progress"], ["nonsense", 1, 2],
