@@ -31,6 +31,19 @@ def is_machinery(filename: str) -> bool:
     return path.startswith(_HIDDEN_DIRS) or path in _HIDDEN_FILES
 
 
+def raised_by_notebook_ext(exc: BaseException) -> bool:
+    """True when ``exc`` was raised by notebook_ext's own code (its innermost
+    frame is ours): a refusal of an argument, not an error inside a user's
+    estimator or function that our code happened to call."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    path = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    return path.startswith(os.path.join(_PACKAGE, ""))
+
+
 def _prune(te: traceback.TracebackException, seen: set[int]) -> int:
     hidden = 0
     if id(te) in seen:

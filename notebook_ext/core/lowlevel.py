@@ -20,13 +20,13 @@ from ._files import checkpoint_folder, hold, new_checkpoint, private_folder, pru
 from ._records import SCHEMA_VERSION, Owner, live_numbers
 from ._store import HistoryStore, default_history_path
 from ._text import TEXT_WIDTH, clean, format_number, format_value, printable, safe_repr, shorten, wrap_text
-from ._tracebacks import format_traceback, is_machinery, require
+from ._tracebacks import format_traceback, is_machinery, raised_by_notebook_ext, require
 
 __all__ = [
     "Channel", "Closed", "DEFAULT_EXECUTORS", "HOOKS", "InterpreterHooks", "install_asyncio_run", "run", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Displays", "Executor",
     "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
-    "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "require", "install_output_capture", "job_context", "load_executor",
+    "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "raised_by_notebook_ext", "require", "install_output_capture", "job_context", "load_executor",
     "printable", "safe_repr", "shorten", "TEXT_WIDTH", "wrap_text",
     "Ledger", "Owner", "Refused", "SCHEMA_VERSION", "live_numbers", "lease_seconds", "network_filesystem",
     "checkpoint_folder", "hold", "new_checkpoint", "private_folder", "prune", "release", "write_atomic",

@@ -12,16 +12,21 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from .. import ml
 from ..core import Pipeline
+from ..core.lowlevel import raised_by_notebook_ext
 from ..cells import assign_on_success
 from ..ml import DEFAULT_CHECKPOINT_EVERY as DEFAULT_EVERY
 from . import _args as A
 
 
 def _call(fn, *args, **kwargs):
-    """Turn the API's validation errors into one-line UsageErrors."""
+    """The API's refusals of its arguments become one-line UsageErrors; an
+    error raised inside the user's own objects (an estimator's get_params or
+    repr, a function our code called) goes on with its own traceback."""
     try:
         return fn(*args, **kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        if not raised_by_notebook_ext(exc):
+            raise
         raise UsageError(str(exc).splitlines()[0]) from None
 
 
@@ -182,11 +187,8 @@ class MLMagics(Magics):
         iname = args.into or names.get("into")
         into = A.lookup(ns, iname, where, self.shell) if iname else None
         saved = {**names, "out": args.out or names.get("out")}
-        try:
-            job = ml.resume(args.name, *data, eval=eval_, func=func, into=into, executor=args.executor,
-                            _vars=saved, _record=record)
-        except (TypeError, ValueError, FileNotFoundError) as exc:
-            raise UsageError(str(exc).splitlines()[0]) from None
+        job = _call(ml.resume, args.name, *data, eval=eval_, func=func, into=into, executor=args.executor,
+                    _vars=saved, _record=record)
         out = saved["out"]
         pick = (lambda r: getattr(r, "results", r)) if job.kind == "preprocess" else (lambda r: r)
         assign_on_success(ns, out, job, pick=pick)

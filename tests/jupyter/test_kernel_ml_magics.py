@@ -1,6 +1,8 @@
 """%train, %search, %preprocess in a real kernel: they schedule, show a card,
 assign --out when done, and refuse mistakes with one UsageError line."""
 
+import re
+
 import pytest
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
@@ -83,3 +85,54 @@ def test_ml_magic_mistakes_are_usage_errors_and_schedule_nothing(kernel):
         assert reply["status"] == "error" and reply["ename"] == "UsageError", (code, reply)
         assert expected in reply["evalue"], (code, reply["evalue"])
     assert kernel.value("len(nx.jobs)") == "0"
+
+
+BUGGY = '''
+from sklearn.base import BaseEstimator, ClassifierMixin
+class FitBug(BaseEstimator, ClassifierMixin):
+    def fit(self, X, y):
+        return self.count(X) + 1
+    def count(self, X):
+        return len(X) + " rows"
+class ParamsBug(BaseEstimator, ClassifierMixin):
+    def fit(self, X, y):
+        return self
+    def get_params(self, deep=True):
+        return dict(zip(["C"], 1.0))
+'''
+
+
+def _error(msgs):
+    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    assert len(errors) == 1, [m["msg_type"] for m in msgs]
+    return errors[0]
+
+
+def _text(error):
+    return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error["traceback"]))
+
+
+def test_a_bug_inside_the_users_estimator_reaches_them_as_its_traceback(kernel):
+    """Only a misuse of a magic is a one-line UsageError: an error raised in
+    the user's estimator (in its fit, on the job; or in its get_params, which
+    %train calls at once) shows as that error with the user's lines."""
+    kernel.execute(SETUP + BUGGY)
+    kernel.execute("%train FitBug() X_train y_train -n fitbug")
+    kernel.execute("%wait fitbug", allow_error=True)
+    reply, msgs = kernel.execute("%result fitbug", allow_error=True)
+    assert reply["ename"] == "TypeError", reply
+    text = _text(_error(msgs))
+    assert 'return len(X) + " rows"' in text and "in count" in text and "in fit" in text, text
+
+    reply, msgs = kernel.execute("%train ParamsBug() X_train y_train -n paramsbug", allow_error=True)
+    assert reply["status"] == "error" and reply["ename"] == "TypeError", reply
+    text = _text(_error(msgs))
+    assert "ParamsBug.get_params" in text and 'dict(zip(["C"], 1.0))' in text, text
+    assert kernel.value("'paramsbug' in nx.jobs") == "False"
+
+    # a wrong flag is still one UsageError line, no traceback
+    reply, msgs = kernel.execute("%train FitBug() X_train y_train --epochs zero", allow_error=True)
+    assert reply["ename"] == "UsageError", reply
+    assert not [m for m in msgs if m["msg_type"] == "error"]  # IPython prints a UsageError, no traceback
+    said = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+    assert len(said.strip().splitlines()) == 1 and "`--epochs` must be an integer" in said, said
