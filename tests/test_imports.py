@@ -176,3 +176,13 @@ def test_public_surface_is_importable_as_attributes():
             "print(sorted(nx.__all__))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_ui_draws_details_without_knowing_their_types():
+    """A job's detail shows itself (`JobDetail.card_fields`, `notes`,
+    `tables`): ui asks, and never imports ml to switch on its types."""
+    modules, edges, _ = _graph()
+    ui_to_ml = sorted(f"{a} -> {b}" for a, targets in edges.items() for b in targets
+                      if _package(a) == "ui" and _package(b) == "ml")
+    assert ui_to_ml == []
+    assert "ml" in {_package(b) for a, targets in edges.items() if _package(a) == "magics" for b in targets}

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ._states import JobDetail
+from ._text import format_number, json_number, printable
+
+CARD_FAILURES = 20  # failed items a card lists (the count says how many in all)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,18 @@ class ItemsDetail(JobDetail):
     def counts(self) -> "tuple[float, float | None, str] | None":
         return self.progress
 
+    def card_fields(self, active: bool) -> dict[str, Any]:
+        return {
+            "failed_items": [{"index": f.index, "error": f.error, "item": f.item, "stage": f.stage}
+                             for f in self.failed_items[:CARD_FAILURES]],
+            "failed_count": self.n_failed,
+            # one stage is the job itself: its bar and line say it all
+            "stages": [_stage_json(s) for s in self.stages] if len(self.stages) > 1 else None,
+        }
+
+    def tables(self) -> tuple[str, ...]:
+        return (stages_text(self.stages),) if len(self.stages) > 1 else ()
+
     @property
     def in_flight(self) -> int:
         return sum(s.in_flight for s in self.stages)
@@ -59,6 +74,21 @@ class ItemsDetail(JobDetail):
     @property
     def max_in_flight(self) -> int:
         return max((s.peak_in_flight for s in self.stages), default=0)
+
+
+def _stage_json(s: StageStats) -> dict[str, Any]:
+    return {"name": printable(s.name), "executor": s.executor, "workers": s.workers, "done": s.done,
+            "failed": s.failed, "in_flight": s.in_flight, "queued": s.queued, "queue_size": s.queue_size,
+            "rate": json_number(round(s.rate, 1))}
+
+
+def stages_text(stages: "tuple[StageStats, ...]") -> str:
+    """A per-stage table as plain text (the card's table, for text renderers)."""
+    lines = [f"{'stage':<16} {'done':>8} {'rate/s':>8} {'in flight':>9} {'queued':>9} {'failed':>6}"]
+    for s in stages:
+        lines.append(f"{printable(s.name)[:16]:<16} {s.done:>8} {format_number(round(s.rate, 1)):>8} "
+                     f"{s.in_flight:>4}/{s.workers:<4} {s.queued:>4}/{s.queue_size:<4} {s.failed:>6}")
+    return "\n".join(lines)
 
 
 class Stage:

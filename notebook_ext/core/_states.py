@@ -5,7 +5,7 @@ the immutable `JobSnapshot` renderers draw (with `Progress` and the typed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 PENDING = "pending"
 QUEUED = "queued"
@@ -101,6 +101,31 @@ class JobDetail:
         progress, read at once with its other facts (a pipeline's bar, its
         "ok, failed" line and its stage table), else None: the job's own."""
         return None
+
+    # How a detail shows itself: renderers ask these, never the detail's type.
+
+    def card_fields(self, active: bool) -> dict[str, Any]:
+        """What this detail adds to a card's JSON, among the keys the card
+        draws (`CARD_FIELDS`); ``active``: the job is not final yet."""
+        return {}
+
+    def notes(self) -> tuple[str, ...]:
+        """Short remarks a job's one-line status and its static card add
+        ("stopped early, model kept")."""
+        return ()
+
+    def tables(self) -> tuple[str, ...]:
+        """Plain-text tables a static card shows under its line (a
+        pipeline's stages)."""
+        return ()
+
+
+#: the card's JSON keys a detail may fill (`JobDetail.card_fields`), and
+#: what they are when it does not
+CARD_FIELDS: Mapping[str, Any] = {
+    "strategy": None, "stopped_early": False, "leaderboard": None, "leaderboard_note": None,
+    "serving": None, "failed_items": [], "failed_count": 0, "stages": None,
+}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ spaces, never inside a word where a space will do.
 
 from __future__ import annotations
 
+import math
+
 import textwrap
 from typing import Any
 
@@ -122,3 +124,10 @@ def format_value(value: Any) -> str:
     if isinstance(value, (int, float)) or (hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0):
         return format_number(value)
     return safe_repr(value, 80)
+
+
+def json_number(x: Any) -> Any:
+    """A number JSON can carry: NaN and infinities become None."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

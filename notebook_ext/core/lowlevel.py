@@ -19,7 +19,9 @@ from ._notify import Notifier, Observer
 from ._files import checkpoint_folder, hold, new_checkpoint, private_folder, prune, release, write_atomic
 from ._records import SCHEMA_VERSION, Owner, live_numbers
 from ._store import HistoryStore, default_history_path
-from ._text import TEXT_WIDTH, clean, format_number, format_value, printable, safe_repr, shorten, wrap_text
+from ._states import CARD_FIELDS
+from ._text import (TEXT_WIDTH, clean, format_number, format_value, json_number, printable, safe_repr, shorten,
+                    wrap_text)
 from ._tracebacks import format_traceback, is_machinery, raised_by_notebook_ext, require
 
 __all__ = [
@@ -27,7 +29,7 @@ __all__ = [
     "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
     "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "raised_by_notebook_ext", "require", "install_output_capture", "job_context", "load_executor",
-    "printable", "safe_repr", "shorten", "TEXT_WIDTH", "wrap_text",
+    "json_number", "printable", "safe_repr", "CARD_FIELDS", "shorten", "TEXT_WIDTH", "wrap_text",
     "Ledger", "Owner", "Refused", "SCHEMA_VERSION", "live_numbers", "lease_seconds", "network_filesystem",
     "checkpoint_folder", "hold", "new_checkpoint", "private_folder", "prune", "release", "write_atomic",
 ]

@@ -3,10 +3,13 @@ and the history: what used to be an untyped ``info`` bag."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..core import FailedItem, ItemsDetail, JobDetail
+from ..core.lowlevel import format_value, json_number
+
+LEADERBOARD_ROWS = 15  # candidates a search card lists, best first
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,12 @@ class TrainDetail(JobDetail):
     strategy: str = "fit"
     estimator: str = ""
     stopped_early: bool = False
+
+    def card_fields(self, active: bool) -> dict[str, Any]:
+        return {"strategy": self.strategy, "stopped_early": self.stopped_early}
+
+    def notes(self) -> tuple[str, ...]:
+        return ("stopped early, model kept",) if self.stopped_early else ()
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,30 @@ class SearchDetail(JobDetail):
 
     candidates: int = 0
     leaderboard: tuple[LeaderboardRow, ...] = ()
+
+    def card_fields(self, active: bool) -> dict[str, Any]:
+        rows = [{
+            "rank": row.rank,
+            "params": ", ".join(f"{k}={format_value(v)}" for k, v in row.params.items()),
+            "mean": json_number(row.mean_score),
+            "std": json_number(row.std_score),
+            "state": row.state,
+        } for row in self.leaderboard[:LEADERBOARD_ROWS]]
+        return {"leaderboard": rows or None, "leaderboard_note": self.leaderboard_note(active)}
+
+    def leaderboard_note(self, active: bool) -> str | None:
+        """What the card's leaderboard leaves out ("showing the best 15 of
+        16 candidates"), None when it lists every candidate."""
+        if not self.leaderboard:
+            return None
+        scored, planned = len(self.leaderboard), max(self.candidates, len(self.leaderboard))
+        shown = min(scored, LEADERBOARD_ROWS)
+        if shown == planned:
+            return None
+        note = f"showing {'the best ' if shown < scored else ''}{shown} of {planned} candidates"
+        if scored < planned:
+            note += f" ({planned - scored} not scored yet)" if active else f" ({planned - scored} without a score)"
+        return note
 
 
 @dataclass(frozen=True)
@@ -61,3 +94,6 @@ class ServingDetail(JobDetail):
 
     stats: ServingStats = field(default_factory=ServingStats)
     unit: str | None = "requests"
+
+    def card_fields(self, active: bool) -> dict[str, Any]:
+        return {"serving": asdict(self.stats) if self.stats.requests else None}

@@ -4,26 +4,17 @@ text fallbacks show. No widgets here, no state: pure functions."""
 from __future__ import annotations
 
 import html
-import math
 import re
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..core import ItemsDetail, JobRecord, JobSnapshot, StageStats
-from ..core.lowlevel import TEXT_WIDTH, format_number, format_value, printable, shorten, wrap_text
+from ..core import JobRecord, JobSnapshot
+from ..core.lowlevel import CARD_FIELDS, TEXT_WIDTH, format_number, json_number, printable, shorten, wrap_text
 from ._display import best_mime
-from ..ml import (
-    LeaderboardRow,
-    SearchDetail,
-    ServingDetail,
-    TrainDetail,
-)
 
 CARD_OUTPUT_CHARS = 6_000  # the card shows the tail; job.output has more
 CURVE_POINTS = 200
-LEADERBOARD_ROWS = 15
 
 #: each state's colour where theme.css's variables are missing (a renderer
 #: that drops <style>): white text on each keeps a WCAG contrast >= 4.5
@@ -63,11 +54,7 @@ def error_html(text: str) -> str:
     return f"<span class='nbx-error' style='{_ERROR_STYLE}'>{html.escape(text)}</span>"
 
 
-def _num(x: Any) -> Any:
-    """JSON-safe number: NaN and infinities become None."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+_num = json_number
 
 
 def format_duration(seconds: float | None) -> str:
@@ -129,73 +116,21 @@ def snapshot_state(snap: JobSnapshot, children: Mapping[str, Any] | None = None)
         "cancel_requested": snap.cancel_requested,
         "stop_requested": snap.stop_requested,
         "can_stop": bool(detail is not None and detail.can_stop),
-        "stopped_early": isinstance(detail, TrainDetail) and detail.stopped_early,
         "resumed_note": resumed_note(snap),
         "abandoned": snap.abandoned,
         "cancel_note": snap.cancel_note,
         "after": list(snap.after),
         "parent": snap.parent,
         "dashboard_link": snap.dashboard_link,
-        "strategy": detail.strategy if isinstance(detail, TrainDetail) else None,
         "children": dict(children) if children else None,
         "children_text": children_text(children) if children else None,
-        "leaderboard": _leaderboard(detail.leaderboard) if isinstance(detail, SearchDetail) else None,
-        "leaderboard_note": leaderboard_note(snap),
         "unit": detail.unit if detail is not None else None,
-        "failed_items": [], "failed_count": 0, "stages": None,
-        "serving": asdict(detail.stats) if isinstance(detail, ServingDetail) and detail.stats.requests else None,
         "sequence": snap.sequence,
+        **CARD_FIELDS,
     }
-    if isinstance(detail, ItemsDetail):
-        state["failed_items"] = [{"index": f.index, "error": f.error, "item": f.item, "stage": f.stage}
-                                 for f in detail.failed_items[:20]]
-        state["failed_count"] = detail.n_failed
-        state["stages"] = [_stage(s) for s in detail.stages] if len(detail.stages) > 1 else None
+    if detail is not None:  # the detail says what it adds, among the fields the card draws
+        state.update((k, v) for k, v in detail.card_fields(not snap.finished).items() if k in CARD_FIELDS)
     return state
-
-
-def _stage(s: StageStats) -> dict[str, Any]:
-    return {"name": printable(s.name), "executor": s.executor, "workers": s.workers, "done": s.done,
-            "failed": s.failed, "in_flight": s.in_flight, "queued": s.queued, "queue_size": s.queue_size,
-            "rate": _num(round(s.rate, 1))}
-
-
-def stages_text(stages: Iterable[StageStats]) -> str:
-    """A per-stage table as plain text (the card's table, for text renderers)."""
-    lines = [f"{'stage':<16} {'done':>8} {'rate/s':>8} {'in flight':>9} {'queued':>9} {'failed':>6}"]
-    for s in stages:
-        lines.append(f"{printable(s.name)[:16]:<16} {s.done:>8} {format_number(round(s.rate, 1)):>8} {s.in_flight:>4}/{s.workers:<4} "
-                     f"{s.queued:>4}/{s.queue_size:<4} {s.failed:>6}")
-    return "\n".join(lines)
-
-
-def _leaderboard(rows: tuple[LeaderboardRow, ...]) -> list[dict[str, Any]] | None:
-    if not rows:
-        return None
-    return [{
-        "rank": row.rank,
-        "params": ", ".join(f"{k}={format_value(v)}" for k, v in row.params.items()),
-        "mean": _num(row.mean_score),
-        "std": _num(row.std_score),
-        "state": row.state,
-    } for row in rows[:LEADERBOARD_ROWS]]
-
-
-def leaderboard_note(snap: JobSnapshot) -> str | None:
-    """What a search card's leaderboard leaves out ("showing the best 15 of
-    16 candidates"), None when it lists every candidate."""
-    detail = snap.detail
-    if not isinstance(detail, SearchDetail) or not detail.leaderboard:
-        return None
-    scored, planned = len(detail.leaderboard), max(detail.candidates, len(detail.leaderboard))
-    shown = min(scored, LEADERBOARD_ROWS)
-    if shown == planned:
-        return None
-    note = f"showing {'the best ' if shown < scored else ''}{shown} of {planned} candidates"
-    if scored < planned:
-        active = snap.state in ("pending", "queued", "running")
-        note += f" ({planned - scored} not scored yet)" if active else f" ({planned - scored} without a score)"
-    return note
 
 
 def children_summary(child_states: Iterable[str]) -> dict[str, int]:
@@ -266,8 +201,7 @@ def status_line(snap: JobSnapshot, width: int | None = None) -> str:
         parts.append(snap.progress.message)
     if snap.error and snap.state != "done":
         parts.append(snap.error)
-    if isinstance(snap.detail, TrainDetail) and snap.detail.stopped_early:
-        parts.append("(stopped early, kept)")
+    parts.extend(f"({note})" for note in _notes(snap))
     if (note := resumed_note(snap)) is not None:
         parts.append(f"({note})")
     if snap.cancel_note:
@@ -277,6 +211,10 @@ def status_line(snap: JobSnapshot, width: int | None = None) -> str:
         return line
     head = len(printable(parts[0])) + 2
     return "\n".join(wrap_text(line, width, indent=head if head <= width // 3 else 4))
+
+
+def _notes(snap: JobSnapshot) -> tuple[str, ...]:
+    return snap.detail.notes() if snap.detail is not None else ()
 
 
 def summary_html(snap: JobSnapshot) -> str:
@@ -291,8 +229,7 @@ def summary_html(snap: JobSnapshot) -> str:
     metrics = snap.latest_metrics()
     if metrics:
         rows.append(e(", ".join(f"{k}={format_number(v)}" for k, v in metrics.items())))
-    if isinstance(snap.detail, TrainDetail) and snap.detail.stopped_early:
-        rows.append("stopped early, model kept")
+    rows.extend(e(note) for note in _notes(snap))
     if (note := resumed_note(snap)) is not None:
         rows.append(e(note))
     if snap.error and snap.state != "done":
@@ -301,8 +238,8 @@ def summary_html(snap: JobSnapshot) -> str:
         rows.append(f"<i>{e(snap.cancel_note)}</i>")
     body = " &middot; ".join(rows)
     extra = ""
-    if isinstance(snap.detail, ItemsDetail) and len(snap.detail.stages) > 1:
-        extra += f"<pre>{e(stages_text(snap.detail.stages))}</pre>"
+    for table in (snap.detail.tables() if snap.detail is not None else ()):
+        extra += f"<pre>{e(table)}</pre>"
     if snap.traceback:
         extra += (f"<details><summary>traceback</summary><pre class='nbx-traceback' "
                   f"style='{_ERROR_STYLE}'>{e(snap.traceback)}</pre></details>")
