@@ -60,7 +60,7 @@ class MLMagics(Magics):
         names = {"X": args.X, "y": args.y, "eval": args.eval, "out": args.out}
         job = _call(ml.train, est, X, y, eval=ev, scoring=args.scoring, epochs=args.epochs,
                     save=args.save, name=args.name, executor=args.executor, checkpoint_every=args.checkpoint,
-                    _vars=_identifiers(names))
+                    variables=_identifiers(names))
         assign_on_success(ns, args.out, job)
         A.show_job(self.shell, job)
 
@@ -137,7 +137,7 @@ class MLMagics(Magics):
             A.check_executor(A.scheduler(), args.executor)
         names = {"func": args.func, "items": args.items, "into": args.into, "out": args.out}
         options: dict[str, Any] = {"max_pending": args.max_pending, "name": args.name, "into": into,
-                                   "checkpoint_every": args.checkpoint, "_vars": _identifiers(names)}
+                                   "checkpoint_every": args.checkpoint, "variables": _identifiers(names)}
         if not is_pipe:
             options.update(workers=args.workers, executor=args.executor, cpu=args.cpu, retries=args.retries,
                            ordered=not args.unordered)
@@ -167,14 +167,14 @@ class MLMagics(Magics):
         ns = self.shell.user_ns
         sched = A.scheduler()
         record = sched.store.find(args.name) if sched.store.enabled else None
-        spec = (record.resume if record is not None else None) or {}
-        names = spec.get("vars") or {}
+        spec = _spec(record, f"%resume {args.name}")
+        names = dict(spec.variables) if spec is not None else {}
         where = f"%resume {args.name}"
-        pipeline = spec.get("pipeline", False)
+        pipeline = isinstance(spec, ml.PreprocessSpec) and spec.pipeline
         if args.data:
             data = [A.lookup(ns, d, where, self.shell) for d in args.data]
-        elif spec:
-            keys = ["X", "y"] if spec["kind"] == "train" else ["func"] if pipeline else ["items"]
+        elif spec is not None:
+            keys = ["X", "y"] if isinstance(spec, ml.TrainSpec) else ["func"] if pipeline else ["items"]
             if keys[0] not in names:
                 raise UsageError(f"{where}: it was not started by a magic; name its data: {where} DATA")
             data = [_variable(ns, names[k], where) for k in keys if k in names]
@@ -187,12 +187,20 @@ class MLMagics(Magics):
         iname = args.into or names.get("into")
         into = A.lookup(ns, iname, where, self.shell) if iname else None
         saved = {**names, "out": args.out or names.get("out")}
-        job = _call(ml.resume, args.name, *data, eval=eval_, func=func, into=into, executor=args.executor,
-                    _vars=saved, _record=record)
+        job = _call(ml.resume, record if record is not None else args.name, *data, eval=eval_, func=func,
+                    into=into, executor=args.executor, variables=saved)
         out = saved["out"]
         pick = (lambda r: getattr(r, "results", r)) if job.kind == "preprocess" else (lambda r: r)
         assign_on_success(ns, out, job, pick=pick)
         A.show_job(self.shell, job)
+
+
+def _spec(record: Any, where: str) -> "ml.ResumeSpec | None":
+    """The job's resume spec, or a one-line UsageError for one this version cannot read."""
+    try:
+        return ml.read_spec(record.resume) if record is not None else None
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def _variable(ns: dict, name: str, where: str) -> Any:

@@ -16,12 +16,13 @@ import inspect
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from ..core import ItemMap, Job, Pipeline, Stage, get_scheduler
 from ..core.lowlevel import Channel, Closed, current_context, hold, job_context
 from ._checkpoints import ItemLog, checkpoint_path, finished, fingerprint, parse_every, part_paths, write_part
 from ._details import PreprocessDetail
+from ._specs import PreprocessSpec, spec_json
 
 
 @dataclass
@@ -70,8 +71,7 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
                workers: int | None = None, executor: str | None = None, max_pending: int | None = None,
                name: str | None = None, retries: int = 0, priority: int = 0, ordered: bool = True,
                into: Callable[[Any], Any] | None = None, cpu: int | None = None, scheduler: Any = None,
-               checkpoint_every: Any = None, _retry: list | None = None, _base: PreprocessResult | None = None,
-               _resume: "Resumption | None" = None, _vars: dict[str, Any] | None = None) -> Job:
+               checkpoint_every: Any = None, variables: Mapping[str, Any] | None = None) -> Job:
     """Apply ``func`` to every item in the background: one job, the items
     as its work items.
 
@@ -108,6 +108,10 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
         Without a sink: keep the results produced so far in checkpoint
         files every so many items (``500``) or seconds (``"30s"``), for
         `notebook_ext.resume`. With a sink every item is logged anyway.
+    variables : mapping, optional
+        The names of the notebook variables ``func``, ``items`` and ``into``
+        came from (``{"func": "clean", "items": "paths"}``), kept with the
+        job's checkpoints so that ``%resume NAME`` finds them again.
 
     Returns
     -------
@@ -122,33 +126,62 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
     >>> job.result().failed                                   # doctest: +SKIP
     {17: "UnicodeDecodeError: ..."}
     """
+    pipe = _pipeline(func, items, workers=workers, executor=executor, max_pending=max_pending, retries=retries,
+                     ordered=ordered, cpu=cpu)
+    if into is not None and not callable(into):
+        raise TypeError(f"`into` must be a callable (or an `async def` function), got {type(into).__name__}")
+    options = {"workers": workers, "executor": executor, "cpu": cpu, "retries": retries, "ordered": ordered,
+               "max_pending": max_pending}
+    return _submit(scheduler or get_scheduler(), func, pipe, RunStart(), into=into, name=name, priority=priority,
+                   checkpoint_every=checkpoint_every, variables=variables, options=options)
+
+
+def _pipeline(func: Any, items: Any, *, workers: int | None, executor: str | None, max_pending: int | None,
+              retries: int, ordered: bool, cpu: int | None) -> Pipeline:
+    """The pipeline `preprocess` runs: ``func`` when it is one, else one
+    stage of ``func`` over ``items``."""
     if isinstance(func, Pipeline):
         if items is not None:
             raise TypeError("a pipeline brings its own items: preprocess(pipe), not preprocess(pipe, items)")
-        pipe = func
-        if max_pending is not None:
-            _validate("max_pending", max_pending)
-            pipe = Pipeline(pipe.source, pipe.stages, ordered=pipe.ordered, max_pending=max_pending)
-    else:
-        if not callable(func):
-            raise TypeError(f"`func` must be callable, got {type(func).__name__}")
-        if items is None or not (hasattr(items, "__iter__") or hasattr(items, "__aiter__")):
-            raise TypeError(f"`items` must be iterable, got {type(items).__name__}")
-        for arg, value in (("workers", workers), ("max_pending", max_pending)):
-            _validate(arg, value)
-        if max_pending is not None and workers is not None:
-            workers = min(workers, max_pending)
-        pipe = Pipeline(items, (Stage(func, workers=workers, executor=executor, cpu=cpu, retries=retries),),
-                        ordered=ordered, max_pending=max_pending)
-    if into is not None and not callable(into):
-        raise TypeError(f"`into` must be a callable (or an `async def` function), got {type(into).__name__}")
-    sched = scheduler or get_scheduler()
+        if max_pending is None:
+            return func
+        _validate("max_pending", max_pending)
+        return Pipeline(func.source, func.stages, ordered=func.ordered, max_pending=max_pending)
+    if not callable(func):
+        raise TypeError(f"`func` must be callable, got {type(func).__name__}")
+    if items is None or not (hasattr(items, "__iter__") or hasattr(items, "__aiter__")):
+        raise TypeError(f"`items` must be iterable, got {type(items).__name__}")
+    for arg, value in (("workers", workers), ("max_pending", max_pending)):
+        _validate(arg, value)
+    if max_pending is not None and workers is not None:
+        workers = min(workers, max_pending)
+    return Pipeline(items, (Stage(func, workers=workers, executor=executor, cpu=cpu, retries=retries),),
+                    ordered=ordered, max_pending=max_pending)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """Where a preprocessing run starts, when not at its first item: a
+    retry of an earlier run's failed items (``retry``: groups of (first
+    stage, indices, items), counted against ``base``, that run's result), or
+    a resume after a crash (``resumption``)."""
+
+    retry: "list[tuple[int, list[int], list[Any]]] | None" = None
+    base: "PreprocessResult | None" = None
+    resumption: "Resumption | None" = None
+
+
+def _submit(sched: Any, func: Any, pipe: Pipeline, start: RunStart, *, into: Any, name: str | None,
+            priority: int, checkpoint_every: Any, variables: Mapping[str, Any] | None,
+            options: Mapping[str, Any]) -> Job:
+    """Submit a preprocessing job of ``pipe``: a new run, a retry or a resume (``start``)."""
+    retry, earlier, resumed = start.retry, start.base, start.resumption
     for st in pipe.stages:
         if st.executor in ("process", "dask"):
             if st.shipment is None:  # packed once, now: one that cannot travel is refused here, not in the job
                 sched.executor(st.executor).prepare_items(st)
-    total = pipe.total if _retry is None else sum(len(group[1]) for group in _retry)
-    keep = _keeper(sched, pipe, name, into, checkpoint_every, _retry, _resume)
+    total = pipe.total if retry is None else sum(len(group[1]) for group in retry)
+    keep = _keeper(sched, pipe, name, into, checkpoint_every, retry, resumed)
 
     async def run() -> PreprocessResult:
         log = ItemLog(keep.path) if keep is not None else None
@@ -159,26 +192,26 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
         failed_items: dict[int, Any] = {}
         failed_stage: dict[int, int] = {}
         failed_names: dict[int, str] = {}
-        groups = _retry if _retry is not None else [(0, None, pipe.source)]
+        groups = retry if retry is not None else [(0, None, pipe.source)]
         count, stopped = 0, False
         shown_total = total
         retried = [0, 0]  # a retry's (ok, failed) so far, over its parts
-        if _retry is not None and _base is not None:
+        if retry is not None and earlier is not None:
             # counted against the original run: its good items are done already
-            shown_total, count = _base.count, _base.count - len(_base.failed)
-        if _resume is not None:
-            groups = [(0, *_remaining(pipe.source, _resume.done))]
-            count = len(_resume.done)
+            shown_total, count = earlier.count, earlier.count - len(earlier.failed)
+        if resumed is not None:
+            groups = [(0, *_remaining(pipe.source, resumed.done))]
+            count = len(resumed.done)
         try:
             for first, indices, source in groups:
                 part = Pipeline(source, pipe.stages[first:], ordered=pipe.ordered, max_pending=pipe.max_pending)
-                names = ([_base.failed_names.get(i, "") for i in indices]
-                         if _retry is not None and _base is not None and indices is not None else None)
+                names = ([earlier.failed_names.get(i, "") for i in indices]
+                         if retry is not None and earlier is not None and indices is not None else None)
                 run_ = ItemMap(part, sched, report=True, detail=PreprocessDetail, names=names)
-                if _retry is not None or _resume is not None:
+                if retry is not None or resumed is not None:
                     run_.total = shown_total
                     run_.done_before = count
-                if _retry is not None:
+                if retry is not None:
                     run_.retry_of, run_.retried_before = total, (retried[0], retried[1])
                 async for position, ok, value in run_.results():
                     index = indices[position] if indices is not None else position
@@ -207,7 +240,7 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
                 await sink.close()
             if log is not None:
                 log.close()
-        base = _base if _resume is None else _resume.base(count, into is not None)
+        base = earlier if resumed is None else resumed.base(count, into is not None)
         return _merge(base, results, failed, failed_items, failed_stage, count, into is not None, stopped,
                       failed_names)
 
@@ -224,17 +257,15 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
     resume = None
     if keep is not None:
         params["checkpoints"] = keep.path
-        resume = {"kind": "preprocess", "path": keep.path, "fingerprint": {"items": fingerprint(pipe.source)},
-                  "total": pipe.total, "every": [keep.steps, keep.seconds], "vars": _vars or {},
-                  "func": None if isinstance(func, Pipeline) else _name_of(func), "into": _name_of(into),
-                  "sink": into is not None,
-                  "pipeline": isinstance(func, Pipeline),
-                  "options": {"workers": workers, "executor": executor, "cpu": cpu, "retries": retries,
-                              "ordered": ordered, "max_pending": max_pending}}
+        resume = spec_json(PreprocessSpec(
+            keep.path, {"items": fingerprint(pipe.source)}, (keep.steps, keep.seconds), total=pipe.total,
+            func=None if isinstance(func, Pipeline) else _name_of(func), into=_name_of(into),
+            sink=into is not None, pipeline=isinstance(func, Pipeline), options=options,
+            variables=variables or {}))
         hold(keep.path)
     # the job's own code only feeds the items: they run on the stages' executors
     runs_on = " → ".join(dict.fromkeys(st.executor for st in pipe.stages))
-    detail = PreprocessDetail(can_stop=True, resumed_from=len(_resume.done) if _resume is not None else None,
+    detail = PreprocessDetail(can_stop=True, resumed_from=len(resumed.done) if resumed is not None else None,
                               runs_on=runs_on, unit="items")
     job = sched.submit(run, name=name, kind="preprocess", priority=priority, retry_with=again,
                        detail=detail, params=params, resume=resume)
@@ -450,5 +481,5 @@ def _retry_failed(job: Job, pipe: Pipeline, into: Any, priority: int, sched: Any
         by_stage.setdefault(previous.failed_stage.get(index, 0), []).append(index)
     groups = [(first, indices, [previous.failed_items[i] for i in indices])
               for first, indices in sorted(by_stage.items())]
-    return preprocess(pipe, into=into, name=job.name, priority=priority, scheduler=sched,
-                      _retry=groups, _base=previous)
+    return _submit(sched, pipe, pipe, RunStart(retry=groups, base=previous), into=into, name=job.name,
+                   priority=priority, checkpoint_every=None, variables=None, options={})

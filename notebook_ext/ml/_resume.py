@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 from ..core import Job, Pipeline, get_scheduler
 from ..core import JobRecord
 from ._checkpoints import (
     ItemLog, TrainCheckpointer, differs, fingerprint, read_checkpoint, read_parts,
 )
-from ._preprocess import Resumption, preprocess
+from ._preprocess import Resumption, RunStart, _pipeline
+from ._preprocess import _submit as _submit_preprocess
+from ._specs import PreprocessSpec, ResumeSpec, TrainSpec, read_spec
 from ._train import _check_data, _submit
 
 
-def resume(name: str, *data: Any, eval: Any = None, func: Any = None, into: Any = None,
+def resume(name: "str | JobRecord", *data: Any, eval: Any = None, func: Any = None, into: Any = None,
            executor: str | None = None, priority: int = 0, scheduler: Any = None,
-           _vars: dict[str, Any] | None = None, _record: JobRecord | None = None) -> Job:
+           variables: Mapping[str, Any] | None = None) -> Job:
     """Go on with job ``name`` from its last checkpoint, after the kernel
     that ran it died (or after it failed or was cancelled).
 
@@ -35,21 +37,23 @@ def resume(name: str, *data: Any, eval: Any = None, func: Any = None, into: Any 
     For preprocessing, ``func`` and ``into`` default to the functions of
     the same names in the notebook's namespace.
 
+    ``name`` may also be the job's `JobRecord` (from `history`), read
+    already. ``variables`` replaces the names of the notebook variables the
+    job was started with (``%resume`` keeps them for the next resume).
+
     Examples
     --------
     >>> job = nx.resume("fit", X_train, y_train)     # doctest: +SKIP
     >>> job = nx.resume("clean", paths)              # doctest: +SKIP   (or: %resume clean)
     """
     sched = scheduler or get_scheduler()
-    record = _resumable(sched, name, _record)  # `%resume` read the record already
-    spec = record.resume
-    assert spec is not None
+    record, spec = _resumable(sched, name)
     sched.store.claim(record)  # one resumer: another process holding it is refused, named
     try:
-        if spec["kind"] == "train":
-            job = _resume_train(sched, record, data, eval, executor, priority, _vars)
+        if isinstance(spec, TrainSpec):
+            job = _resume_train(sched, record, spec, data, eval, executor, priority, variables)
         else:
-            job = _resume_preprocess(sched, record, data, func, into, priority, _vars)
+            job = _resume_preprocess(sched, record, spec, data, func, into, priority, variables)
     except BaseException:
         sched.store.unclaim(record)
         raise
@@ -57,9 +61,12 @@ def resume(name: str, *data: Any, eval: Any = None, func: Any = None, into: Any 
     return job
 
 
-def _resumable(sched: Any, name: str, record: JobRecord | None = None) -> JobRecord:
+def _resumable(sched: Any, name: "str | JobRecord") -> tuple[JobRecord, ResumeSpec]:
+    """The record of the job to resume and its spec, or `ValueError` saying why it cannot be resumed."""
+    record = name if isinstance(name, JobRecord) else None
+    name = record.name if record is not None else name
     if not isinstance(name, str):
-        raise TypeError(f"`name` must be a job's name, got {type(name).__name__}")
+        raise TypeError(f"`name` must be a job's name (or its JobRecord), got {type(name).__name__}")
     live = sched.jobs.get(name)
     if live is not None and not live.done():
         raise ValueError(f"job {name!r} is still {live.state} in this kernel: nothing to resume")
@@ -73,14 +80,17 @@ def _resumable(sched: Any, name: str, record: JobRecord | None = None) -> JobRec
     if record.live:
         raise ValueError(f"job {name!r} is still {record.state} in {record.owner}: nothing to resume "
                          f"(cancel it there, or `python -m notebook_ext cancel {record.uid}`)")
-    spec = record.resume
-    if not spec:
+    try:
+        spec = read_spec(record.resume)
+    except ValueError as exc:
+        raise ValueError(f"job {name!r} cannot be resumed: {exc}") from None
+    if spec is None:
         raise ValueError(f"job {name!r} ({record.state}) kept no checkpoint; run it with checkpoint_every= "
                          f"(%train --checkpoint) to make it resumable")
-    if not os.path.exists(spec["path"]):
+    if not os.path.exists(spec.path):
         raise ValueError(f"job {name!r} ({record.state}) has no checkpoint on disk: it stopped before "
                          f"its first one, or the checkpoint was pruned")
-    return record
+    return record, spec
 
 
 def _refuse(name: str, why: str | None) -> None:
@@ -88,47 +98,55 @@ def _refuse(name: str, why: str | None) -> None:
         raise ValueError(f"cannot resume {name!r}: {why}; resume needs the data it was started with")
 
 
-def _resume_train(sched: Any, record: JobRecord, data: tuple, eval: Any, executor: str | None,
-                  priority: int, vars: dict[str, Any] | None) -> Job:
-    name, spec = record.name, record.resume or {}
+def _resume_train(sched: Any, record: JobRecord, spec: TrainSpec, data: tuple[Any, ...], eval: Any,
+                  executor: str | None, priority: int, variables: Mapping[str, Any] | None) -> Job:
+    name = record.name
     if len(data) not in (1, 2):
         raise TypeError(f"resume({name!r}, X, y): give the training data again")
     X, y = data[0], data[1] if len(data) == 2 else None
     _check_data(X, y, eval)
-    content = read_checkpoint(spec["path"])
+    content = read_checkpoint(spec.path)
     _refuse(name, differs(content["fingerprint"], {"X": fingerprint(X), "y": fingerprint(y)}))
-    steps, seconds = spec["every"]
+    steps, seconds = spec.every
     header = {k: content[k] for k in ("estimator", "options", "fingerprint")}
-    ckpt = TrainCheckpointer(spec["path"], steps, seconds, header)
+    ckpt = TrainCheckpointer(spec.path, steps, seconds, header)
     start = {k: content[k] for k in ("model", "step", "total", "state", "metrics")}
     return _submit(sched, content["estimator"], X, y, eval, content["options"], ckpt, start, name=name,
-                   executor=executor or spec.get("executor"), priority=priority, timeout=None,
-                   vars=vars or spec.get("vars"))
+                   executor=executor or spec.executor, priority=priority, timeout=None,
+                   variables=variables or spec.variables)
 
 
-def _resume_preprocess(sched: Any, record: JobRecord, data: tuple, func: Any, into: Any,
-                       priority: int, vars: dict[str, Any] | None) -> Job:
-    name, spec = record.name, record.resume or {}
+def _resume_preprocess(sched: Any, record: JobRecord, spec: PreprocessSpec, data: tuple[Any, ...], func: Any,
+                       into: Any, priority: int, variables: Mapping[str, Any] | None) -> Job:
+    name = record.name
     if len(data) != 1:
         raise TypeError(f"resume({name!r}, items): give the items (or the pipeline) again")
     (items,) = data
     source = items.source if isinstance(items, Pipeline) else items
-    if spec["pipeline"] != isinstance(items, Pipeline):
-        raise TypeError(f"resume({name!r}, ...): it ran {'a pipeline' if spec['pipeline'] else 'a function'}; "
-                        f"give {'the pipeline' if spec['pipeline'] else 'its items'} again")
-    _refuse(name, differs(spec["fingerprint"], {"items": fingerprint(source)}))
-    if not spec["pipeline"]:
-        func = func if func is not None else _from_notebook(spec["func"], "func", name)
-    if spec["sink"]:
-        into = into if into is not None else _from_notebook(spec["into"], "into", name)
-    done = ItemLog.read(spec["path"])
-    earlier = read_parts(spec["path"]) if into is None else {}
-    steps, seconds = spec["every"]
+    if spec.pipeline != isinstance(items, Pipeline):
+        raise TypeError(f"resume({name!r}, ...): it ran {'a pipeline' if spec.pipeline else 'a function'}; "
+                        f"give {'the pipeline' if spec.pipeline else 'its items'} again")
+    _refuse(name, differs(dict(spec.fingerprint), {"items": fingerprint(source)}))
+    if not spec.pipeline:
+        func = func if func is not None else _from_notebook(spec.func, "func", name)
+    if spec.sink:
+        into = into if into is not None else _from_notebook(spec.into, "into", name)
+    done = ItemLog.read(spec.path)
+    earlier = read_parts(spec.path) if into is None else {}
+    steps, seconds = spec.every
     every = steps if steps is not None else (f"{seconds}s" if seconds is not None else None)
-    options = dict(spec["options"]) if not spec["pipeline"] else {}
-    return preprocess(items if spec["pipeline"] else func, None if spec["pipeline"] else items, into=into,
-                      name=name, priority=priority, scheduler=sched, checkpoint_every=every,
-                      _resume=Resumption(spec["path"], done, earlier), _vars=vars or spec.get("vars"), **options)
+    options = dict(spec.options) if not spec.pipeline else {}
+    if spec.pipeline:
+        pipe, func = items, items
+    else:
+        o = {"workers": None, "executor": None, "cpu": None, "retries": 0, "ordered": True, "max_pending": None,
+             **options}
+        pipe = _pipeline(func, items, **o)
+    if into is not None and not callable(into):
+        raise TypeError(f"`into` must be a callable (or an `async def` function), got {type(into).__name__}")
+    return _submit_preprocess(sched, func, pipe, RunStart(resumption=Resumption(spec.path, done, earlier)),
+                              into=into, name=name, priority=priority, checkpoint_every=every,
+                              variables=variables or spec.variables, options=options)
 
 
 def _from_notebook(fname: str | None, what: str, name: str) -> Any:
@@ -157,8 +175,8 @@ def load_artifact(name: str, scheduler: Any = None) -> Any:
     for path in reversed(record.artifacts):
         if os.path.exists(path):
             return joblib.load(path)
-    spec = record.resume or {}
-    if spec.get("kind") == "train" and spec.get("path") and os.path.exists(spec["path"]):
-        return read_checkpoint(spec["path"])["model"]
+    spec = read_spec(record.resume)
+    if isinstance(spec, TrainSpec) and os.path.exists(spec.path):
+        return read_checkpoint(spec.path)["model"]
     missing = f" (missing: {', '.join(record.artifacts)})" if record.artifacts else ""
     raise FileNotFoundError(f"job {name!r} ({record.state}) left no saved model{missing}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import replace
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from sklearn.base import clone, is_classifier
@@ -20,6 +20,7 @@ from ..core import Job, checkpoint, get_scheduler, report, stop_requested
 from ..core.lowlevel import current_context, hold, write_atomic
 from ._checkpoints import DEFAULT_EVERY, TrainCheckpointer, checkpoint_path, finished, fingerprint, parse_every
 from ._details import TrainDetail
+from ._specs import TrainSpec, spec_json
 
 STRATEGIES = ("callback", "partial_fit", "warm_start", "fit")
 _SUBSAMPLE = 2000  # rows used for the training-set metric each step
@@ -272,7 +273,7 @@ def train(estimator: Any, X: Any, y: Any = None, *, eval: Any = None, scoring: s
           epochs: int | None = None, classes: Any = None, save: str | None = None,
           name: str | None = None, executor: str | None = None, batch_size: int | None = None,
           priority: int = 0, timeout: float | None = None, checkpoint_every: Any = None,
-          scheduler: Any = None, _vars: dict[str, Any] | None = None) -> Job:
+          scheduler: Any = None, variables: Mapping[str, Any] | None = None) -> Job:
     """Fit a clone of ``estimator`` in the background with live progress.
 
     Progress comes, in this order of preference, from scikit-learn's callback
@@ -309,6 +310,10 @@ def train(estimator: Any, X: Any, y: Any = None, *, eval: Any = None, scoring: s
         ``done``. Default: every 60 s when ``save`` is given, else none.
     executor : {"thread", "process", "dask"}, optional
         Default "thread" (numpy and scikit-learn release the GIL).
+    variables : mapping, optional
+        The names of the notebook variables the data came from
+        (``{"X": "X_train", "y": "y_train"}``), kept with the checkpoint so
+        that ``%resume NAME`` finds them again.
 
     Returns
     -------
@@ -354,7 +359,7 @@ def train(estimator: Any, X: Any, y: Any = None, *, eval: Any = None, scoring: s
                   "fingerprint": {"X": fingerprint(X), "y": fingerprint(y)}}
         ckpt = TrainCheckpointer(str(path), steps, seconds, header)
     return _submit(sched, estimator, X, y, eval, options, ckpt, None, name=name, executor=executor,
-                   priority=priority, timeout=timeout, vars=_vars)
+                   priority=priority, timeout=timeout, variables=variables)
 
 
 RESUMABLE = ("partial_fit", "warm_start")
@@ -374,7 +379,8 @@ def _check_data(X: Any, y: Any, eval: Any) -> None:
 
 def _submit(sched: Any, estimator: Any, X: Any, y: Any, eval: Any, options: dict[str, Any],
             ckpt: TrainCheckpointer | None, start: dict[str, Any] | None, *, name: str | None,
-            executor: str | None, priority: int, timeout: float | None, vars: dict[str, Any] | None) -> Job:
+            executor: str | None, priority: int, timeout: float | None,
+            variables: Mapping[str, Any] | None) -> Job:
     """Submit a training job: a new one, or (``start``) one going on from a checkpoint."""
     strategy = options["strategy"]
     detail = TrainDetail(
@@ -384,8 +390,8 @@ def _submit(sched: Any, estimator: Any, X: Any, y: Any, eval: Any, options: dict
     )
     resume = None
     if ckpt is not None:
-        resume = {"kind": "train", "path": ckpt.path, "fingerprint": ckpt.header["fingerprint"],
-                  "vars": vars or {}, "every": [ckpt.steps, ckpt.seconds], "executor": executor}
+        resume = spec_json(TrainSpec(ckpt.path, ckpt.header["fingerprint"], (ckpt.steps, ckpt.seconds),
+                                     executor=executor, variables=variables or {}))
         hold(ckpt.path)
     job = sched.submit(
         _train_job, estimator, X, y, eval, options["scoring"], options["epochs"], options["classes"],
@@ -398,7 +404,7 @@ def _submit(sched: Any, estimator: Any, X: Any, y: Any, eval: Any, options: dict
         # a retry with checkpoints starts over on the same checkpoint (held, and cleaned up when done)
         retry_with=None if ckpt is None else (
             lambda old: _submit(sched, estimator, X, y, eval, options, ckpt, start, name=old.name,
-                                executor=executor, priority=priority, timeout=timeout, vars=vars)),
+                                executor=executor, priority=priority, timeout=timeout, variables=variables)),
     )
     if ckpt is not None:
         job.add_done_callback(lambda j: finished(sched, ckpt.path, j))

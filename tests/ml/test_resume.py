@@ -329,3 +329,41 @@ def test_fingerprints_tell_data_apart():
     assert same([{"k": 1}], [{"k": 1}]) and not same([{"k": 1}], [{"k": 2}])
     assert fingerprint(iter([1, 2]))["hash"] is None  # an iterator is not consumed to be hashed
     assert same(iter([1]), iter([2]))  # so it cannot be checked: it is not refused
+
+
+def test_the_resume_spec_is_typed_and_versioned(sched, tmp_path):
+    """The history keeps a job's resume spec as versioned JSON: it reads back
+    as the typed spec it was; one written by a newer notebook_ext is refused
+    in one line; one from before versions reads as version 1; and `resume`
+    takes the job's record as well as its name."""
+    import json
+    import sqlite3
+
+    from notebook_ext.ml import SPEC_VERSION, PreprocessSpec, read_spec
+
+    sink = []
+    job = preprocess(lambda i: i, list(range(50)), into=sink.append, scheduler=sched, name="typed",
+                     variables={"items": "numbers"})
+    job.result(30)
+    spec = read_spec(job.resume_spec)
+    assert isinstance(spec, PreprocessSpec) and spec.sink and not spec.pipeline and spec.total == 50
+    assert job.resume_spec["version"] == SPEC_VERSION and dict(spec.variables) == {"items": "numbers"}
+
+    gate = threading.Event()
+    job = preprocess(lambda i: gate.wait(30) and i, list(range(50)), into=sink.append, scheduler=sched,
+                     name="later")
+    wait_until(lambda: job.state == "running", timeout=30)
+    job.cancel("stands in for a crash")
+    gate.set()
+    job.wait(30)
+    record = sched.store.find("later")
+    with sqlite3.connect(sched.store.path) as db:
+        newer = {**record.resume, "version": SPEC_VERSION + 1}
+        db.execute("UPDATE resumable SET spec = ? WHERE uid = ?", (json.dumps(newer), record.uid))
+    with pytest.raises(ValueError, match=f"version {SPEC_VERSION + 1}, made by a newer notebook_ext"):
+        resume("later", list(range(50)), func=lambda i: i, into=sink.append, scheduler=sched)
+    unversioned = {k: v for k, v in record.resume.items() if k != "version"}
+    with sqlite3.connect(sched.store.path) as db:
+        db.execute("UPDATE resumable SET spec = ? WHERE uid = ?", (json.dumps(unversioned), record.uid))
+    again = resume(sched.store.find("later"), list(range(50)), func=lambda i: i, into=sink.append, scheduler=sched)
+    assert again.result(30).count == 50 and again.name == "later"
