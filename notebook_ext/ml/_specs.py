@@ -79,7 +79,7 @@ def read_spec(data: Mapping[str, Any] | None) -> ResumeSpec | None:
                          f"(this one reads up to {SPEC_VERSION}); resume it with that version")
     try:
         steps, seconds = data["every"]
-        common = {"path": str(data["path"]), "fingerprint": dict(data.get("fingerprint") or {}),
+        common: dict[str, Any] = {"path": str(data["path"]), "fingerprint": dict(data.get("fingerprint") or {}),
                   "every": (steps, seconds), "variables": dict(data.get("vars") or {})}
         if data.get("kind") == "train":
             return TrainSpec(executor=data.get("executor"), **common)
