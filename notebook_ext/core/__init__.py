@@ -6,13 +6,13 @@ from ._api import get_scheduler, history, jobs, set_scheduler, shutdown, submit,
 from ._context import checkpoint, current_job, progress, report, stop_requested
 from ._items import ItemMap, map
 from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats, pipeline, stage
-from ._job import Job
+from ._job import Job, WaitResult
 from ._records import HistoryRecords, JobRecord, Owner
 from ._states import (
     ACTIVE_STATES, CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, PENDING, QUEUED, RUNNING, STATES,
     TIMED_OUT, JobCancelled, JobDetail, JobError, JobSnapshot, JobTimedOut, LoopDied, Progress, WorkerDied,
 )
-from ._scheduler import Scheduler, WaitResult
+from ._scheduler import Scheduler
 
 __all__ = [
     "ACTIVE_STATES", "CANCELLED", "DONE", "FAILED", "FINAL_STATES", "INTERRUPTED", "PENDING",

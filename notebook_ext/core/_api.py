@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
 from ._hooks import HOOKS
-from ._job import Job
+from ._job import Job, WaitResult
 from ._records import HistoryRecords
-from ._scheduler import Scheduler, WaitResult
+from ._scheduler import Scheduler
 
 _default: Scheduler | None = None
 _lock = threading.Lock()
@@ -104,7 +104,7 @@ def history(sessions: str = "all", limit: int = 1000) -> HistoryRecords:
     return get_scheduler().store.load(sessions=sessions, limit=limit)
 
 
-class _Jobs(Mapping):
+class _Jobs(Mapping[str, Job]):
     """``notebook_ext.jobs``: a live read-only mapping name -> `Job`."""
 
     def __getitem__(self, name: str) -> Job:

@@ -41,14 +41,14 @@ class Channel:
             raise ValueError(f"`maxsize` must be at least 1, got {maxsize}")
         self.maxsize = maxsize
         self.peak = 0  #: the most items it ever held (for tests and the card)
-        self._items: deque = deque()
+        self._items: deque[Any] = deque()
         self._lock = threading.Lock()
         self._can_get = threading.Condition(self._lock)
         self._can_put = threading.Condition(self._lock)
         self._thread_getters = 0
         self._thread_putters = 0
-        self._async_getters: deque[asyncio.Future] = deque()
-        self._async_putters: deque[asyncio.Future] = deque()
+        self._async_getters: deque[asyncio.Future[None]] = deque()
+        self._async_putters: deque[asyncio.Future[None]] = deque()
         self._closed = False
         self._aborted = False
         self._loop = loop
@@ -62,7 +62,7 @@ class Channel:
         return self._closed or self._aborted
 
     # -- waking (lock held) ---------------------------------------------------
-    def _wake(self, futures: deque[asyncio.Future], every: bool = False) -> None:
+    def _wake(self, futures: deque[asyncio.Future[None]], every: bool = False) -> None:
         while futures:
             fut = futures.popleft()
             if threading.get_ident() == self._loop_thread:
@@ -186,6 +186,6 @@ class Channel:
             self._wake(self._async_putters, every=True)
 
 
-def _settle(fut: asyncio.Future) -> None:
+def _settle(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)

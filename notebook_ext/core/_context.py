@@ -19,7 +19,7 @@ import sys
 import threading
 import types
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sized, TextIO, TypeVar, cast
 
 from . import _tqdm
 from ._displays import Displays
@@ -116,7 +116,7 @@ class JobContext:
         self._output: Output | None = None
         self.cancel_reason: str | None = None  # set => cancellation requested
         self.stop = False  # "stop and keep": finish at the next step boundary
-        self.bars: list | None = None  # the job's open tqdm bars, outermost first (see _tqdm)
+        self.bars: list[_tqdm.JobBar] | None = None  # the job's open tqdm bars, outermost first (see _tqdm)
         self._displays: Displays | None = None
 
     @property
@@ -147,7 +147,7 @@ class JobContext:
     def display_version(self) -> int:
         return self._displays.version if self._displays is not None else 0
 
-    def display_items(self) -> tuple[dict, ...]:
+    def display_items(self) -> tuple[dict[str, Any], ...]:
         return self._displays.items if self._displays is not None else ()
 
     def output_text(self) -> str:
@@ -266,7 +266,7 @@ def progress(
         return
     if total is None:
         try:
-            total = len(iterable)  # type: ignore[arg-type]
+            total = len(cast(Sized, iterable))
         except TypeError:
             total = None
     ctx.total = total
@@ -299,14 +299,14 @@ class JobOutputRouter(io.TextIOBase):
     def original(self) -> TextIO:
         return self._original
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         ctx = _current.get()
         if ctx is None:
             return self._original.write(text)
         ctx.output.write(text)
         return len(text)
 
-    def writelines(self, lines: Iterable[str]) -> None:  # type: ignore[override]
+    def writelines(self, lines: Iterable[Any]) -> None:  # Any: io.IOBase's stub says buffers; str comes here
         for line in lines:
             self.write(line)
 
@@ -331,24 +331,39 @@ class JobOutputRouter(io.TextIOBase):
         return self._original.seekable()
 
     @property
-    def closed(self) -> bool:  # type: ignore[override]
+    def closed(self) -> bool:
         return self._original.closed
 
     def close(self) -> None:
         """Does not close the stream it stands for (a router dropped by the
         garbage collector calls this too)."""
 
+    # io.TextIOBase declares these three as plain attributes, and setting one
+    # works (`__setattr__` sets it on the stream): the setters below exist for
+    # the type checker only.
     @property
-    def encoding(self) -> str:  # type: ignore[override]
+    def encoding(self) -> str:
         return getattr(self._original, "encoding", "utf-8")
 
-    @property
-    def errors(self) -> str | None:  # type: ignore[override]
-        return getattr(self._original, "errors", None)
+    if TYPE_CHECKING:
+        @encoding.setter
+        def encoding(self, value: str) -> None: ...
 
     @property
-    def newlines(self) -> Any:  # type: ignore[override]
+    def errors(self) -> str | None:
+        return getattr(self._original, "errors", None)
+
+    if TYPE_CHECKING:
+        @errors.setter
+        def errors(self, value: str | None) -> None: ...
+
+    @property
+    def newlines(self) -> Any:
         return getattr(self._original, "newlines", None)
+
+    if TYPE_CHECKING:
+        @newlines.setter
+        def newlines(self, value: Any) -> None: ...
 
     def __getattr__(self, name: str) -> Any:
         # Kernel streams carry extra API (e.g. ipykernel's OutStream), a StringIO its getvalue.
@@ -404,7 +419,7 @@ _RoutedSys.__name__ = _RoutedSys.__qualname__ = "module"
 _STREAMS = ("stdout", "stderr")
 
 
-def _reduce_routed_sys(module: types.ModuleType) -> tuple:
+def _reduce_routed_sys(module: types.ModuleType) -> tuple[Callable[[str], Any], tuple[str]]:
     # A module pickles by name (as cloudpickle does for every module, whose
     # table is keyed by exact type): a function using `sys` still travels to
     # worker processes, where it gets their own `sys`.
@@ -464,7 +479,7 @@ def _start_in_job(thread: threading.Thread) -> None:
             finally:
                 _current.reset(token)
 
-        thread.run = run_in_job  # type: ignore[method-assign]
+        setattr(thread, "run", run_in_job)  # an instance attribute over the method
     _thread_start(thread)
 
 

@@ -42,13 +42,13 @@ class Dispatcher:
         self.slots = slots
         self.thread_grace = thread_grace
         self._changed = on_change  # (job, state to record or None)
-        self._ready: dict[str, list] = {}
+        self._ready: dict[str, list[tuple[int, int, Job]]] = {}
         self._running_by_ex: dict[str, int] = {}
         self.compute_running = 0
         self.max_running_seen = 0
         self.running: dict[int, Job] = {}
         self._dependents: dict[int, list[Job]] = {}
-        self._tasks: dict[int, asyncio.Task] = {}
+        self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._timers: dict[int, Any] = {}
         self._lent: dict[int, int] = {}  # job id -> depth of its waits on other jobs
         self._seq = itertools.count()
@@ -173,7 +173,7 @@ class Dispatcher:
             value = job.finalize(job, value)
         return value
 
-    def _attempt_ended(self, job: Job, ex: "Executor", task: asyncio.Task) -> None:
+    def _attempt_ended(self, job: Job, ex: "Executor", task: asyncio.Task[Any]) -> None:
         self._tasks.pop(job.id, None)
         timer = self._timers.pop(job.id, None)
         if timer is not None:
@@ -186,7 +186,7 @@ class Dispatcher:
         finally:
             self.dispatch()
 
-    def _settle(self, job: Job, task: asyncio.Task) -> None:
+    def _settle(self, job: Job, task: asyncio.Task[Any]) -> None:
         if job.done():  # ended by `fail_all` when the loop died; this is its task unwinding
             return
         if task.cancelled():  # we cancelled the attempt: an abandon, or shutdown

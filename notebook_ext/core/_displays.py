@@ -5,6 +5,7 @@ its text output. The ui layer routes IPython's display messages here
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 DISPLAY_LIMIT = 30  # rich outputs (display(), figures) kept per job: the latest
 DISPLAY_BYTES = 4_000_000  # and at most this much of them
@@ -18,15 +19,15 @@ class Displays:
     __slots__ = ("items", "dropped", "version", "_lock", "_clear_on_next")
 
     def __init__(self) -> None:
-        self.items: tuple[dict, ...] = ()
+        self.items: tuple[dict[str, Any], ...] = ()
         self.dropped = 0
         self.version = 0
         self._lock = threading.Lock()
         self._clear_on_next = False
 
-    def add(self, data: dict, metadata: dict | None = None, display_id: str | None = None,
+    def add(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, display_id: str | None = None,
             update: bool = False) -> None:
-        entry = {"data": data, "metadata": metadata or {}, "id": display_id}
+        entry: dict[str, Any] = {"data": data, "metadata": metadata or {}, "id": display_id}
         size = _bundle_size(entry)
         if size > DISPLAY_BYTES:  # the bound holds for one item too: a note stands in for it
             entry = {"data": {"text/plain": _too_big_note(data, size)}, "metadata": {}, "id": display_id}
@@ -55,14 +56,14 @@ class Displays:
             self.version += 1
 
 
-def _bundle_size(entry: dict) -> int:
+def _bundle_size(entry: dict[str, Any]) -> int:
     return sum(len(v) if isinstance(v, (str, bytes)) else 64 for v in entry["data"].values())
 
 
 PLAIN_HEAD = 2_000  # characters of an oversized display's text/plain kept in its note
 
 
-def _too_big_note(data: dict, size: int) -> str:
+def _too_big_note(data: dict[str, Any], size: int) -> str:
     plain = data.get("text/plain")
     head = plain[:PLAIN_HEAD] + ("…" if len(plain) > PLAIN_HEAD else "") if isinstance(plain, str) else ""
     kinds = ", ".join(sorted(str(k) for k in data)) or "no data"

@@ -54,7 +54,8 @@ class OwnerDuties:
         self.mailbox_looks = 0
         self._data_version: int | None = None
         # job -> its last live snapshot written: (t, done, total, metrics)
-        self._written: weakref.WeakKeyDictionary[Job, tuple] = weakref.WeakKeyDictionary()
+        self._written: weakref.WeakKeyDictionary[Job, tuple[float, float, float | None, dict[str, float]]] = (
+            weakref.WeakKeyDictionary())
 
     def next_in(self) -> float:
         """Seconds until the next duty falls due."""

@@ -10,12 +10,13 @@ default table from there by name, so the core imports none of them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, cast, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._clock import Clock
     from ._job import Job
     from ._loopthread import LoopThread
+    from ._pipeline import Stage
 
 
 class ExecutorHost(Protocol):
@@ -62,6 +63,37 @@ class Executor(Protocol):
         """Facts for cards and dashboards (e.g. a cluster's dashboard link)."""
 
 
+class ItemRunner(Protocol):
+    """One run of work items in chunks, in an engine's own workers (what
+    `ItemExecutor.item_runner` gives; see `notebook_ext.core.Stage`)."""
+
+    slots: int
+
+    def store(self, shipment: bytes) -> tuple[str, Any]:
+        """Put the packed function where the workers read it once; the
+        payload every chunk carries."""
+
+    async def run_chunk(self, payload: tuple[str, Any], items: list[Any],
+                        retries: int) -> tuple[list[tuple[bool, Any]], str]:
+        """``(ok, value or (error line, traceback))`` per item, and what the chunk printed."""
+
+    def kill(self) -> None:
+        """Cancel: stop every chunk still running."""
+
+    def close(self) -> None:
+        """The run ended: release what it holds."""
+
+
+class ItemExecutor(Protocol):
+    """An executor that also runs work items (``process`` and ``dask``)."""
+
+    def prepare_items(self, stage: "Stage") -> None:
+        """Pack a stage's function once, at submit time."""
+
+    def item_runner(self, cpu: int | None = None) -> ItemRunner:
+        """Workers for one run of work items."""
+
+
 #: executors every scheduler starts with, as ``module:Class`` (loaded on first use)
 DEFAULT_EXECUTORS = (
     "notebook_ext.executors:LoopExecutor",
@@ -73,7 +105,7 @@ DEFAULT_EXECUTORS = (
 def load_executor(path: str) -> Executor:
     """An instance of the executor class named ``module:Class``."""
     module, _, cls = path.partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    return cast(Executor, getattr(importlib.import_module(module), cls)())
 
 
 def with_defaults(given: Iterable[Executor]) -> list[Executor]:

@@ -81,7 +81,7 @@ def new_checkpoint(folder: Path, name: str) -> Path:
     return folder / f"{safe}-{uuid.uuid4().hex[:10]}.ckpt"
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
+def write_atomic(path: str | os.PathLike[str], write: Callable[[str], Any]) -> str:
     """``write(tmp)`` to a temporary file beside ``path``, then rename it over
     ``path``: readers (and a crash) see the old file or the new, never half."""
     path = os.path.abspath(path)
@@ -97,20 +97,20 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
     return path
 
 
-def _group(path: str | os.PathLike) -> str:
+def _group(path: str | os.PathLike[str]) -> str:
     """The checkpoint a file belongs to: ``x.ckpt``, ``x.ckpt.items`` and ``x.ckpt.part-3`` are one."""
     name = os.path.basename(path)
     head, sep, _ = name.partition(".ckpt")
     return head + sep
 
 
-def hold(path: str | os.PathLike) -> None:
+def hold(path: str | os.PathLike[str]) -> None:
     """Mark a checkpoint as being written by a job here: pruning leaves it."""
     with _lock:
         _in_use.add(_group(path))
 
 
-def release(path: str | os.PathLike, *, delete: bool) -> None:
+def release(path: str | os.PathLike[str], *, delete: bool) -> None:
     """The job writing ``path`` ended; ``delete`` removes all its files."""
     with _lock:
         _in_use.discard(_group(path))
@@ -137,7 +137,7 @@ def prune(folder: "str | os.PathLike[str]", cap: int | None = None, keep: "Itera
     of checkpoints other processes' live jobs use), until ``folder`` holds
     at most ``cap`` bytes; returns the groups deleted."""
     cap = cap_bytes() if cap is None else cap
-    groups: dict[str, list[os.DirEntry]] = {}
+    groups: dict[str, list[os.DirEntry[str]]] = {}
     with contextlib.suppress(OSError):
         for entry in os.scandir(os.fspath(folder)):
             if ".ckpt" in entry.name and not entry.name.startswith(".tmp-"):
@@ -160,14 +160,14 @@ def prune(folder: "str | os.PathLike[str]", cap: int | None = None, keep: "Itera
     return deleted
 
 
-def _size(entry: os.DirEntry) -> int:
+def _size(entry: os.DirEntry[str]) -> int:
     try:
         return entry.stat().st_size
     except OSError:
         return 0
 
 
-def _mtime(entry: os.DirEntry) -> float:
+def _mtime(entry: os.DirEntry[str]) -> float:
     try:
         return entry.stat().st_mtime
     except OSError:

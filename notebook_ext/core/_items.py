@@ -31,7 +31,7 @@ import contextlib
 import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence, cast
 
 from ._channel import _EMPTY, Channel, Closed
 from ._context import JobContext, current_context, job_context
@@ -40,6 +40,7 @@ from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats
 from ._states import JobCancelled
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._executor import ItemExecutor
     from ._scheduler import Scheduler
 
 PUBLISH_INTERVAL = 0.25  # seconds between per-stage updates of the job's card
@@ -112,7 +113,7 @@ class ItemMap(ItemWorkers):
         self._started = False
         self._finished = False
         self._error: BaseException | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._threads_live = 0
         self._threads_gone: asyncio.Event | None = None
         self._stages: list[_StageRun] = []
@@ -131,7 +132,7 @@ class ItemMap(ItemWorkers):
         for spec in pipe.stages:
             if spec.executor in ("process", "dask") and spec.shipment is None:
                 # packed here, in the caller's thread: never on the scheduler's loop
-                scheduler.executor(spec.executor).prepare_items(spec)  # type: ignore[attr-defined]
+                cast("ItemExecutor", scheduler.executor(spec.executor)).prepare_items(spec)
 
     # -- the loop side --------------------------------------------------------
     def _start(self) -> None:
@@ -178,7 +179,7 @@ class ItemMap(ItemWorkers):
                 run.tallies.append(tally)
                 self._tasks.append(loop.create_task(self._fenced(self._async_worker, run, tally)))
         else:
-            run.runner = self._sched.executor(spec.executor).item_runner(spec.cpu)  # type: ignore[attr-defined]
+            run.runner = cast("ItemExecutor", self._sched.executor(spec.executor)).item_runner(spec.cpu)
             # a file write or a Dask scatter of the packed function: in a thread, not on the loop
             run.payload = loop.create_task(asyncio.to_thread(run.runner.store, spec.shipment))
             self._tasks.append(run.payload)

@@ -10,7 +10,7 @@ import contextlib
 import os
 import threading
 import time
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence, cast
 
 from ._channel import _EMPTY, Channel, Closed
 from ._context import JobContext, job_context
@@ -59,7 +59,7 @@ class _StageRun:
         self.active = 0  # items between their start and their end, now (thread workers: under ``lock``)
         self.peak = 0  # the most at once, measured at each start
         self.runner: Any = None
-        self.payload: asyncio.Task | None = None  # where the workers find the packed function
+        self.payload: asyncio.Task[Any] | None = None  # where the workers find the packed function
         self.chunk = 1
         self.suspects = asyncio.Lock()  # items re-run after a worker died: one at a time
 
@@ -262,16 +262,17 @@ class ItemWorkers:
         finally:
             self._retired(run)
 
-    async def _run_chunk(self, run: _StageRun, payload: Any, items: list) -> tuple[list, str]:
+    async def _run_chunk(self, run: _StageRun, payload: Any, items: list[Any]) -> tuple[list[tuple[bool, Any]], str]:
         """(ok, value) per item, and what they printed. A worker's death breaks
         its whole pool, so every chunk in flight raises WorkerDied, the
         innocent ones too: those items run again one by one, one stage-wide
         suspect at a time, and only an item whose own worker dies fails."""
-        def failed(exc: BaseException, n: int) -> list:
+        def failed(exc: BaseException, n: int) -> list[tuple[bool, Any]]:
             return [(False, (f"{type(exc).__name__}: {exc}", ""))] * n
 
         try:
-            return await run.runner.run_chunk(payload, items, run.spec.retries)
+            return cast("tuple[list[tuple[bool, Any]], str]",
+                        await run.runner.run_chunk(payload, items, run.spec.retries))
         except WorkerDied:
             pass
         except asyncio.CancelledError:

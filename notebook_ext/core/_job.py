@@ -16,7 +16,7 @@ import itertools
 import threading
 import time
 import traceback
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Generator, Iterator, Mapping, Protocol
 
 from ._clock import Clock
 from ._context import JobContext, current_context
@@ -97,8 +97,8 @@ class Job:
         self,
         control: JobControl,
         fn: Callable[..., Any],
-        args: tuple,
-        kwargs: dict,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
         *,
         name: str,
         kind: str = "job",
@@ -342,7 +342,7 @@ class Job:
         """Block until the job ends; True if it did within ``timeout``."""
         return self._wait_event(timeout)
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, Any]:
         return self._wait_async().__await__()
 
     async def _wait_async(self) -> Any:
@@ -354,7 +354,7 @@ class Job:
         if self.done():
             return
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
+        fut: asyncio.Future[None] = loop.create_future()
 
         def settle() -> None:
             if not fut.done():

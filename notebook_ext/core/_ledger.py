@@ -180,7 +180,7 @@ def _migrate(con: sqlite3.Connection) -> None:
             con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
-def network_filesystem(path: str | os.PathLike, mounts: str | None = None) -> str | None:
+def network_filesystem(path: str | os.PathLike[str], mounts: str | None = None) -> str | None:
     """The type of the network filesystem ``path`` is on (``"nfs4"`` …), or
     None for a local one. ``mounts`` is ``/proc/self/mounts``' text (read
     when None; no such file: None)."""
@@ -232,7 +232,7 @@ class Ledger:
     >>> ledger.request(ledger.resolve("fit")["uid"], "cancel")
     """
 
-    def __init__(self, path: str | os.PathLike | None, *, me: str | None = None,
+    def __init__(self, path: str | os.PathLike[str] | None, *, me: str | None = None,
                  memory: str | None = None, clock: Any = None) -> None:
         self.path = Path(path) if path is not None else None
         self._target = memory if memory is not None else (str(self.path) if self.path is not None else None)
@@ -263,7 +263,7 @@ class Ledger:
                 "move it aside or set NOTEBOOK_EXT_HISTORY to another file") from None
 
     # -- reading -------------------------------------------------------------
-    def rows(self, tail: str = "", args: tuple = (), limit: int | None = None,
+    def rows(self, tail: str = "", args: tuple[Any, ...] = (), limit: int | None = None,
              bad: dict[int, str] | None = None, *, brief: bool = False) -> list[dict[str, Any]]:
         """Decoded, `effective` rows of ``SELECT_JOBS + tail`` (the storage
         side; readers want `records`); rows that cannot be used go to
@@ -289,7 +289,7 @@ class Ledger:
                         bad[row["row_id"]] = str(exc)
         return out
 
-    def records(self, tail: str = "", args: tuple = (), limit: int | None = None,
+    def records(self, tail: str = "", args: tuple[Any, ...] = (), limit: int | None = None,
                 bad: dict[int, str] | None = None, *, brief: bool = False) -> HistoryRecords:
         """`rows` as `JobRecord`s (``brief``: without their code and traceback)."""
         return HistoryRecords(JobRecord.from_row(r) for r in self.rows(tail, args, limit, bad, brief=brief))
@@ -303,7 +303,7 @@ class Ledger:
         active = self.records(f"WHERE jobs.state IN ({_MARKS}) ORDER BY jobs.created DESC", _ACTIVE, bad=bad,
                               brief=True)
         where = f"WHERE jobs.state NOT IN ({_MARKS})"
-        args: tuple = _ACTIVE
+        args: tuple[Any, ...] = _ACTIVE
         if since is not None:
             where += " AND jobs.ended >= ?"
             args += (since,)

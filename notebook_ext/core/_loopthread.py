@@ -14,7 +14,7 @@ import concurrent.futures
 import sys
 import threading
 import traceback
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 from ._clock import SYSTEM_CLOCK, Clock, TimerHandle
 
@@ -39,7 +39,7 @@ class LoopThread:
         self.death: BaseException | None = None  #: what ended the loop, if it did not stop cleanly
         self._on_death = on_death
         self._loop = asyncio.new_event_loop()
-        self._inbox: collections.deque = collections.deque()
+        self._inbox: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = collections.deque()
         self._inbox_lock = threading.Lock()
         self._drain_scheduled = False
         self._closed = False
@@ -75,7 +75,7 @@ class LoopThread:
         ``timeout`` seconds; runs directly when already on the loop."""
         if self.in_thread():
             return fn(*args)
-        fut: concurrent.futures.Future = concurrent.futures.Future()
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def call() -> None:
             if not fut.set_running_or_notify_cancel():
@@ -113,11 +113,11 @@ class LoopThread:
         self.call_soon(call)
         return ran.wait(timeout) if timeout > 0 else False
 
-    def submit(self, coro: Awaitable[T]) -> "concurrent.futures.Future[T]":
+    def submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
         """Run a coroutine on the loop; a `concurrent.futures.Future` of its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    def take_inbox(self) -> list[tuple[Callable[..., Any], tuple]]:
+    def take_inbox(self) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
         """The calls nobody will run: what is left in the inbox of a loop
         that died (empty while it runs)."""
         if self.running:
@@ -132,7 +132,7 @@ class LoopThread:
         """Run ``fn(*args)`` after ``delay`` seconds of the clock (loop thread only)."""
         return self.clock.call_later(self._loop, delay, self._guarded, fn, args)
 
-    def create_task(self, coro: Any, name: str | None = None) -> asyncio.Task:
+    def create_task(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
         """A task on this loop (loop thread only); its owner must await or cancel it."""
         return self._loop.create_task(coro, name=name)
 
@@ -170,7 +170,7 @@ class LoopThread:
         except BaseException:  # noqa: BLE001 - user code again: the loop is closed anyway
             _report_error(f"{self.name}: unwinding the dead loop raised")
 
-    def _guarded(self, fn: Callable[..., Any], args: tuple) -> None:
+    def _guarded(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
             fn(*args)
         except BaseException:  # noqa: BLE001 - a server, not a script: report and keep serving

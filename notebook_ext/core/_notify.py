@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import traceback
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._states import JobSnapshot
@@ -36,7 +36,7 @@ class Notifier:
         self._dirty: dict[int, "Job"] = {}
         self._final: list["Job"] = []
         self._last_sent: dict[int, float] = {}
-        self._last_sig: dict[int, tuple] = {}
+        self._last_sig: dict[int, tuple[Any, ...]] = {}
         self._closed = False
         self._idle = False  # the thread sleeps until a change: nothing runs, nothing is due
         self.wakeups = 0  #: times the thread woke (an idle notifier does not)
@@ -83,7 +83,7 @@ class Notifier:
 
     # -- the thread ----------------------------------------------------------
     @staticmethod
-    def _signature(job: "Job") -> tuple:
+    def _signature(job: "Job") -> tuple[Any, ...]:
         ctx = job.ctx
         return (
             job.state, ctx.done, ctx.total, ctx.message, ctx.output_version(), ctx.display_version(),

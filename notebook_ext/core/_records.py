@@ -167,7 +167,7 @@ class JobRecord:
             live=job.state in ACTIVE_STATES and not interrupted, done=done, total=total,
         )
 
-    def to_row(self) -> tuple:
+    def to_row(self) -> tuple[Any, ...]:
         """The ledger's ``jobs`` row (`COLUMNS`)."""
         return (self.uid, self.session, self.job_id, self.name, self.kind, self.executor, self.priority,
                 json.dumps(self.params), self.code, self.state, self.attempts, self.created, self.started,
@@ -201,7 +201,7 @@ def _text(value: object) -> str | None:
     return clean(value) if isinstance(value, str) else safe_repr(value)
 
 
-class HistoryRecords(list):
+class HistoryRecords(list[JobRecord]):
     """A list of `JobRecord`, newest first, with `to_frame`."""
 
     def to_frame(self) -> Any:

@@ -35,7 +35,7 @@ class JobRegistry:
         self._by_name: dict[str, Job] = {}
         self._all: list[Job] = []
         self._by_id: dict[int, Job] = {}
-        self._counters: dict[str, itertools.count] = {}
+        self._counters: dict[str, itertools.count[int]] = {}
 
     def claim_name(self, name: str | None, kind: str) -> str:
         """``name`` if it is free (or its job ended), else `ValueError`;

@@ -194,8 +194,8 @@ class Scheduler:
                 self.loop_thread.call_soon(self._dispatcher.admit, jobs)
         return jobs
 
-    def _make(self, fn: Callable[..., Any], args: tuple, kwargs: dict, *, executor: str | None = None,
-              after: Any = (), parent: Job | None = None, **options: Any) -> Job:
+    def _make(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
+              executor: str | None = None, after: Any = (), parent: Job | None = None, **options: Any) -> Job:
         if self._closing:
             raise RuntimeError("this scheduler is shut down; create a new one")
         check_call(fn, options)

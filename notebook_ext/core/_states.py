@@ -161,7 +161,7 @@ class JobSnapshot:
     cancelled_caught: bool = False
     cancel_note: str | None = None
     retried_as: int | None = None  # the id of the job that re-runs this one
-    displays: tuple[dict, ...] = ()  # rich outputs: {"data": mime bundle, "metadata", "id"}
+    displays: tuple[dict[str, Any], ...] = ()  # rich outputs: {"data": mime bundle, "metadata", "id"}
     attempt_errors: tuple[str, ...] = ()
     artifacts: tuple[str, ...] = ()
     dashboard_link: str | None = None

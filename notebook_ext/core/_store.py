@@ -93,7 +93,7 @@ class HistoryStore:
     this session's jobs.
     """
 
-    def __init__(self, path: str | os.PathLike | None, clock: Clock = SYSTEM_CLOCK, *,
+    def __init__(self, path: str | os.PathLike[str] | None, clock: Clock = SYSTEM_CLOCK, *,
                  retry_delays: Sequence[float] = RETRY_DELAYS, backlog_limit: int = 10_000) -> None:
         self.path = Path(path) if path is not None else None
         self.clock = clock
@@ -116,7 +116,7 @@ class HistoryStore:
         self._skipped_lock = threading.Lock()
         self._opened_at = clock.time()
         self._opened = False  # this session is on disk (after __init__, the writer thread's)
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         self._specs_written: set[int] = set()  # jobs whose resume spec is on disk (writer thread only)
         self._live: dict[int, Job] = {}  # this session's active jobs (writer thread only)
         self._duties = OwnerDuties(self.session, self.lease, clock)
@@ -190,17 +190,17 @@ class HistoryStore:
         if self.enabled:
             self._queue.put(("job", job, state or job.state, self.clock.time()))
 
-    def _row(self, job: Job, state: str) -> tuple:
+    def _row(self, job: Job, state: str) -> tuple[Any, ...]:
         return JobRecord.of(job, self.session, state).to_row()
 
-    def _partial_row(self, job: Job, state: str, exc: Exception) -> tuple:
+    def _partial_row(self, job: Job, state: str, exc: Exception) -> tuple[Any, ...]:
         """What can be kept of a job whose full row SQLite refused."""
         error = f"notebook_ext could not store this job's full record: {describe_error(exc)}"
         return JobRecord(name=clean(job.name), state=state, kind=None, session=self.session,
                          uid=f"{self.session}:{job.id}", job_id=job.id, error=error).to_row()
 
     def _writer(self) -> None:
-        pending: deque[tuple] = deque()
+        pending: deque[tuple[Any, ...]] = deque()
         flushes: list[threading.Event] = []
         con: sqlite3.Connection | None = None
         stop = False
@@ -253,7 +253,7 @@ class HistoryStore:
             for done in flushes:
                 done.set()
 
-    def _take(self, pending: deque[tuple], flushes: list[threading.Event], wait: bool,
+    def _take(self, pending: deque[tuple[Any, ...]], flushes: list[threading.Event], wait: bool,
               timeout: float | None) -> bool:
         """Move the queued entries to ``pending``, waiting for a first one
         when ``wait`` (at most ``timeout`` seconds); True when `close`
@@ -267,7 +267,7 @@ class HistoryStore:
         except queue.Empty:
             return stop
 
-    def _hold(self, pending: deque[tuple], flushes: list[threading.Event], seconds: float) -> bool:
+    def _hold(self, pending: deque[tuple[Any, ...]], flushes: list[threading.Event], seconds: float) -> bool:
         """Wait ``seconds`` before the next try, taking new entries
         meanwhile and keeping at most `backlog_limit` (the oldest go);
         True, at once, when `close` asked to stop."""
@@ -288,7 +288,7 @@ class HistoryStore:
                 return True
 
     @staticmethod
-    def _sort(item: tuple | None, pending: deque[tuple], flushes: list[threading.Event]) -> bool:
+    def _sort(item: tuple[Any, ...] | None, pending: deque[tuple[Any, ...]], flushes: list[threading.Event]) -> bool:
         if item is None:
             return True
         if item[0] == "flush":
@@ -297,10 +297,10 @@ class HistoryStore:
             pending.append(item)
         return False
 
-    def _write(self, con: sqlite3.Connection, entries: Iterable[tuple], due: Due) -> None:
+    def _write(self, con: sqlite3.Connection, entries: Iterable[tuple[Any, ...]], due: Due) -> None:
         """``entries`` and the duties ``due`` in one transaction: all of
         them or, raising, none."""
-        latest: dict[int, tuple] = {}  # a job's row is written once per batch, however often it moved
+        latest: dict[int, tuple[Any, ...]] = {}  # a job's row is written once per batch, however often it moved
         specs: list[int] = []
         now = self.clock.time()
         with con:
@@ -342,7 +342,7 @@ class HistoryStore:
                         self._duties.snapshot(con, job, now)
         self._specs_written.update(specs)  # committed: a job's spec (it never changes) is written once
 
-    def _pass_on(self, requests: list[tuple]) -> None:
+    def _pass_on(self, requests: list[tuple[Any, ...]]) -> None:
         """Hand the cancel and stop requests of other processes to `on_request`."""
         for _, uid, action, reason, sender in requests:
             handler = self.on_request
@@ -435,7 +435,7 @@ class HistoryStore:
         found = self._records("WHERE jobs.name=? ORDER BY jobs.created DESC, jobs.rowid DESC", (name,), 1)
         return found[0] if found else None
 
-    def _records(self, tail: str, args: tuple, limit: int) -> HistoryRecords:
+    def _records(self, tail: str, args: tuple[Any, ...], limit: int) -> HistoryRecords:
         """Up to ``limit`` readable records; the rows that are not are
         skipped (and told once, in `_skip`)."""
         bad: dict[int, str] = {}

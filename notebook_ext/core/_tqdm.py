@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, cast
 
 from ._hooks import HOOKS
 from ._states import JobCancelled
@@ -49,11 +49,20 @@ class _Nowhere:
 _NOWHERE = _Nowhere()
 
 
+class _TqdmMethods(Protocol):
+    """What `JobBar` calls on the tqdm class it is mixed in before (its ``super()``)."""
+
+    def update(self, n: float = 1) -> bool | None: ...
+
+    def close(self) -> None: ...
+
+
 class JobBar:
     """Mixed in before a tqdm class: the bar reports to its job."""
 
     _nbx_ctx: Any = None
     _nbx_closed = False
+    disable: bool  # set by tqdm's __init__
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._nbx_ctx = _current()
@@ -61,8 +70,8 @@ class JobBar:
         if kwargs.get("disable") is None:  # tqdm disables itself for a file that is no tty
             kwargs["disable"] = False
         kwargs.pop("display", None)  # tqdm.notebook's own argument
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
-        if not self.disable and self._nbx_ctx is not None:  # type: ignore[attr-defined]
+        super().__init__(*args, **kwargs)
+        if not self.disable and self._nbx_ctx is not None:
             bars = self._nbx_ctx.bars
             if bars is None:
                 bars = self._nbx_ctx.bars = []
@@ -77,7 +86,7 @@ class JobBar:
         return True
 
     def update(self, n: float = 1) -> Any:
-        shown = super().update(n)  # type: ignore[misc]
+        shown = cast(_TqdmMethods, super()).update(n)
         ctx = self._nbx_ctx
         if ctx is not None and ctx.cancel_reason is not None and not self._nbx_closed:
             raise JobCancelled(ctx.cancel_reason)  # a tqdm loop is a cancellation point, as progress() is
@@ -85,7 +94,7 @@ class JobBar:
 
     def close(self) -> None:
         try:
-            super().close()  # type: ignore[misc]
+            cast(_TqdmMethods, super()).close()
         finally:
             if not self._nbx_closed and self._nbx_ctx is not None:
                 self._nbx_closed = True
@@ -103,9 +112,9 @@ class JobBar:
             return
         outer = bars[0]
         if outer is self:
-            ctx.total = self.total  # type: ignore[attr-defined]
-            ctx.done = self.n  # type: ignore[attr-defined]
-        parts = [_label(outer)] if outer.desc else []  # type: ignore[attr-defined]
+            ctx.total = self.total
+            ctx.done = self.n
+        parts = [_label(outer)] if outer.desc else []
         for bar in bars[1:]:
             count = format_number(bar.n)
             if bar.total:

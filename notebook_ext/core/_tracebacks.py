@@ -100,7 +100,7 @@ class RenderedTraceback:
 def attach(exc: BaseException, short: str) -> None:
     """Show ``short`` when ``exc`` is re-raised in a notebook cell."""
     try:
-        exc._render_traceback_ = RenderedTraceback(short)  # type: ignore[attr-defined]
+        setattr(exc, "_render_traceback_", RenderedTraceback(short))
     except (AttributeError, TypeError):  # an exception type that takes no attributes
         pass
 

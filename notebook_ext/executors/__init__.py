@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ..core import Scheduler, get_scheduler
 from ._base import ExecutorBase
@@ -35,7 +35,7 @@ def use_dask(address_or_client: Any = None, *, scheduler: Scheduler | None = Non
     old = sched.executors.get("dask")
     if old is not None:
         if address_or_client is None and not cluster_kwargs:
-            return old.client  # type: ignore[attr-defined]
+            return cast(DaskExecutor, old).client
         old.shutdown()
     executor = DaskExecutor(address_or_client, **cluster_kwargs)
     sched.add_executor(executor)

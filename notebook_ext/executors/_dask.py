@@ -36,7 +36,7 @@ import numbers
 import threading
 import uuid
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 from ..core import JobCancelled, WorkerDied
 from ..core.lowlevel import JobContext, clean, describe_error, require
@@ -46,6 +46,15 @@ from ._shipping import (ProgressRouter, pack_call, pack_function, run_chunk, run
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import Job
+
+
+class _Flag(Protocol):
+    """What this module uses of a ``distributed.Event`` (a flag the whole
+    cluster shares), whose own methods carry no annotations."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
 
 
 # -- worker side --------------------------------------------------------------
@@ -70,14 +79,14 @@ def _wire(value: Any) -> Any:
         return None
 
 
-def _dask_run(job_id: int, topic: str, cancel_event: str, stop_event: str, payload: bytes) -> tuple:
+def _dask_run(job_id: int, topic: str, cancel_event: str, stop_event: str, payload: bytes) -> tuple[Any, ...]:
     from distributed import Event, get_worker
 
     worker = get_worker()
     worker.log_event(topic, ("start", job_id, worker.address))
     # Bound to the worker's client: usable from the sender thread.
-    cancel = Event(cancel_event, client=worker.client)
-    stop = Event(stop_event, client=worker.client)
+    cancel = cast("Callable[..., _Flag]", Event)(cancel_event, client=worker.client)
+    stop = cast("Callable[..., _Flag]", Event)(stop_event, client=worker.client)
     ticks = [0]
 
     def poll(ctx: JobContext) -> None:
@@ -89,7 +98,7 @@ def _dask_run(job_id: int, topic: str, cancel_event: str, stop_event: str, paylo
         if stop.is_set():
             ctx.stop = True
 
-    def send(msg: tuple) -> None:
+    def send(msg: tuple[Any, ...]) -> None:
         worker.log_event(topic, _wire(msg))
 
     outcome = run_shipped(job_id, payload, send, poll)
@@ -198,7 +207,7 @@ class DaskExecutor(ExecutorBase):
                 if type(exc).__name__ == "KilledWorker":
                     where = ", ".join(self._starts.get(job.id, [])) or "its worker"
                     raise WorkerDied(f"the Dask worker ({where}) died while running {job.name!r}") from None
-                raise exc  # type: ignore[misc]
+                raise exc
             outcome = await loop.run_in_executor(None, fut.result)
             if await self._progress.drained(job):  # the last update came as an event too
                 outcome = tuple(outcome[:-1]) + (None,)
@@ -228,7 +237,7 @@ class DaskExecutor(ExecutorBase):
         from distributed import Event
 
         try:
-            Event(name, client=self.client).set()
+            cast("Callable[..., _Flag]", Event)(name, client=self.client).set()
         except Exception:
             pass
 
@@ -271,7 +280,7 @@ async def _finished(fut: Any) -> None:
     """Await a distributed future's end on this loop without blocking it
     (its callback runs on the client's thread)."""
     loop = asyncio.get_running_loop()
-    done: asyncio.Future = loop.create_future()
+    done: asyncio.Future[None] = loop.create_future()
 
     def settle() -> None:
         if not done.done():
@@ -288,7 +297,7 @@ class DaskItemRunner:
     def __init__(self, client: Any, slots: int) -> None:
         self.client = client
         self.slots = slots
-        self._futures: set = set()
+        self._futures: set[Any] = set()
         self._killed = False
         self._payload: Any = None
 
@@ -298,7 +307,8 @@ class DaskItemRunner:
         self._payload = self.client.scatter(shipment, broadcast=False, hash=False)
         return (uuid.uuid4().hex, self._payload)
 
-    async def run_chunk(self, payload: bytes, items: list, retries: int) -> tuple[list, str]:
+    async def run_chunk(self, payload: tuple[str, Any], items: list[Any],
+                        retries: int) -> tuple[list[tuple[bool, Any]], str]:
         import cloudpickle
 
         if self._killed:
@@ -315,7 +325,7 @@ class DaskItemRunner:
                 exc = await loop.run_in_executor(None, fut.exception)
                 if type(exc).__name__ == "KilledWorker":
                     raise WorkerDied("the Dask worker running this chunk of items died")
-                raise exc  # type: ignore[misc]
+                raise exc
             blob = await loop.run_in_executor(None, fut.result)
         finally:
             self._futures.discard(fut)

@@ -61,7 +61,7 @@ class LoopExecutor(ExecutorBase):
 
     def __init__(self, slots: int | None = 256) -> None:
         super().__init__(slots)
-        self._tasks: dict[int, asyncio.Task] = {}
+        self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._warned: set[int] = set()
         self.blocked = 0  #: jobs that held the loop past BLOCKING_WARNING seconds
 

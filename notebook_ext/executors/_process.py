@@ -35,7 +35,7 @@ import threading
 import weakref
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..core import JobCancelled, WorkerDied
 from ..core.lowlevel import JobContext
@@ -44,6 +44,8 @@ from ._shipping import (ProgressRouter, pack_call, pack_function, run_chunk, run
                         unpack_outcome)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from multiprocessing.connection import Connection
+
     from ..core import Job
 
 # -- worker side --------------------------------------------------------------
@@ -53,7 +55,7 @@ _conn_lock = threading.Lock()
 _stop_flag: Any = None
 
 
-def _send(msg: tuple) -> None:
+def _send(msg: tuple[Any, ...]) -> None:
     with _conn_lock:  # the job's thread and the sender thread both send
         _conn.send(msg)
 
@@ -93,7 +95,7 @@ def _poll(ctx: JobContext) -> None:
         ctx.stop = True
 
 
-def _run_payload(job_id: int, payload: bytes) -> tuple:
+def _run_payload(job_id: int, payload: bytes) -> tuple[Any, ...]:
     _send(("start", job_id, os.getpid()))
     outcome = run_shipped(job_id, payload, _send, _poll)
     _send(("end", job_id))  # after the last update on this pipe (see `ProgressRouter`)
@@ -267,12 +269,13 @@ class ProcessExecutor(ExecutorBase):
             by_conn = {c: slot for slot, c in self._conns.items()}
         for conn in retired:
             conn.close()
-        for conn in wait(list(by_conn) + [self._wake_r], timeout=1.0):
+        # every one a pipe end (`Pipe`): no sockets, no sentinels
+        for conn in cast("list[Connection[Any, Any]]", wait(list(by_conn) + [self._wake_r], timeout=1.0)):
             if conn is self._wake_r:
-                conn.recv_bytes()  # type: ignore[union-attr]
+                conn.recv_bytes()
                 continue
             try:
-                data = conn.recv_bytes()  # type: ignore[union-attr]
+                data = conn.recv_bytes()
             except EOFError:  # its worker is gone
                 self._drop_conn(by_conn[conn], conn)
                 continue
@@ -294,7 +297,7 @@ class ProcessExecutor(ExecutorBase):
         for job_id in jobs:  # nothing more comes from this pipe
             self._progress.ended(job_id)
 
-    def _handle(self, msg: tuple) -> None:
+    def _handle(self, msg: tuple[Any, ...]) -> None:
         kind, job_id = msg[0], msg[1]
         if kind == "start":
             with self._lock:
@@ -519,7 +522,8 @@ class ProcessItemRunner:
             self._pool = self._owner._item_pool(self.slots)
         return self._pool
 
-    async def run_chunk(self, payload: tuple[str, str], items: list, retries: int) -> tuple[list, str]:
+    async def run_chunk(self, payload: tuple[str, str], items: list[Any],
+                        retries: int) -> tuple[list[tuple[bool, Any]], str]:
         import cloudpickle
 
         if self._killed:

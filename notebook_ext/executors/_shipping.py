@@ -18,7 +18,7 @@ import asyncio
 import sys
 import threading
 from concurrent.futures import Future, InvalidStateError
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 from ..core.lowlevel import JobContext, Output, describe_error, format_traceback, job_context
 
@@ -33,7 +33,7 @@ def pack_call(job: "Job", where: str) -> bytes:
     import cloudpickle
 
     try:
-        return cloudpickle.dumps((job.fn, job.args, job.kwargs))
+        return cast(bytes, cloudpickle.dumps((job.fn, job.args, job.kwargs)))
     except Exception as exc:
         raise TypeError(
             f"cannot send {getattr(job.fn, '__name__', job.fn)!r} or its arguments to {where} "
@@ -41,7 +41,7 @@ def pack_call(job: "Job", where: str) -> bytes:
         ) from None
 
 
-def apply_delta(ctx: JobContext, delta: tuple) -> None:
+def apply_delta(ctx: JobContext, delta: Sequence[Any]) -> None:
     """Fold one update from a worker into the job's context."""
     done, total, message, metrics, out = delta
     ctx.done, ctx.total, ctx.message = done, total, message
@@ -64,7 +64,7 @@ class ProgressRouter:
 
     def __init__(self) -> None:
         self._contexts: dict[int, JobContext] = {}
-        self._ends: dict[int, Future] = {}
+        self._ends: dict[int, Future[None]] = {}
         self._lock = threading.Lock()
 
     def track(self, job: "Job") -> None:
@@ -77,7 +77,7 @@ class ProgressRouter:
             self._contexts.pop(job.id, None)
             self._ends.pop(job.id, None)
 
-    def deliver(self, msg: tuple) -> None:
+    def deliver(self, msg: Sequence[Any]) -> None:
         """Apply a ("progress", job_id, …) or an ("end", job_id) message."""
         if msg[0] == "end":
             self.ended(msg[1])
@@ -108,7 +108,7 @@ class ProgressRouter:
         return end.done()
 
 
-def unpack_outcome(ctx: JobContext, outcome: tuple) -> Any:
+def unpack_outcome(ctx: JobContext, outcome: tuple[Any, ...]) -> Any:
     """The value a worker sent back, or raise the error it sent."""
     import cloudpickle
 
@@ -124,7 +124,7 @@ def unpack_outcome(ctx: JobContext, outcome: tuple) -> Any:
         exc = RuntimeError(line)
     if not isinstance(exc, BaseException):
         exc = RuntimeError(line)
-    exc.__notebook_ext_traceback__ = tb  # type: ignore[attr-defined]
+    setattr(exc, "__notebook_ext_traceback__", tb)
     raise exc
 
 
@@ -159,18 +159,19 @@ class Shipper:
     def __init__(self, ctx: JobContext, job_id: int) -> None:
         self.ctx, self.job_id = ctx, job_id
         self.sent_metrics: dict[str, int] = {}
-        self.last: tuple = ()
+        self.last: tuple[float, float | None, str] | tuple[()] = ()
         self.finished = threading.Event()
 
-    def delta(self) -> tuple | None:
+    def delta(self) -> (tuple[int, float, float | None, str, dict[str, list[tuple[float, float]]], str | None]
+                        | None):
         ctx = self.ctx
-        metrics: dict[str, list] = {}
+        metrics: dict[str, list[tuple[float, float]]] = {}
         for key, series in list(ctx.metrics.items()):
             n = self.sent_metrics.get(key, 0)
             if len(series) > n:
                 metrics[key] = series[n:]
                 self.sent_metrics[key] = n + len(metrics[key])
-        out = ctx.output.take()  # type: ignore[attr-defined]
+        out = cast(ShippedOutput, ctx.output).take()  # (`run_shipped` made it so)
         head = (ctx.done, ctx.total, ctx.message)
         if head == self.last and not metrics and out is None:
             return None
@@ -178,8 +179,8 @@ class Shipper:
         return (self.job_id, ctx.done, ctx.total, ctx.message, metrics, out)
 
 
-def run_shipped(job_id: int, payload: bytes, send: Callable[[tuple], None],
-                poll: Callable[[JobContext], None] | None = None) -> tuple:
+def run_shipped(job_id: int, payload: bytes, send: Callable[[tuple[Any, ...]], None],
+                poll: Callable[[JobContext], None] | None = None) -> tuple[Any, ...]:
     """Run a packed call in this (worker) process; returns the outcome tuple
     `unpack_outcome` reads. ``send(msg)`` carries ("progress", …) updates
     home; ``poll(ctx)`` may set ``ctx.cancel_reason`` / ``ctx.stop``."""
@@ -206,7 +207,7 @@ def run_shipped(job_id: int, payload: bytes, send: Callable[[tuple], None],
         with job_context(ctx):
             fn, args, kwargs = cloudpickle.loads(payload)
             value = fn(*args, **kwargs)
-        outcome: tuple = ("ok", cloudpickle.dumps(value))
+        outcome: tuple[Any, ...] = ("ok", cloudpickle.dumps(value))
     except BaseException as exc:  # noqa: BLE001 - shipped to the parent
         tb = format_traceback(exc)  # (short, full), formatted here where the cell's lines are
         try:
@@ -233,7 +234,7 @@ def pack_function(func: Any, where: str) -> bytes:
     import cloudpickle
 
     try:
-        return cloudpickle.dumps(func)
+        return cast(bytes, cloudpickle.dumps(func))
     except Exception as exc:
         raise TypeError(f"cannot send {getattr(func, '__name__', func)!r} to {where} "
                         f"({type(exc).__name__}: {exc}); use executor='thread'") from None
@@ -289,7 +290,7 @@ def run_chunk(payload: tuple[str, Any], items: bytes, retries: int) -> bytes:
                     # it must not end the worker; this result fails alone
                     outcomes.append((False, (f"cannot send the result back ({describe_error(exc)})", "")))
                 break
-    return cloudpickle.dumps((outcomes, printed.getvalue()))
+    return cast(bytes, cloudpickle.dumps((outcomes, printed.getvalue())))
 
 
 def unpack_chunk(blob: bytes) -> tuple[list[tuple[bool, Any]], str]:

@@ -34,7 +34,7 @@ class ThreadExecutor(ExecutorBase):
 
     async def run(self, job: "Job") -> Any:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
+        fut: asyncio.Future[Any] = loop.create_future()
         ctx = job.ctx
 
         def deliver(ok: bool, value: Any) -> None:
