@@ -350,9 +350,9 @@ def test_the_resume_spec_is_typed_and_versioned(sched, tmp_path):
     assert job.resume_spec["version"] == SPEC_VERSION and dict(spec.variables) == {"items": "numbers"}
 
     gate = threading.Event()
-    job = preprocess(lambda i: gate.wait(30) and i, list(range(50)), into=sink.append, scheduler=sched,
-                     name="later")
-    wait_until(lambda: job.state == "running", timeout=30)
+    job = preprocess(lambda i: (i < 10 or gate.wait(30)) and i, list(range(50)), into=sink.append,
+                     scheduler=sched, name="later")
+    wait_until(lambda: len(ItemLog.read(job.resume_spec["path"])) == 10, timeout=30)
     job.cancel("stands in for a crash")
     gate.set()
     job.wait(30)
