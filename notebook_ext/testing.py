@@ -52,12 +52,19 @@ class FakeClock:
         self._timers: list[tuple[float, int, _Timer]] = []
         self._seq = itertools.count()
         self._lock = threading.Lock()
+        self._moved = threading.Condition()
 
     def monotonic(self) -> float:
         return self._now
 
     def time(self) -> float:
         return self._wall0 + self._now
+
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread until `advance` has moved time ``seconds`` on."""
+        until = self._now + max(0.0, seconds)
+        with self._moved:
+            self._moved.wait_for(lambda: self._now >= until)
 
     def call_later(self, loop: asyncio.AbstractEventLoop, delay: float,
                    callback: Callable[..., Any], *args: Any) -> _Timer:
@@ -88,7 +95,9 @@ class FakeClock:
             self._now = max(self._now, timer.deadline)
             _run_on(timer.loop, timer.callback, timer.args)
             fired += 1
-        self._now = target
+        with self._moved:
+            self._now = target
+            self._moved.notify_all()
         return fired
 
 

@@ -20,26 +20,33 @@ class Clock(Protocol):
     """What the engine needs of time.
 
     ``monotonic()`` measures intervals, ``time()`` stamps records (wall
-    clock), ``call_later`` runs ``callback`` on ``loop`` after ``delay``
-    seconds of this clock's time.
+    clock), ``sleep()`` blocks a thread for so many seconds of this clock's
+    time, ``call_later`` runs ``callback`` on ``loop`` after ``delay``
+    seconds of it.
     """
 
     def monotonic(self) -> float: ...
 
     def time(self) -> float: ...
 
+    def sleep(self, seconds: float) -> None: ...
+
     def call_later(self, loop: asyncio.AbstractEventLoop, delay: float,
                    callback: Callable[..., Any], *args: Any) -> TimerHandle: ...
 
 
 class SystemClock:
-    """The real clock: `time.monotonic`, `time.time` and the loop's timers."""
+    """The real clock: `time.monotonic`, `time.time`, `time.sleep` and the
+    loop's timers. The one place the package reads time from `time`."""
 
     def monotonic(self) -> float:
         return time.monotonic()
 
     def time(self) -> float:
         return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     def call_later(self, loop: asyncio.AbstractEventLoop, delay: float,
                    callback: Callable[..., Any], *args: Any) -> TimerHandle:

@@ -16,6 +16,7 @@ from ._job import JobControl, describe_error
 from ._ledger import Ledger, Refused, lease_seconds, network_filesystem
 from ._loopthread import LoopThread
 from ._notify import Notifier, Observer
+from ._pace import ITEM_BACKOFF, Backoff, Throttle
 from ._files import checkpoint_folder, hold, new_checkpoint, private_folder, prune, release, write_atomic
 from ._records import SCHEMA_VERSION, Owner, live_numbers
 from ._store import HistoryStore, default_history_path
@@ -27,7 +28,7 @@ from ._tracebacks import format_traceback, is_machinery, raised_by_notebook_ext,
 __all__ = [
     "Channel", "Closed", "DEFAULT_EXECUTORS", "HOOKS", "InterpreterHooks", "install_asyncio_run", "run", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Displays", "Executor",
     "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
-    "Notifier", "Observer", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
+    "Notifier", "Observer", "Backoff", "ITEM_BACKOFF", "Throttle", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "raised_by_notebook_ext", "require", "install_output_capture", "job_context", "load_executor",
     "json_number", "printable", "safe_repr", "CARD_FIELDS", "shorten", "TEXT_WIDTH", "wrap_text",
     "Ledger", "Owner", "Refused", "SCHEMA_VERSION", "live_numbers", "lease_seconds", "network_filesystem",

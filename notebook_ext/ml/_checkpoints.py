@@ -20,15 +20,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 import warnings
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 
-from ..core.lowlevel import (checkpoint_folder, current_context, new_checkpoint, private_folder, prune, release,
-                             write_atomic)
+from ..core.lowlevel import (SYSTEM_CLOCK, Clock, checkpoint_folder, current_context, new_checkpoint, private_folder,
+                             prune, release, write_atomic)
 
 FORMAT = 1
 DEFAULT_EVERY = "60s"
@@ -142,31 +141,35 @@ def _shape(fp: dict[str, Any]) -> str:
 
 # -- training -------------------------------------------------------------------
 class TrainCheckpointer:
-    """Writes the model every ``steps`` steps or ``seconds`` seconds (picklable:
-    it travels to worker processes with the job)."""
+    """Writes the model every ``steps`` steps or ``seconds`` seconds of
+    ``clock`` (picklable: it travels to worker processes with the job, and
+    there it keeps time by their clock)."""
 
-    def __init__(self, path: str, steps: int | None, seconds: float | None, header: dict[str, Any]) -> None:
+    def __init__(self, path: str, steps: int | None, seconds: float | None, header: dict[str, Any],
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
         self.steps = steps
         self.seconds = seconds
         self.header = header  # estimator, options, fingerprint: what `resume` needs besides the state
-        self.last_step: int | None = None
-        self.last_time: float | None = None
+        self.clock = clock
+        self.last_step = 0
+        self.last_time: float | None = None  # None: not started
         self.written = 0
         self.pause = Pause()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "last_time": None}
+        return {**self.__dict__, "last_time": None, "clock": SYSTEM_CLOCK}
 
     def start(self, step: int) -> None:
-        self.last_step, self.last_time = step, time.monotonic()
+        self.last_step, self.last_time = step, self.clock.monotonic()
 
     def due(self, step: int) -> bool:
-        if self.last_step is None:
+        if self.last_time is None:
             self.start(step)
         if self.steps is not None:
-            return step - self.last_step >= self.steps  # type: ignore[operator]
-        return time.monotonic() - self.last_time >= self.seconds  # type: ignore[operator]
+            return step - self.last_step >= self.steps
+        assert self.seconds is not None and self.last_time is not None
+        return self.clock.monotonic() - self.last_time >= self.seconds
 
     def maybe(self, step: int, model: Any, state: dict[str, Any], total: int | None) -> None:
         if self.due(step):
@@ -178,7 +181,7 @@ class TrainCheckpointer:
         ctx = current_context()
         metrics = {k: list(v) for k, v in list(ctx.metrics.items())} if ctx is not None else {}
         content = {**self.header, "format": FORMAT, "step": step, "total": total, "state": state,
-                   "model": model, "metrics": metrics, "written": time.time()}
+                   "model": model, "metrics": metrics, "written": self.clock.time()}
         self.start(step)  # failed or not, the next one is tried at its time
         try:
             write_atomic(self.path, lambda tmp: joblib.dump(content, tmp))

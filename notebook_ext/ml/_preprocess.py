@@ -14,12 +14,11 @@ import asyncio
 import contextlib
 import inspect
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from ..core import ItemMap, Job, Pipeline, Stage, get_scheduler
-from ..core.lowlevel import Channel, Closed, current_context, hold, job_context
+from ..core.lowlevel import Channel, Clock, Closed, current_context, hold, job_context
 from ._checkpoints import ItemLog, checkpoint_path, finished, fingerprint, parse_every, part_paths, write_part
 from ._details import PreprocessDetail
 from ._specs import PreprocessSpec, spec_json
@@ -186,7 +185,7 @@ def _submit(sched: Any, func: Any, pipe: Pipeline, start: RunStart, *, into: Any
     async def run() -> PreprocessResult:
         log = ItemLog(keep.path) if keep is not None else None
         sink = _Sink(into, log) if into is not None else None
-        parts = _Parts(keep, log) if keep is not None and into is None else None
+        parts = _Parts(keep, log, sched.clock) if keep is not None and into is None else None
         results: dict[int, Any] = {}
         failed: dict[int, str] = {}
         failed_items: dict[int, Any] = {}
@@ -343,23 +342,24 @@ class _Parts:
     """Results kept for a resume (no sink): every ``steps`` items or
     ``seconds`` the new ones go to a part file, written off the loop."""
 
-    def __init__(self, keep: _Keep, log: ItemLog) -> None:
+    def __init__(self, keep: _Keep, log: ItemLog, clock: Clock) -> None:
         self.keep, self.log = keep, log
         self.new: dict[int, Any] = {}
         self.number = len(part_paths(keep.path))
-        self.last = time.monotonic()
+        self.clock = clock
+        self.last = clock.monotonic()
 
     async def add(self, index: int, value: Any) -> None:
         self.new[index] = value
         if (self.keep.steps is not None and len(self.new) >= self.keep.steps) or (
-                self.keep.seconds is not None and time.monotonic() - self.last >= self.keep.seconds):
+                self.keep.seconds is not None and self.clock.monotonic() - self.last >= self.keep.seconds):
             await self.flush()
 
     async def flush(self) -> None:
         if not self.new:
             return
         new, self.new = self.new, {}
-        self.last = time.monotonic()
+        self.last = self.clock.monotonic()
         number, self.number = self.number, self.number + 1
         await asyncio.get_running_loop().run_in_executor(None, self._write, number, new)
 

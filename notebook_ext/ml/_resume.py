@@ -109,7 +109,7 @@ def _resume_train(sched: Any, record: JobRecord, spec: TrainSpec, data: tuple[An
     _refuse(name, differs(content["fingerprint"], {"X": fingerprint(X), "y": fingerprint(y)}))
     steps, seconds = spec.every
     header = {k: content[k] for k in ("estimator", "options", "fingerprint")}
-    ckpt = TrainCheckpointer(spec.path, steps, seconds, header)
+    ckpt = TrainCheckpointer(spec.path, steps, seconds, header, sched.clock)
     start = {k: content[k] for k in ("model", "step", "total", "state", "metrics")}
     return _submit(sched, content["estimator"], X, y, eval, content["options"], ckpt, start, name=name,
                    executor=executor or spec.executor, priority=priority, timeout=None,

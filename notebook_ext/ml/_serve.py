@@ -13,13 +13,12 @@ import asyncio
 import collections
 import concurrent.futures
 import threading
-import time
 from typing import Any, AsyncIterable, Callable
 
 import numpy as np
 
 from ..core import Job, JobDetail, current_job, get_scheduler, report
-from ..core.lowlevel import current_context, format_number, job_context
+from ..core.lowlevel import Throttle, current_context, format_number, job_context
 from ._details import ServingDetail, ServingStats
 
 _CLOSE = object()
@@ -83,6 +82,7 @@ class Predictor:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self._sched = scheduler
+        self._clock = scheduler.clock  # arrivals, waits and latencies
         self._incoming: collections.deque = collections.deque()
         self._signalled = False
         self._wake_t = threading.Event()
@@ -97,7 +97,7 @@ class Predictor:
         self.rate = RequestRate()
         self._unpublished = False  # answers the card does not show yet
         self._answered_at = 0.0  # when the latest batch was answered
-        self._published_at = 0.0
+        self._pace = Throttle(PUBLISH_EVERY, self._clock)  # when the card last got the numbers
         self._published_rate = 0.0
         self.job: Job | None = None
 
@@ -119,7 +119,7 @@ class Predictor:
         """Predict one sample (a 1-D feature row); answered from a batch."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._submit((np.asarray(x), fut, loop, time.perf_counter(), 0))
+        self._submit((np.asarray(x), fut, loop, self._clock.monotonic(), 0))
         return await fut
 
     async def predict_many(self, X: Any) -> Any:
@@ -137,7 +137,7 @@ class Predictor:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         if len(X):
-            self._submit((X, fut, loop, time.perf_counter(), len(X)))
+            self._submit((X, fut, loop, self._clock.monotonic(), len(X)))
         else:
             fut.set_result(np.empty(0))  # no rows, no predictions (a model may refuse an empty X)
         return await fut
@@ -148,7 +148,7 @@ class Predictor:
 
     def _enqueue(self, x: Any) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._submit((np.asarray(x), fut, None, time.perf_counter(), 0))
+        self._submit((np.asarray(x), fut, None, self._clock.monotonic(), 0))
         return fut
 
     def close(self, timeout: float = 30) -> None:
@@ -168,7 +168,7 @@ class Predictor:
         """Requests answered so far, and the rate now (over the last
         ``rate_window_s`` seconds: 0 when idle that long), batch size and
         latencies."""
-        return self._stats(time.perf_counter())
+        return self._stats(self._clock.monotonic())
 
     def _stats(self, at: float) -> dict[str, float]:
         lat = np.array(self._latencies) * 1000 if self._latencies else np.array([0.0])
@@ -180,9 +180,9 @@ class Predictor:
     def _publish_due(self) -> float | None:
         """When the card should next get the numbers (None: not until a request comes)."""
         if self._unpublished:  # busy: now and then; a burst's end: at once
-            return self._published_at + (PUBLISH_EVERY if self._incoming else SETTLE)
+            return self._pace.next_at(PUBLISH_EVERY if self._incoming else SETTLE)
         if self._published_rate > 0:  # idle: the rate the card shows falls
-            return self._published_at + DECAY_EVERY
+            return self._pace.next_at(DECAY_EVERY)
         return None
 
     # -- the batcher (a thread of its own) ---------------------------------------
@@ -196,13 +196,13 @@ class Predictor:
             if self._stopping:
                 return [], True
             due = self._publish_due()
-            if not wake.wait(None if due is None else max(0.0, due - time.perf_counter())):
+            if not wake.wait(None if due is None else max(0.0, due - self._clock.monotonic())):
                 return [], False  # no request, but the card is due its numbers
             wake.clear()
             self._signalled = False
         batch: list = []
         rows = 0
-        deadline = time.perf_counter() + self.max_wait
+        deadline = self._clock.monotonic() + self.max_wait
         while True:
             while self._incoming and rows < self.max_batch:
                 item = self._incoming[0]
@@ -214,7 +214,7 @@ class Predictor:
                     return batch, False  # a block that does not fit waits for the next batch
                 batch.append(self._incoming.popleft())
                 rows += n
-            left = deadline - time.perf_counter()
+            left = deadline - self._clock.monotonic()
             if rows >= self.max_batch or left <= 0 or self._stopping:
                 return batch, False
             wake.clear()
@@ -230,7 +230,7 @@ class Predictor:
             if batch:
                 self._answer(batch)
             due = self._publish_due()
-            if due is not None and time.perf_counter() >= due:
+            if due is not None and self._clock.monotonic() >= due:
                 self._publish()
         self._closed = True
         leftover = [i for i in self._incoming if i is not _CLOSE]
@@ -284,7 +284,7 @@ class Predictor:
         except Exception as exc:  # noqa: BLE001 - every waiter gets the error
             _fail(batch, exc)
             return
-        done = time.perf_counter()
+        done = self._clock.monotonic()
         by_loop: dict[Any, list] = {}
         latencies = self._latencies
         if blocks:
@@ -317,8 +317,9 @@ class Predictor:
         fresh = self._unpublished  # new answers: a point on the p99 curve (not one per idle second)
         # New answers are shown as of the latest (SETTLE later, the rate has not fallen: it was
         # our throttle, not the callers, that waited); an idle tick, as of now.
-        stats = self._stats(self._answered_at if fresh else time.perf_counter())
-        self._published_at, self._published_rate = time.perf_counter(), stats["requests_per_s"]
+        stats = self._stats(self._answered_at if fresh else self._clock.monotonic())
+        self._pace.mark()
+        self._published_rate = stats["requests_per_s"]
         self._unpublished = False
         report(self.requests, None,
                f"{format_number(stats['requests_per_s'])} req/s (last {format_number(stats['rate_window_s'])} s), "

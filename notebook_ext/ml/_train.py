@@ -357,7 +357,7 @@ def train(estimator: Any, X: Any, y: Any = None, *, eval: Any = None, scoring: s
         path = checkpoint_path(sched, save, name or type(estimator).__name__)
         header = {"estimator": clone(estimator), "options": options,
                   "fingerprint": {"X": fingerprint(X), "y": fingerprint(y)}}
-        ckpt = TrainCheckpointer(str(path), steps, seconds, header)
+        ckpt = TrainCheckpointer(str(path), steps, seconds, header, sched.clock)
     return _submit(sched, estimator, X, y, eval, options, ckpt, None, name=name, executor=executor,
                    priority=priority, timeout=timeout, variables=variables)
 
