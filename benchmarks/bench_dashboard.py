@@ -20,41 +20,55 @@ def _click_sort(dash, by: str) -> None:
                       "buffers": []})
 
 
-def _measure(n: int, reps: int) -> tuple[list[float], list[float], int, int]:
-    s = nx.Scheduler(history=None)
-    pump = UpdatePump(s)
+def _sample(pump: UpdatePump) -> tuple[float, float, int]:
+    """One open (ms) and 10 sort clicks (ms per refresh) on a fresh dashboard,
+    and the view updates (comm messages) the clicks made."""
+    t0 = time.perf_counter()
+    dash = pump.dashboard()
+    opened = (time.perf_counter() - t0) * 1000
+    sent = []
+    dash.observe(lambda ch: sent.append(1), names="view")  # a view change is one comm message
+    t0 = time.perf_counter()
+    for i in range(10):
+        _click_sort(dash, SORTS[i % 2])
+    refresh = (time.perf_counter() - t0) * 100  # ms per refresh
+    dash.close()
+    return opened, refresh, len(sent)
+
+
+def _measure(sizes: tuple[int, int], reps: int) -> dict[int, dict[str, list[float]]]:
+    """Opens and refreshes over each size of finished-job list, one
+    scheduler each; both warmed by one untimed open and a round of
+    refreshes, then one sample each per round, the first size alternating."""
+    out: dict[int, dict[str, list[float]]] = {n: {"open": [], "refresh": [], "sent": []} for n in sizes}
+    scheds, pumps = [], {}
     try:
-        jobs = [s.submit(int) for _ in range(n)]
-        s.wait(*jobs)
-        dash = pump.dashboard()  # warm-up, untimed: one open and a round of refreshes
-        for by in SORTS:
-            _click_sort(dash, by)
-        dash.close()
-        opens, refreshes = [], []
-        messages = refreshed = 0
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            dash = pump.dashboard()
-            opens.append((time.perf_counter() - t0) * 1000)
-            sent = []
-            dash.observe(lambda ch: sent.append(1), names="view")  # a view change is one comm message
-            t0 = time.perf_counter()
-            for i in range(10):
-                _click_sort(dash, SORTS[i % 2])
-            refreshes.append((time.perf_counter() - t0) * 100)  # ms per refresh
-            messages, refreshed = len(sent), 10
-            dash.close()
-        return opens, refreshes, messages, refreshed
+        for n in sizes:
+            s = nx.Scheduler(history=None)
+            scheds.append(s)
+            jobs = [s.submit(int) for _ in range(n)]
+            s.wait(*jobs)
+            pumps[n] = UpdatePump(s)
+        for pump in pumps.values():  # warm-up, untimed
+            _sample(pump)
+        for rep in range(reps):
+            for n in (sizes if rep % 2 == 0 else sizes[::-1]):
+                for key, value in zip(("open", "refresh", "sent"), _sample(pumps[n])):
+                    out[n][key].append(value)
+        return out
     finally:
-        pump.close()
-        s.shutdown()
+        for pump in pumps.values():
+            pump.close()
+        for s in scheds:
+            s.shutdown()
 
 
 def run(quick: bool) -> list[Row]:
     reps = 2 if quick else 5
     big = 500 if quick else 5000
-    o_big, r_big, m_big, n_big = _measure(big, reps)
-    o_small, r_small, _, _ = _measure(50, reps)
+    t = _measure((big, 50), reps)
+    o_big, r_big, o_small, r_small = t[big]["open"], t[big]["refresh"], t[50]["open"], t[50]["refresh"]
+    m_big, n_big = int(sum(t[big]["sent"])), 10 * reps
     ob, obs = median_spread(o_big)
     os_, _ = median_spread(o_small)
     rb, rbs = median_spread(r_big)
@@ -63,7 +77,8 @@ def run(quick: bool) -> list[Row]:
         Row("dashboard", f"open: kernel-side time to create the widget and build its first view over {big:,} "
             "finished jobs", ob, os_, "50 jobs", "ms", obs,
             note="one widget model whatever the job count; only the visible page (25 rows) goes to the browser; "
-                 "each size warmed by one untimed open first"),
+                 f"each size on a scheduler of its own, warmed by one untimed open and 10 refreshes, then {reps} "
+                 "rounds, one open and 10 refreshes of each size a round, the first size alternating"),
         Row("dashboard", f"refresh (a sort click): kernel-side time to re-sort and rebuild one view over {big:,} finished jobs; "
             "one comm message per refresh", rb, rs, "50 jobs", "ms", rbs,
             note=f"{m_big} view updates (comm messages) for {n_big} refreshes, sort alternating between priority "

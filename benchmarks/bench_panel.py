@@ -43,7 +43,7 @@ ROWS = "#notebook-ext-jobs .nbx-panel-job"
 PROBE_FACTS = '#notebook-ext-jobs .nbx-panel-job[data-name="probe"] .nbx-panel-facts'
 PROBE_TOTAL = 10 ** 6
 #: windows per side for the server's CPU (with / without the extension's requests)
-CPU_ROUNDS = 4
+CPU_ROUNDS = 5
 #: seconds between two progress steps of each of the 1,000 jobs: every live
 #: snapshot the kernels write has new numbers, without 20,000 thread wake-ups
 #: a second on two cores (the kernels' own GIL contention, issue 28's subject,
@@ -405,7 +405,7 @@ def run(quick: bool) -> list[Row]:
         raise RuntimeError(f"{CHROMIUM} is missing (apt-get install -y chromium)")
     n_kernels, n_jobs = (2, 10) if quick else (10, 100)
     paints_n, latency_n = (2, 5) if quick else (5, 20)
-    cpu_s, iopub_s, iopub_n = (5.0, 2.0, 2) if quick else (20.0, 10.0, 3)
+    cpu_s, iopub_s, iopub_n = (5.0, 2.0, 2) if quick else (25.0, 10.0, 5)
     n_rows = n_kernels * n_jobs + 1  # and the probe
     t_start = time.monotonic()
     kernels: list[_Kernel] = []

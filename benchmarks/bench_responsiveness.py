@@ -5,7 +5,8 @@ two plain spinning processes at ``nice 10``.
 The floor and our process-executor cases are interleaved (idle, floor, ours
 without report(), ours with report(), then again …) so machine noise hits
 them alike; every case is run once untimed first. The thread cases (threads
-share the kernel's GIL, so they are far slower) run after, interleaved too.
+share the kernel's GIL, so they are far slower) run after, interleaved with
+a floor of their own (the same load, sampled in their rounds).
 """
 
 from __future__ import annotations
@@ -123,13 +124,14 @@ def _interleaved(k: Kernel, cases: list[Case], rounds: int, per_block: int, sett
 
 
 def run(quick: bool) -> list[Row]:
-    rounds, per_block = (2, 5) if quick else (4, 40)  # 160 samples per case
-    thread_rounds, thread_block = (2, 3) if quick else (2, 50)  # 100 samples per case
+    rounds, per_block = (2, 5) if quick else (5, 32)  # 160 samples per case
+    thread_rounds, thread_block = (2, 3) if quick else (5, 20)  # 100 samples per case
     settle = 0.5 if quick else 1.5
 
     idle = Case("idle", "idle kernel: round trip p99")
     floor = Case("floor", "floor: 2 plain `while True: pass` processes at nice 10, started outside the kernel: p99",
                  local=True)
+    thread_floor = Case("floor2", "the same floor, in the thread cases' rounds", local=True)
     bare = Case("bare", "2 process jobs spinning, no report(): p99",
                 "jobs = [nx.submit(spin_bare, executor='process') for _ in range(2)]\n_running(jobs)", STOP_JOBS)
     rep = Case("report", "2 process jobs spinning, report() every iteration, a live card each: p99",
@@ -157,10 +159,10 @@ def run(quick: bool) -> list[Row]:
             k.round_trip()
         main = [idle, floor, bare, rep]
         _interleaved(k, main, rounds, per_block, settle)
-        _interleaved(k, [threads, bgjobs, fits], thread_rounds, thread_block, settle)
+        _interleaved(k, [thread_floor, threads, bgjobs, fits], thread_rounds, thread_block, settle)
 
-    st = {c.key: c.stats() for c in (idle, floor, bare, rep, threads, bgjobs, fits)}
-    for c in (idle, floor, bare, rep, threads, bgjobs, fits):
+    st = {c.key: c.stats() for c in (idle, floor, bare, rep, thread_floor, threads, bgjobs, fits)}
+    for c in (idle, floor, bare, rep, thread_floor, threads, bgjobs, fits):
         s = st[c.key]
         print(f"#   {c.key:8s} n={s['n']:4d} p50 {s['p50']:7.1f}  p99 {s['p99']:7.1f}  max {s['max']:7.1f} ms  "
               f"cells > {SLOW_MS:.0f} ms: {s['slow']}", file=sys.stderr, flush=True)
@@ -183,9 +185,12 @@ def run(quick: bool) -> list[Row]:
                               "comm messages sent") if c is rep else
                         "`nx.submit(spin_bare, executor='process')`: a bare `while True: x += 1`, "
                         "stopped by cancel (the worker is killed)"))
+    fl2 = st["floor2"]["p99"]
     for c in (threads, bgjobs, fits):
         s = st[c.key]
-        rows.append(Row("responsiveness", c.label, s["p99"], fl, "floor p99", "ms", _spread(s), "reported as is",
+        rows.append(Row("responsiveness", c.label, s["p99"], fl2, "floor p99, same rounds", "ms", _spread(s),
+                        "reported as is",
                         note=(f"threads hold the kernel's GIL; {thread_rounds} rounds of {thread_block} cells, "
-                              "interleaved with the other thread cases") if c is threads else ""))
+                              "interleaved with the other thread cases and the floor (sampled again in these "
+                              f"rounds: {_spread(st['floor2'])})") if c is threads else ""))
     return rows
