@@ -22,6 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sized, TextIO, TypeVar, cast
 
 from . import _tqdm
+from ._clock import SYSTEM_CLOCK, Clock
 from ._displays import Displays
 from ._hooks import HOOKS
 from ._states import JobCancelled
@@ -132,6 +133,11 @@ class JobContext:
     @output.setter
     def output(self, value: Output) -> None:
         self._output = value
+
+    @property
+    def clock(self) -> Clock:
+        """The clock of the job's scheduler (in a worker process: its own)."""
+        return self.job._control.clock if self.job is not None else SYSTEM_CLOCK
 
     @property
     def displays(self) -> Displays:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ._job import Job, describe_error
+from ._pace import Backoff
 from ._text import clean
 from ._states import (CANCELLED, DONE, FAILED, PENDING, QUEUED, RUNNING, TIMED_OUT, Escaped, JobCancelled,
                       JobTimedOut)
@@ -222,7 +224,7 @@ class Dispatcher:
             self._finish(job, CANCELLED, exc=JobCancelled(reason), caught=True)
 
     def _retry(self, job: Job, exc: BaseException) -> None:
-        delay = job.backoff * 2 ** (job.attempts - 1)
+        delay = Backoff(job.backoff, 2.0, math.inf).delay(job.attempts)  # backoff * 2**(attempts-1)
         line = describe_error(exc)
         job._note_attempt_error(line)
         job._set_state(QUEUED)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -59,17 +58,17 @@ class OwnerDuties:
 
     def next_in(self) -> float:
         """Seconds until the next duty falls due."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         return max(0.0, min(self.last[k] + every - now for k, every in self.every.items()))
 
     def due(self, live: bool) -> Due:
         if not live:
             return Due()
-        now = time.monotonic()
+        now = self.clock.monotonic()
         return Due(**{k: now - self.last[k] >= every for k, every in self.every.items()})
 
     def did(self, due: Due) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for key in self.every:
             if getattr(due, key):
                 self.last[key] = now

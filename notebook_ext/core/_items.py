@@ -29,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence, cast
 
 from ._channel import _EMPTY, Channel, Closed
 from ._context import JobContext, current_context, job_context
 from ._itemworkers import ItemWorkers, _Failure, _StageRun, _Tally
+from ._pace import Throttle, pause
 from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats
 from ._states import JobCancelled
 
@@ -126,7 +126,7 @@ class ItemMap(ItemWorkers):
         self._names = names
         self._next = 0
         self._fed = 0  # items the feeder put in
-        self._last_publish = 0.0
+        self._pace = Throttle(PUBLISH_INTERVAL, scheduler.clock)  # the card's updates
         self.publish_errors = 0  #: card updates that raised (counted, survived)
         self.abandoned = 0  #: item threads still busy when a cancel gave up waiting for them
         for spec in pipe.stages:
@@ -147,7 +147,7 @@ class ItemMap(ItemWorkers):
         self._tickets = Channel(pipe.max_pending, loop, ident)
         chans = [Channel(s.queue, loop, ident) for s in pipe.stages] + [Channel(pipe.max_pending, loop, ident)]
         self._out = chans[-1]
-        self._stages = [_StageRun(s, chans[i], chans[i + 1], i) for i, s in enumerate(pipe.stages)]
+        self._stages = [_StageRun(s, chans[i], chans[i + 1], i, self._sched.clock) for i, s in enumerate(pipe.stages)]
         with job_context(self._ctx) if self._ctx is not None else contextlib.nullcontext():
             # tasks made here copy the job's context: items print and check cancel there
             if hasattr(pipe.source, "__aiter__"):
@@ -281,10 +281,10 @@ class ItemMap(ItemWorkers):
         ctx = self._ctx
         if not self._report or ctx is None:
             return
-        now = time.monotonic()
-        if not final and now - self._last_publish < PUBLISH_INTERVAL:
+        if final:
+            self._pace.mark()
+        elif not self._pace.ready():
             return
-        self._last_publish = now
         stages = tuple(run.stats() for run in self._stages)
         n_failed = sum(s.failed for s in stages)
         # out of the pipeline: through its last stage, or failed in one
@@ -320,7 +320,7 @@ class ItemMap(ItemWorkers):
 
     async def _publisher(self) -> None:
         while True:
-            await asyncio.sleep(PUBLISH_INTERVAL)
+            await pause(self._sched.clock, PUBLISH_INTERVAL)
             try:
                 self._publish()
             except Exception:  # noqa: BLE001 - the card misses one update; the items go on

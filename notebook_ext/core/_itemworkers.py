@@ -9,13 +9,14 @@ import asyncio
 import contextlib
 import os
 import threading
-import time
 from typing import Any, Awaitable, Callable, Sequence, cast
 
 from ._channel import _EMPTY, Channel, Closed
+from ._clock import Clock
 from ._context import JobContext, job_context
 from ._job import describe_error
 from ._loopthread import LoopThread
+from ._pace import ITEM_BACKOFF, pause
 from ._pipeline import FailedItem, Pipeline, Stage, StageStats
 from ._states import JobCancelled, WorkerDied
 from ._text import safe_repr, shorten
@@ -50,12 +51,13 @@ class _Tally:
 
 
 class _StageRun:
-    def __init__(self, spec: Stage, inbox: Channel, outbox: Channel, position: int) -> None:
+    def __init__(self, spec: Stage, inbox: Channel, outbox: Channel, position: int, clock: Clock) -> None:
         self.spec, self.inbox, self.outbox, self.position = spec, inbox, outbox, position
+        self.clock = clock
         self.tallies: list[_Tally] = []
         self.live = 0
         self.lock = threading.Lock()
-        self.started_at = time.monotonic()
+        self.started_at = clock.monotonic()
         self.active = 0  # items between their start and their end, now (thread workers: under ``lock``)
         self.peak = 0  # the most at once, measured at each start
         self.runner: Any = None
@@ -69,7 +71,7 @@ class _StageRun:
         failed = sum(t.failed for t in self.tallies)
         in_flight = max(0, started - finished)
         self.peak = max(self.peak, in_flight)  # the two counts are read apart: never below what they say
-        elapsed = max(time.monotonic() - self.started_at, 1e-9)
+        elapsed = max(self.clock.monotonic() - self.started_at, 1e-9)
         return StageStats(self.spec.name, self.spec.executor, self.spec.workers, finished - failed, failed,
                           in_flight, len(self.inbox), self.inbox.maxsize, finished / elapsed, self.peak)
 
@@ -210,7 +212,7 @@ class ItemWorkers:
                                 item = self._fail(run, index, item, JobCancelled("raised by the item"))
                             except BaseException as exc:  # noqa: BLE001 - an item's failure is recorded
                                 if attempt < retries and not self._cancelled():
-                                    time.sleep(min(0.05 * 2 ** attempt, 1.0))
+                                    run.clock.sleep(ITEM_BACKOFF.delay(attempt + 1))
                                     continue
                                 item = self._fail(run, index, item, exc)
                         with lock:
@@ -249,7 +251,7 @@ class ItemWorkers:
                             if isinstance(exc, JobCancelled) and self._cancelled():
                                 raise
                             if attempt < retries and not self._cancelled():
-                                await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
+                                await pause(run.clock, ITEM_BACKOFF.delay(attempt + 1))
                                 continue
                             item = self._fail(run, index, item, exc)
                     run.active -= 1
@@ -319,12 +321,12 @@ class ItemWorkers:
                 run.active += len(work)  # on the loop's thread, as every chunk worker
                 if run.active > run.peak:
                     run.peak = run.active
-                began = time.perf_counter()
+                began = run.clock.monotonic()
                 try:
                     outcomes, printed = await self._run_chunk(run, payload, [x for _, x in work])
                 finally:
                     run.active -= len(work)
-                per_item = (time.perf_counter() - began) / len(work)
+                per_item = (run.clock.monotonic() - began) / len(work)
                 run.chunk = max(1, min(256, int(CHUNK_SECONDS / max(per_item, 1e-6))))
                 if printed and self._ctx is not None:
                     self._ctx.output.write(printed)

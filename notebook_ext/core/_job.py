@@ -14,11 +14,10 @@ import contextlib
 from collections import namedtuple
 import itertools
 import threading
-import time
 import traceback
 from typing import Any, Callable, Generator, Iterator, Mapping, Protocol
 
-from ._clock import Clock
+from ._clock import SYSTEM_CLOCK, Clock
 from ._context import JobContext, current_context
 from ._records import JobRecord
 from ._text import clean
@@ -534,13 +533,13 @@ WaitResult = namedtuple("WaitResult", "done pending")
 def wait_all(jobs: "list[Job]", timeout: float | None) -> None:
     """Wait for every job to end, at most ``timeout`` real seconds in all
     (in short waits, so Ctrl-C interrupts it)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = None if timeout is None else SYSTEM_CLOCK.monotonic() + timeout
     if not jobs or all(job._settled for job in jobs):
         return
     with lending_slot(jobs[0]._control):
         for job in jobs:
             while not job._settled:
-                left = None if deadline is None else deadline - time.monotonic()
+                left = None if deadline is None else deadline - SYSTEM_CLOCK.monotonic()
                 if left is not None and left <= 0:
                     return
                 job._wait_event(0.2 if left is None else min(0.2, left), lend=False)

@@ -23,11 +23,11 @@ import operator
 import os
 import socket
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ._clock import SYSTEM_CLOCK
 from ._owners import active_owners, effective, owner_alive
 from ._records import SCHEMA_VERSION, HistoryRecords, JobRecord, Owner, decode_row
 from ._states import ACTIVE_STATES
@@ -241,7 +241,7 @@ class Ledger:
         self.clock = clock
 
     def now(self) -> float:
-        return self.clock.time() if self.clock is not None else time.time()
+        return (self.clock if self.clock is not None else SYSTEM_CLOCK).time()
 
     @property
     def exists(self) -> bool:

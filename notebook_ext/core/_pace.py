@@ -8,6 +8,7 @@ it by hand."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from ._clock import SYSTEM_CLOCK, Clock
@@ -33,9 +34,30 @@ class Backoff:
         # the exponent is bounded so that a long run of failures cannot overflow
         return min(self.cap, self.first * self.factor ** min(failures - 1, 64))
 
+    def delays(self, tries: int) -> tuple[float, ...]:
+        """The waits after each of ``tries`` failures, in order."""
+        return tuple(self.delay(i) for i in range(1, tries + 1))
+
 
 #: work items that raise and have retries left (threads, the loop, worker processes)
 ITEM_BACKOFF = Backoff(0.05, 2.0, 1.0)
+
+
+async def pause(clock: Clock, seconds: float) -> None:
+    """``asyncio.sleep(seconds)`` on ``clock``'s time (a timer of the clock
+    on the running loop; cancelling the waiter cancels the timer)."""
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    timer = clock.call_later(loop, seconds, wake)
+    try:
+        await woken
+    finally:
+        timer.cancel()
 
 
 class Throttle:

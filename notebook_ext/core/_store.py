@@ -29,7 +29,6 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 import uuid
 import warnings
 from collections import deque
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._pace import Backoff
 from ._job import describe_error
 from ._duties import Due, OwnerDuties
 from ._files import create_private
@@ -53,7 +53,8 @@ __all__ = ["HistoryStore", "default_history_path"]
 
 #: Seconds between tries while another connection locks the file: 61 s in
 #: all, then every 30 s for as long as the lock lasts.
-RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# a locked database: tried again for about 80 s in all before the writer keeps records in memory
+RETRY_DELAYS = Backoff(0.05, 2.0, 30.0).delays(11)
 
 
 def _busy(exc: Exception) -> bool:
@@ -271,13 +272,13 @@ class HistoryStore:
         """Wait ``seconds`` before the next try, taking new entries
         meanwhile and keeping at most `backlog_limit` (the oldest go);
         True, at once, when `close` asked to stop."""
-        deadline = time.monotonic() + seconds
+        deadline = self.clock.monotonic() + seconds
         while True:
             excess = len(pending) - self.backlog_limit
             for _ in range(excess):
                 pending.popleft()
             self.dropped += max(excess, 0)
-            left = deadline - time.monotonic()
+            left = deadline - self.clock.monotonic()
             if left <= 0:
                 return False
             try:

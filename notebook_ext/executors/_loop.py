@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from typing import TYPE_CHECKING, Any, Callable, Generator
 
-from ..core.lowlevel import job_context
+from ..core.lowlevel import SYSTEM_CLOCK, job_context
 from ._base import ExecutorBase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -15,6 +14,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 BLOCKING_WARNING = 0.5  # seconds one step of a coroutine job may hold the loop before we say so
+# How long a step held the loop is real time whatever clock the scheduler keeps (a fake one
+# does not move while code runs).
+_now = SYSTEM_CLOCK.monotonic
 
 
 class _Timed:
@@ -32,13 +34,13 @@ class _Timed:
         value: Any = None
         thrown: BaseException | None = None
         while True:
-            start = time.perf_counter()
+            start = _now()
             try:
                 step = it.send(value) if thrown is None else it.throw(thrown)
             except StopIteration as stop:
-                self._report(time.perf_counter() - start)
+                self._report(_now() - start)
                 return stop.value
-            self._report(time.perf_counter() - start)
+            self._report(_now() - start)
             try:
                 value, thrown = (yield step), None
             except GeneratorExit:
@@ -72,9 +74,9 @@ class LoopExecutor(ExecutorBase):
         try:
             # Setting the context variable here affects this task only.
             with job_context(job.ctx):
-                start = time.perf_counter()
+                start = _now()
                 value = job.fn(*job.args, **job.kwargs)
-                self._held(job, time.perf_counter() - start)
+                self._held(job, _now() - start)
                 if inspect.isawaitable(value):
                     value = await _Timed(value, lambda held: self._held(job, held))
                 return value

@@ -20,7 +20,8 @@ import threading
 from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
-from ..core.lowlevel import JobContext, Output, describe_error, format_traceback, job_context
+from ..core.lowlevel import (ITEM_BACKOFF, SYSTEM_CLOCK, JobContext, Output, describe_error, format_traceback,
+                             job_context)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import Job
@@ -281,6 +282,7 @@ def run_chunk(payload: tuple[str, Any], items: bytes, retries: int) -> bytes:
                     value = func(item)
                 except BaseException as exc:  # noqa: BLE001 - one item's failure, shipped home
                     if attempt < retries:
+                        SYSTEM_CLOCK.sleep(ITEM_BACKOFF.delay(attempt + 1))  # as items in threads wait
                         continue
                     outcomes.append((False, (describe_error(exc), format_traceback(exc)[0])))
                     break

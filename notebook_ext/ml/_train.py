@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.base import clone, is_classifier
 
 from ..core import Job, checkpoint, get_scheduler, report, stop_requested
-from ..core.lowlevel import current_context, hold, write_atomic
+from ..core.lowlevel import SYSTEM_CLOCK, Throttle, current_context, hold, write_atomic
 from ._checkpoints import DEFAULT_EVERY, TrainCheckpointer, checkpoint_path, finished, fingerprint, parse_every
 from ._details import TrainDetail
 from ._specs import TrainSpec, spec_json
@@ -106,7 +106,7 @@ class _ProgressCallback:
         self.every = every
         self.steps = 0
         self.stopped = False
-        self._last = -1.0
+        self._scored: Throttle | None = None  # scores at most every ``every`` seconds of the job's clock
 
     def setup(self, estimator: Any, context: Any) -> None:
         self.steps = 0
@@ -118,8 +118,6 @@ class _ProgressCallback:
         checkpoint()
 
     def on_fit_task_end(self, estimator: Any, context: Any, *, fitted_estimator: Any = None, **kw: Any) -> bool:
-        import time
-
         checkpoint()
         if context.max_subtasks != 0:  # not a leaf: its leaves were counted
             return False
@@ -127,9 +125,10 @@ class _ProgressCallback:
         parent = context.parent
         total = parent.max_subtasks if parent is not None and parent.max_subtasks else None
         metrics: dict[str, float] = {}
-        now = time.monotonic()
-        if self.scorer is not None and fitted_estimator is not None and now - self._last >= self.every:
-            self._last = now
+        if self._scored is None:
+            ctx = current_context()
+            self._scored = Throttle(self.every, ctx.clock if ctx is not None else SYSTEM_CLOCK)
+        if self.scorer is not None and fitted_estimator is not None and self._scored.ready():
             try:
                 metrics = self.scorer.metrics(fitted_estimator)
             except Exception:

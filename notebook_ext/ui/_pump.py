@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import Job, JobSnapshot, Scheduler
-from ..core.lowlevel import describe_error
+from ..core.lowlevel import Throttle, describe_error
 from ._frontend import declared_frontend
 from ._render import children_summary, dashboard_bundle, static_bundle
 from ._widgets import Dashboard, DashboardRow, JobCard
@@ -36,7 +36,7 @@ FRONTEND_GRACE = 2.0
 class _CardEntry:
     card: JobCard
     job: Job
-    last_sent: float = float("-inf")
+    pace: Throttle  # its updates: at most card_rate a second
     final_sent: bool = False
     display_handle: Any = None
     draw_failed: bool = False
@@ -81,7 +81,7 @@ class UpdatePump:
             self._frontend.set()
         self._first_card: float | None = None  # when the first card was made
         self._dash_dirty = False
-        self._dash_last = float("-inf")
+        self._dash_pace = Throttle(self.dashboard_interval, self.clock)  # the dashboards' redraws
         self._closed = False
         self.sent = 0  # widget updates sent, for tests and benchmarks
         self.draw_errors = 0  # updates that raised (each job is told once, on its output)
@@ -97,7 +97,8 @@ class UpdatePump:
         card = JobCard(job.snapshot(), on_action=self._card_action, uid=self._uid(job))
         card.on_displayed = self._displayed
         now = self.clock.monotonic()
-        entry = _CardEntry(card, job, last_sent=now)
+        entry = _CardEntry(card, job, Throttle(self.card_interval, self.clock))
+        entry.pace.mark(now)  # it is drawn as it is shown
         if self._first_card is None:
             self._first_card = now
         with self._lock:
@@ -151,7 +152,7 @@ class UpdatePump:
     def dashboard(self, *, title: str = "notebook_ext jobs", only: set[int] | None = None) -> Dashboard:
         """A new dashboard of every job (or of the jobs whose ids are in
         ``only``), kept up to date until it is closed."""
-        dash = Dashboard(on_action=self._dashboard_action, title=title, only=only)
+        dash = Dashboard(on_action=self._dashboard_action, title=title, only=only, clock=self.clock)
         dash.on_displayed = self._displayed
         jobs = self.scheduler.all_jobs()
         with self._lock:
@@ -319,7 +320,7 @@ class UpdatePump:
             pass  # a job that went away or changed meanwhile
         with self._lock:
             self._dash_dirty = True
-            self._dash_last = float("-inf")  # answer a click at once
+            self._dash_pace.last = None  # answer a click at once
         self._wake.set()
 
     # -- input (notifier thread) ---------------------------------------------------
@@ -382,7 +383,7 @@ class UpdatePump:
             final = snap is not None and snap.finished
             drawn: set[int] = set()
             for entry in es:
-                if not final and now - entry.last_sent < self.card_interval:
+                if not final and entry.pace.due_in(now) > 0:
                     continue
                 if not final and self._tokens < 1:
                     continue
@@ -391,7 +392,7 @@ class UpdatePump:
                 except Exception as exc:  # noqa: BLE001 - one undrawable job must not stop the others
                     self._draw_failed(entry, exc)
                 drawn.add(id(entry))
-                entry.last_sent = now
+                entry.pace.mark(now)
                 self._tokens -= 1
                 sent += 1
                 if final:
@@ -416,10 +417,10 @@ class UpdatePump:
     def _flush_dashboards(self, now: float) -> int:
         with self._lock:
             self._dashboards = [d for d in self._dashboards if not d.closed]  # closed ones are dropped
-            if not (self._dashboards and self._dash_dirty and now - self._dash_last >= self.dashboard_interval):
+            if not (self._dashboards and self._dash_dirty and self._dash_pace.due_in(now) == 0):
                 return 0
             self._dash_dirty = False
-            self._dash_last = now
+            self._dash_pace.mark(now)
             dashboards = list(self._dashboards)
             rows = list(self._rows.values())
         link = self._dashboard_link()

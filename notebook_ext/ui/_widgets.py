@@ -12,7 +12,6 @@ state; the browser draws it (``card.js``).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -21,6 +20,7 @@ import anywidget
 import traitlets
 
 from ..core import ACTIVE_STATES, JobSnapshot
+from ..core.lowlevel import SYSTEM_CLOCK, Clock
 from . import _render
 from ._display import best_mime
 
@@ -186,8 +186,9 @@ class Dashboard(_Base):
     view = traitlets.Dict().tag(sync=True)
 
     def __init__(self, on_action: Action | None = None, page_size: int = 25, *, title: str = "notebook_ext jobs",
-                 only: set[int] | None = None, **kwargs: Any) -> None:
+                 only: set[int] | None = None, clock: Clock = SYSTEM_CLOCK, **kwargs: Any) -> None:
         super().__init__(kind="dashboard", **kwargs)
+        self.clock = clock  # the jobs' clock: a running job's elapsed time is counted to its now
         self.page_size = page_size
         self.title = title
         #: ids of the jobs shown (None: every job); a group card's jobs
@@ -215,7 +216,7 @@ class Dashboard(_Base):
             rows = [r for r in rows if r.state in ACTIVE_STATES]
         elif self.filter != "all":
             rows = [r for r in rows if r.state == self.filter]
-        now = time.time()
+        now = self.clock.time()
         key = {
             "state": lambda r: (_ORDER.get(r.state, 9), -r.priority, r.id),
             "priority": lambda r: (-r.priority, _ORDER.get(r.state, 9), r.id),
@@ -231,7 +232,7 @@ class Dashboard(_Base):
         pages = max(1, -(-len(rows) // self.page_size))
         self.page = min(max(0, self.page), pages - 1)
         start = self.page * self.page_size
-        now = time.time()
+        now = self.clock.time()
         page = [{
             "name": r.name, "state": r.state, "done": _render._num(r.done), "total": _render._num(r.total),
             "elapsed": ((r.ended or now) - r.started) if r.started else None,
