@@ -186,3 +186,42 @@ def test_ui_draws_details_without_knowing_their_types():
                       if _package(a) == "ui" and _package(b) == "ml")
     assert ui_to_ml == []
     assert "ml" in {_package(b) for a, targets in edges.items() if _package(a) == "magics" for b in targets}
+
+
+def _broad(handler):
+    kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return handler.type is None or any(isinstance(k, ast.Name) and k.id in ("Exception", "BaseException")
+                                       for k in kinds)
+
+
+def _unexplained_broad_excepts(source):
+    """`except Exception` / `except BaseException` / bare `except` that
+    neither raises (cleans up and re-raises, or raises its own error) nor
+    says why on its line or the line above."""
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.ExceptHandler) and _broad(node)):
+            continue
+        if any(isinstance(stmt, ast.Raise) for stmt in node.body):
+            continue
+        line = lines[node.lineno - 1]
+        above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+        if "#" in line.split("except", 1)[1] or above.startswith("#"):
+            continue
+        found.append((node.lineno, line.strip()))
+    return found
+
+
+def test_every_broad_except_raises_or_says_why():
+    found = [f"{path.relative_to(PKG)}:{line}: {text}" for path in sorted(PKG.rglob("*.py"))
+             for line, text in _unexplained_broad_excepts(path.read_text(encoding="utf-8"))]
+    assert found == []
+
+
+def test_the_except_check_sees_a_silent_one():
+    source = ("try:\n    f()\nexcept Exception:\n    pass\n"
+              "try:\n    f()\nexcept BaseException:\n    g()\n    raise\n"
+              "try:\n    f()\nexcept Exception:  # a reason\n    pass\n"
+              "try:\n    f()\nexcept (OSError, Exception):\n    pass\n")
+    assert [line for line, _ in _unexplained_broad_excepts(source)] == [3, 16]

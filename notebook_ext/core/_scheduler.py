@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+import warnings
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ._clock import SYSTEM_CLOCK, Clock
@@ -328,7 +329,8 @@ class Scheduler:
     # -- shutdown --------------------------------------------------------------
     def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
         """Cancel every active job and release every thread, process and task
-        this scheduler started."""
+        this scheduler started. A part that fails to close does not keep the
+        others open; each such failure is told in one `RuntimeWarning` line."""
         if self._closing:
             return
         self._closing = True
@@ -336,19 +338,23 @@ class Scheduler:
         for job in jobs:
             if not job.done() and job.ctx.cancel_reason is None:
                 job.ctx.cancel_reason = _SHUTDOWN
+        failures: list[str] = []
         if self.loop_thread.running:
             try:
                 self.loop_thread.submit(self._dispatcher.close(jobs, self.thread_grace)).result(timeout)
-            except Exception:  # noqa: BLE001 - release the rest anyway
-                pass
+            except Exception as exc:  # noqa: BLE001 - release the rest anyway, and say so below
+                failures.append(f"stopping the jobs ({describe_error(exc)})")
         for ex in self._executors.values():
             try:
                 ex.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as exc:  # noqa: BLE001 - release the rest anyway, and say so below
+                failures.append(f"the {ex.name} executor ({describe_error(exc)})")
         self.notifier.close()
         self.store.close()
         self.loop_thread.stop(timeout if wait else 0.0)
+        for failure in failures:
+            warnings.warn(f"notebook_ext: shutdown could not close {failure}; the rest was released",
+                          RuntimeWarning, stacklevel=2)
 
     def __enter__(self) -> "Scheduler":
         return self

@@ -161,7 +161,7 @@ class DaskExecutor(ExecutorBase):
     def describe(self) -> dict[str, Any]:
         try:
             return {"dashboard_link": self.client.dashboard_link, "workers": len(self.client.nthreads())}
-        except Exception:
+        except Exception:  # a cluster gone or unreachable has no link or workers to show
             return {}
 
     def prepare(self, job: "Job") -> None:
@@ -238,7 +238,7 @@ class DaskExecutor(ExecutorBase):
 
         try:
             cast("Callable[..., _Flag]", Event)(name, client=self.client).set()
-        except Exception:
+        except Exception:  # a cluster shutting down: the job is cancelled on our side all the same
             pass
 
     def interrupt(self, job: "Job") -> None:
@@ -253,7 +253,7 @@ class DaskExecutor(ExecutorBase):
             self._signal(cancel_name)
             try:
                 self.client.cancel(fut, force=True)
-            except Exception:
+            except Exception:  # a cluster shutting down: the job is cancelled on our side all the same
                 pass
 
         threading.Thread(target=cancel, name="notebook_ext-dask-cancel", daemon=True).start()
@@ -267,7 +267,7 @@ class DaskExecutor(ExecutorBase):
     def shutdown(self) -> None:
         try:
             self.client.unsubscribe_topic(self.topic)
-        except Exception:
+        except Exception:  # a client already closed has no subscription left
             pass
         if self.cluster is not None:
             try:
@@ -338,7 +338,7 @@ class DaskItemRunner:
             def cancel() -> None:
                 try:
                     self.client.cancel(futures, force=True)
-                except Exception:
+                except Exception:  # a cluster shutting down: the items are cancelled on our side all the same
                     pass
 
             threading.Thread(target=cancel, name="notebook_ext-dask-cancel", daemon=True).start()

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.base import clone, is_classifier
 
 from ..core import Job, checkpoint, get_scheduler, report, stop_requested
-from ..core.lowlevel import SYSTEM_CLOCK, Throttle, current_context, hold, write_atomic
+from ..core.lowlevel import SYSTEM_CLOCK, Throttle, current_context, describe_error, hold, write_atomic
 from ._checkpoints import DEFAULT_EVERY, TrainCheckpointer, checkpoint_path, finished, fingerprint, parse_every
 from ._details import TrainDetail
 from ._specs import TrainSpec, spec_json
@@ -67,6 +67,16 @@ class _Scorer:
         idx = np.random.default_rng(0).choice(n, size=min(n, _SUBSAMPLE), replace=False) if n else []
         self.X_sub = _rows(X, idx)
         self.y_sub = _rows(y, idx) if y is not None else None
+        self.failed: set[str] = set()  # metrics that could not be measured (said once each)
+
+    def cannot(self, metric: str, exc: Exception) -> None:
+        """Say once, in the job's output, that ``metric`` is not measured and why; training goes on."""
+        if metric in self.failed:
+            return
+        self.failed.add(metric)
+        ctx = current_context()
+        if ctx is not None:
+            ctx.output.write(f"notebook_ext: {metric} is not measured ({describe_error(exc)}); training goes on\n")
 
     def score(self, model: Any, X: Any, y: Any) -> float:
         return float(self.scorer(model, X, y) if self.scorer else model.score(X, y))
@@ -79,8 +89,8 @@ class _Scorer:
         elif self.y_sub is not None:
             try:
                 out["train_score"] = self.score(model, self.X_sub, self.y_sub)
-            except Exception:
-                pass
+            except Exception as exc:  # an estimator that cannot score: the curve goes without it, said once
+                self.cannot("train_score", exc)
         if self.eval is not None:
             out["val_score"] = self.score(model, *self.eval)
         return out
@@ -131,7 +141,8 @@ class _ProgressCallback:
         if self.scorer is not None and fitted_estimator is not None and self._scored.ready():
             try:
                 metrics = self.scorer.metrics(fitted_estimator)
-            except Exception:
+            except Exception as exc:  # a sub-estimator mid-fit that cannot be scored: said once, the fit goes on
+                self.scorer.cannot("the score during the fit", exc)
                 metrics = {}
         report(self.steps, total, f"{context.estimator_name} › {context.task_name} {context.task_id}", **metrics)
         if stop_requested():

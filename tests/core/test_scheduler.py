@@ -538,3 +538,19 @@ def test_finished_jobs_drop_their_packed_call(sched):
     gate.set()
     assert job.result(60) == 1_000_000
     assert job.shipment is None
+
+
+def test_a_part_that_fails_to_close_is_told_and_the_rest_is_released():
+    from notebook_ext.executors import ThreadExecutor
+
+    class Stuck(ThreadExecutor):
+        name = "stuck"
+
+        def shutdown(self) -> None:
+            raise OSError("the device is busy")
+
+    s = Scheduler(slots=1, history=None, executors=[Stuck()])
+    assert s.submit(lambda: 3, executor="stuck").result(timeout=30) == 3
+    with pytest.warns(RuntimeWarning, match=r"could not close the stuck executor \(OSError: the device is busy\)"):
+        s.shutdown()
+    assert not s.loop_thread.running  # the loop was released all the same

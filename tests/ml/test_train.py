@@ -171,3 +171,19 @@ def test_bad_input_is_refused_and_nothing_is_scheduled(sched, data, call, error,
         finally:
             set_scheduler(old)
     assert sched.jobs == {}
+
+
+class NoScore(SGDClassifier):
+    """An estimator whose score raises: the curve cannot have train_score."""
+
+    def score(self, X, y, sample_weight=None):
+        raise NotImplementedError("this model has no score")
+
+
+def test_a_metric_that_cannot_be_measured_is_said_once_and_training_goes_on(sched, data):
+    X, y = data[0][:3000], data[1][:3000]
+    job = train(NoScore(random_state=0), X, y, epochs=5, scheduler=sched)
+    model = job.result(timeout=60)
+    assert hasattr(model, "coef_") and "train_score" not in job.metrics
+    line = "train_score is not measured (NotImplementedError: this model has no score); training goes on"
+    assert job.output.count(line) == 1, job.output
