@@ -37,7 +37,8 @@ class Clock(Protocol):
 
 class SystemClock:
     """The real clock: `time.monotonic`, `time.time`, `time.sleep` and the
-    loop's timers. The one place the package reads time from `time`."""
+    loop's timers. The one place core, executors, ml and ui read time from
+    `time` (tests/core/test_one_clock.py checks it)."""
 
     def monotonic(self) -> float:
         return time.monotonic()

@@ -10,13 +10,19 @@ default table from there by name, so the core imports none of them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Protocol, cast, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._clock import Clock
     from ._job import Job
     from ._loopthread import LoopThread
     from ._pipeline import Stage
+
+
+#: where an executor runs a stage's work items: on threads of this process, as
+#: coroutines on the scheduler's loop, or in chunks on workers of its own (an
+#: `ItemExecutor`'s `ItemRunner`)
+ItemPlace = Literal["threads", "loop", "workers"]
 
 
 class ExecutorHost(Protocol):
@@ -39,6 +45,7 @@ class Executor(Protocol):
     name: str
     compute: bool
     slots: int | None
+    item_place: ItemPlace
 
     def bind(self, host: ExecutorHost) -> None:
         """Called once when added to a scheduler."""
@@ -46,6 +53,10 @@ class Executor(Protocol):
     def prepare(self, job: "Job") -> None:
         """Check (and pack) a job at submit time; raise `TypeError` /
         `ValueError` to refuse it."""
+
+    def prepare_items(self, stage: "Stage") -> None:
+        """Check (and pack) a stage of work items at submit time, as
+        `prepare` a job: `TypeError` naming what cannot go."""
 
     async def run(self, job: "Job") -> Any:
         """Run one attempt of ``job`` with its context current; return its value."""
@@ -84,17 +95,17 @@ class ItemRunner(Protocol):
         """The run ended: release what it holds."""
 
 
-class ItemExecutor(Protocol):
-    """An executor that also runs work items (``process`` and ``dask``)."""
-
-    def prepare_items(self, stage: "Stage") -> None:
-        """Pack a stage's function once, at submit time."""
+@runtime_checkable
+class ItemExecutor(Executor, Protocol):
+    """An executor whose ``item_place`` is ``"workers"`` (``process`` and
+    ``dask``): it gives each run of work items workers of its own."""
 
     def item_runner(self, cpu: int | None = None) -> ItemRunner:
         """Workers for one run of work items."""
 
 
-#: executors every scheduler starts with, as ``module:Class`` (loaded on first use)
+#: executors every scheduler starts with, as ``module:Class`` (loaded when a scheduler is made;
+#: ``dask`` is added by `notebook_ext.use_dask`)
 DEFAULT_EXECUTORS = (
     "notebook_ext.executors:LoopExecutor",
     "notebook_ext.executors:ThreadExecutor",

@@ -30,17 +30,17 @@ import asyncio
 import contextlib
 import threading
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ._channel import _EMPTY, Channel, Closed
 from ._context import JobContext, current_context, job_context
 from ._itemworkers import ItemWorkers, _Failure, _StageRun, _Tally
+from ._executor import ItemExecutor
 from ._pace import Throttle, pause
 from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats
 from ._states import JobCancelled
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._executor import ItemExecutor
     from ._scheduler import Scheduler
 
 PUBLISH_INTERVAL = 0.25  # seconds between per-stage updates of the job's card
@@ -130,9 +130,9 @@ class ItemMap(ItemWorkers):
         self.publish_errors = 0  #: card updates that raised (counted, survived)
         self.abandoned = 0  #: item threads still busy when a cancel gave up waiting for them
         for spec in pipe.stages:
-            if spec.executor in ("process", "dask") and spec.shipment is None:
-                # packed here, in the caller's thread: never on the scheduler's loop
-                cast("ItemExecutor", scheduler.executor(spec.executor)).prepare_items(spec)
+            if spec.shipment is None:
+                # checked (and packed) here, in the caller's thread: never on the scheduler's loop
+                scheduler.executor(spec.executor).prepare_items(spec)
 
     # -- the loop side --------------------------------------------------------
     def _start(self) -> None:
@@ -163,7 +163,8 @@ class ItemMap(ItemWorkers):
 
     def _start_stage(self, run: _StageRun, loop: asyncio.AbstractEventLoop) -> None:
         spec = run.spec
-        if spec.executor == "thread":
+        executor = self._sched.executor(spec.executor)
+        if executor.item_place == "threads":
             n = spec.workers if self.total is None else max(1, min(spec.workers, self.total))
             run.live = n
             self._threads_live += n
@@ -172,14 +173,17 @@ class ItemMap(ItemWorkers):
                 run.tallies.append(tally)
                 threading.Thread(target=self._thread_worker, args=(run, tally), daemon=True,
                                  name=f"notebook_ext-items-{spec.name}-{i}").start()
-        elif spec.executor == "loop":
+        elif executor.item_place == "loop":
             run.live = spec.workers
             for _ in range(spec.workers):
                 tally = _Tally()
                 run.tallies.append(tally)
                 self._tasks.append(loop.create_task(self._fenced(self._async_worker, run, tally)))
         else:
-            run.runner = cast("ItemExecutor", self._sched.executor(spec.executor)).item_runner(spec.cpu)
+            if not isinstance(executor, ItemExecutor):
+                raise TypeError(f"the {executor.name!r} executor runs items on workers of its own "
+                                "but has no item_runner")
+            run.runner = executor.item_runner(spec.cpu)
             # a file write or a Dask scatter of the packed function: in a thread, not on the loop
             run.payload = loop.create_task(asyncio.to_thread(run.runner.store, spec.shipment))
             self._tasks.append(run.payload)

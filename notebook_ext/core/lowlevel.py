@@ -11,7 +11,7 @@ from ._context import (
 )
 from ._dispatch import Dispatcher
 from ._hooks import HOOKS, InterpreterHooks
-from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, load_executor
+from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, ItemExecutor, ItemPlace, ItemRunner, load_executor
 from ._job import JobControl, describe_error
 from ._ledger import Ledger, Refused, lease_seconds, network_filesystem
 from ._loopthread import LoopThread
@@ -27,7 +27,7 @@ from ._tracebacks import format_traceback, is_machinery, raised_by_notebook_ext,
 
 __all__ = [
     "Channel", "Closed", "DEFAULT_EXECUTORS", "HOOKS", "InterpreterHooks", "install_asyncio_run", "run", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Displays", "Executor",
-    "ExecutorHost", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
+    "ExecutorHost", "ItemExecutor", "ItemPlace", "ItemRunner", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
     "Notifier", "Observer", "Backoff", "ITEM_BACKOFF", "Throttle", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "raised_by_notebook_ext", "require", "install_output_capture", "job_context", "load_executor",
     "json_number", "printable", "safe_repr", "CARD_FIELDS", "shorten", "TEXT_WIDTH", "wrap_text",

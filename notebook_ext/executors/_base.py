@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..core.lowlevel import ItemPlace
+
 if TYPE_CHECKING:  # pragma: no cover
-    from ..core import Job
+    from ..core import Job, Stage
     from ..core.lowlevel import ExecutorHost
 
 
@@ -35,6 +37,7 @@ class ExecutorBase:
 
     name = "base"
     compute = True
+    item_place: ItemPlace = "threads"  # where its work items run (see `notebook_ext.core.lowlevel.Executor`)
 
     def __init__(self, slots: int | None = None) -> None:
         self.slots = slots
@@ -48,6 +51,10 @@ class ExecutorBase:
 
     def prepare(self, job: "Job") -> None:
         """Check a job at submit time; raise `TypeError`/`ValueError` to refuse it."""
+
+    def prepare_items(self, stage: "Stage") -> None:
+        """Check a stage of work items at submit time (items that run in this
+        process need nothing packed)."""
 
     async def run(self, job: "Job") -> Any:
         """Run ``job.fn(*job.args, **job.kwargs)`` with ``job.ctx`` current."""

@@ -39,7 +39,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 from ..core import JobCancelled, WorkerDied
-from ..core.lowlevel import JobContext, clean, describe_error, require
+from ..core.lowlevel import ItemPlace, JobContext, clean, describe_error, require
 from ._base import ExecutorBase
 from ._shipping import (ProgressRouter, pack_call, pack_function, run_chunk, run_shipped, unpack_chunk,
                         unpack_outcome)
@@ -125,6 +125,7 @@ class DaskExecutor(ExecutorBase):
     """
 
     name = "dask"
+    item_place: ItemPlace = "workers"
     compute = False  # the cluster's own size is this executor's slots
 
     def __init__(self, address_or_client: Any = None, **cluster_kwargs: Any) -> None:

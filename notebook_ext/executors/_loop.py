@@ -6,7 +6,7 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Generator
 
-from ..core.lowlevel import SYSTEM_CLOCK, job_context
+from ..core.lowlevel import SYSTEM_CLOCK, ItemPlace, job_context
 from ._base import ExecutorBase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,6 +59,7 @@ class LoopExecutor(ExecutorBase):
     """
 
     name = "loop"
+    item_place: ItemPlace = "loop"
     compute = False
 
     def __init__(self, slots: int | None = 256) -> None:

@@ -38,7 +38,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, cast
 
 from ..core import JobCancelled, WorkerDied
-from ..core.lowlevel import JobContext
+from ..core.lowlevel import ItemPlace, JobContext
 from ._base import ExecutorBase
 from ._shipping import (ProgressRouter, pack_call, pack_function, run_chunk, run_shipped, unpack_chunk,
                         unpack_outcome)
@@ -185,6 +185,7 @@ class ProcessExecutor(ExecutorBase):
 
     name = "process"
     compute = True
+    item_place: ItemPlace = "workers"
 
     def __init__(self, slots: int | None = None, nice: int = 10) -> None:
         super().__init__(slots)

@@ -176,9 +176,8 @@ def _submit(sched: Any, func: Any, pipe: Pipeline, start: RunStart, *, into: Any
     """Submit a preprocessing job of ``pipe``: a new run, a retry or a resume (``start``)."""
     retry, earlier, resumed = start.retry, start.base, start.resumption
     for st in pipe.stages:
-        if st.executor in ("process", "dask"):
-            if st.shipment is None:  # packed once, now: one that cannot travel is refused here, not in the job
-                sched.executor(st.executor).prepare_items(st)
+        if st.shipment is None:  # checked and packed once, now: one that cannot travel is refused here, not in the job
+            sched.executor(st.executor).prepare_items(st)
     total = pipe.total if retry is None else sum(len(group[1]) for group in retry)
     keep = _keeper(sched, pipe, name, into, checkpoint_every, retry, resumed)
 

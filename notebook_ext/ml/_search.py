@@ -172,8 +172,7 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
     items = [(i, k) for i in order for k in range(n_folds)]
     fold = Stage(_Fold(estimator, candidates, X, y, splits, scoring), executor=executor,
                  workers=len(items) if executor != "thread" else sched.slots, name="fold")
-    if executor in ("process", "dask"):  # packed (X and y too) here, once: not on the scheduler's loop
-        sched.executor(executor).prepare_items(fold)  # type: ignore[attr-defined]
+    sched.executor(executor).prepare_items(fold)  # packed (X and y too) here, once: not on the scheduler's loop
 
     async def run() -> SearchResult:
         me = current_job()
