@@ -8,7 +8,6 @@ nothing (``progress`` just iterates), so the same code runs in a plain cell.
 
 from __future__ import annotations
 
-import concurrent.futures.thread as _pool_threads
 import contextlib
 import contextvars
 import copyreg
@@ -475,7 +474,7 @@ def _start_in_job(thread: threading.Thread) -> None:
     # A thread started by job code belongs to that job: its prints, progress
     # and checkpoints go there (Python copies no context into new threads).
     ctx = _current.get()
-    if ctx is not None and not thread.name.startswith("notebook_ext-") and not _is_pool_worker(thread):
+    if ctx is not None and not thread.name.startswith("notebook_ext-") and not _in_pool_submit():
         run = thread.run
 
         def run_in_job() -> None:
@@ -489,10 +488,14 @@ def _start_in_job(thread: threading.Thread) -> None:
     _thread_start(thread)
 
 
-def _is_pool_worker(thread: threading.Thread) -> bool:
-    # A thread pool's worker serves whoever submits later: each task carries
-    # its caller's job (see `_submit_in_caller_job`), the thread itself none.
-    return getattr(thread, "_target", None) is _pool_threads._worker
+_pool_submitting = threading.local()  # set while a job's submit runs the pool's own (which may start a worker)
+
+
+def _in_pool_submit() -> bool:
+    # A thread a pool starts in its submit is its worker: it serves whoever
+    # submits later, so each task carries its caller's job (see
+    # `_submit_in_caller_job`) and the thread itself none.
+    return getattr(_pool_submitting, "active", False)
 
 
 def _submit_in_caller_job(pool: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -509,7 +512,11 @@ def _submit_in_caller_job(pool: Any, fn: Any, /, *args: Any, **kwargs: Any) -> A
         finally:
             _current.reset(token)
 
-    return _pool_submit(pool, in_job)
+    _pool_submitting.active = True
+    try:
+        return _pool_submit(pool, in_job)
+    finally:
+        _pool_submitting.active = False
 
 
 def follow_jobs_into_threads() -> None:

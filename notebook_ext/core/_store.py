@@ -32,8 +32,9 @@ import threading
 import uuid
 import warnings
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Union
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._pace import Backoff
@@ -69,6 +70,42 @@ def _bad_value(exc: Exception) -> bool:
     """A value of one record SQLite cannot take, not a fault of the file."""
     return not isinstance(exc, sqlite3.Error) or isinstance(
         exc, (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.DataError))
+
+
+# What the store's writer thread is given, through its queue:
+@dataclass(frozen=True)
+class _Moved:
+    """A job reached ``state`` at ``t``: its row and a transition."""
+
+    job: Job
+    state: str
+    t: float
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """This session's resume of ``uid`` is the job ``job`` ("session:id")."""
+
+    uid: str
+    job: str
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """This session ended at ``t``."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class _Flush:
+    """Set ``done`` once everything queued before is written."""
+
+    done: threading.Event
+
+
+_Write = Union[_Moved, _Claimed, _Ended]  # what goes into a transaction
+_Entry = Union[_Write, _Flush]
 
 
 class HistoryStore:
@@ -117,7 +154,7 @@ class HistoryStore:
         self._skipped_lock = threading.Lock()
         self._opened_at = clock.time()
         self._opened = False  # this session is on disk (after __init__, the writer thread's)
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self._queue: queue.Queue[_Entry | None] = queue.Queue()
         self._specs_written: set[int] = set()  # jobs whose resume spec is on disk (writer thread only)
         self._live: dict[int, Job] = {}  # this session's active jobs (writer thread only)
         self._duties = OwnerDuties(self.session, self.lease, clock)
@@ -189,7 +226,7 @@ class HistoryStore:
         """Note a state change of ``job``; cheap (a queue put), the writer
         thread builds and writes the row."""
         if self.enabled:
-            self._queue.put(("job", job, state or job.state, self.clock.time()))
+            self._queue.put(_Moved(job, state or job.state, self.clock.time()))
 
     def _row(self, job: Job, state: str) -> tuple[Any, ...]:
         return JobRecord.of(job, self.session, state).to_row()
@@ -201,7 +238,7 @@ class HistoryStore:
                          uid=f"{self.session}:{job.id}", job_id=job.id, error=error).to_row()
 
     def _writer(self) -> None:
-        pending: deque[tuple[Any, ...]] = deque()
+        pending: deque[_Write] = deque()
         flushes: list[threading.Event] = []
         con: sqlite3.Connection | None = None
         stop = False
@@ -254,7 +291,7 @@ class HistoryStore:
             for done in flushes:
                 done.set()
 
-    def _take(self, pending: deque[tuple[Any, ...]], flushes: list[threading.Event], wait: bool,
+    def _take(self, pending: deque[_Write], flushes: list[threading.Event], wait: bool,
               timeout: float | None) -> bool:
         """Move the queued entries to ``pending``, waiting for a first one
         when ``wait`` (at most ``timeout`` seconds); True when `close`
@@ -268,7 +305,7 @@ class HistoryStore:
         except queue.Empty:
             return stop
 
-    def _hold(self, pending: deque[tuple[Any, ...]], flushes: list[threading.Event], seconds: float) -> bool:
+    def _hold(self, pending: deque[_Write], flushes: list[threading.Event], seconds: float) -> bool:
         """Wait ``seconds`` before the next try, taking new entries
         meanwhile and keeping at most `backlog_limit` (the oldest go);
         True, at once, when `close` asked to stop."""
@@ -289,35 +326,35 @@ class HistoryStore:
                 return True
 
     @staticmethod
-    def _sort(item: tuple[Any, ...] | None, pending: deque[tuple[Any, ...]], flushes: list[threading.Event]) -> bool:
+    def _sort(item: _Entry | None, pending: deque[_Write], flushes: list[threading.Event]) -> bool:
         if item is None:
             return True
-        if item[0] == "flush":
-            flushes.append(item[1])
+        if isinstance(item, _Flush):
+            flushes.append(item.done)
         else:
             pending.append(item)
         return False
 
-    def _write(self, con: sqlite3.Connection, entries: Iterable[tuple[Any, ...]], due: Due) -> None:
+    def _write(self, con: sqlite3.Connection, entries: Iterable[_Write], due: Due) -> None:
         """``entries`` and the duties ``due`` in one transaction: all of
         them or, raising, none."""
-        latest: dict[int, tuple[Any, ...]] = {}  # a job's row is written once per batch, however often it moved
+        latest: dict[int, _Moved] = {}  # a job's row is written once per batch, however often it moved
         specs: list[int] = []
         now = self.clock.time()
         with con:
             for entry in entries:
-                if entry[0] == "end":
-                    con.execute("UPDATE sessions SET ended=? WHERE id=?", (entry[1], self.session))
+                if isinstance(entry, _Ended):
+                    con.execute("UPDATE sessions SET ended=? WHERE id=?", (entry.t, self.session))
                     continue
-                if entry[0] == "claimed":
+                if isinstance(entry, _Claimed):
                     con.execute("UPDATE claims SET job=? WHERE uid=? AND session=?",
-                                (entry[2], entry[1], self.session))
+                                (entry.job, entry.uid, self.session))
                     continue
-                _, job, state, t = entry
-                latest[job.id] = entry
-                con.execute("INSERT INTO transitions VALUES (?, ?, ?)", (f"{self.session}:{job.id}", state, t))
+                latest[entry.job.id] = entry
+                con.execute("INSERT INTO transitions VALUES (?, ?, ?)",
+                            (f"{self.session}:{entry.job.id}", entry.state, entry.t))
             became_live = False
-            for _, job, state, _t in latest.values():
+            for job, state in ((e.job, e.state) for e in latest.values()):
                 try:
                     con.execute(INSERT_JOB, self._row(job, state))
                 except Exception as exc:  # noqa: BLE001 - one odd job must not stop the history
@@ -368,7 +405,7 @@ class HistoryStore:
     def claimed(self, uid: str, job: Job) -> None:
         """The resume claimed on ``uid`` runs as ``job`` (see `claim`)."""
         if self.enabled:
-            self._queue.put(("claimed", uid, f"{self.session}:{job.id}"))
+            self._queue.put(_Claimed(uid, f"{self.session}:{job.id}"))
 
     def claim(self, record: JobRecord) -> None:
         """Take the resume of ``record`` for this session; `Refused` (a
@@ -398,13 +435,13 @@ class HistoryStore:
         if not self.enabled:
             return
         done = threading.Event()
-        self._queue.put(("flush", done))
+        self._queue.put(_Flush(done))
         done.wait(timeout)
 
     def close(self) -> None:
         if not self.enabled:
             return
-        self._queue.put(("end", self.clock.time()))
+        self._queue.put(_Ended(self.clock.time()))
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=self.close_timeout)

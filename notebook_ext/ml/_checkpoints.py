@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 import warnings
+from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
 from typing import Any
 
@@ -140,6 +141,37 @@ def _shape(fp: dict[str, Any]) -> str:
 
 
 # -- training -------------------------------------------------------------------
+@dataclass(frozen=True)
+class FitPosition:
+    """Where a fitter goes on from: ``partial_fit``'s next epoch and batch
+    and the state of the generator that orders that epoch's batches;
+    ``warm_start``'s final size (its step is the stage)."""
+
+    epoch: int = 1
+    batch: int = 0
+    rng: "dict[str, Any] | None" = None
+    final: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainStart:
+    """What a resumed training job starts from: a checkpoint's model, step
+    (of ``total``), position and metric history."""
+
+    model: Any
+    step: int
+    total: int | None
+    position: FitPosition
+    metrics: dict[str, list[Any]]
+
+    @classmethod
+    def of(cls, content: dict[str, Any]) -> "TrainStart":
+        """From a checkpoint's contents (`read_checkpoint`)."""
+        known = {f.name for f in fields(FitPosition)}
+        position = FitPosition(**{k: v for k, v in dict(content["state"]).items() if k in known})
+        return cls(content["model"], int(content["step"]), content["total"], position, dict(content["metrics"]))
+
+
 class TrainCheckpointer:
     """Writes the model every ``steps`` steps or ``seconds`` seconds of
     ``clock`` (picklable: it travels to worker processes with the job, and
@@ -171,16 +203,16 @@ class TrainCheckpointer:
         assert self.seconds is not None and self.last_time is not None
         return self.clock.monotonic() - self.last_time >= self.seconds
 
-    def maybe(self, step: int, model: Any, state: dict[str, Any], total: int | None) -> None:
+    def maybe(self, step: int, model: Any, position: FitPosition, total: int | None) -> None:
         if self.due(step):
-            self.write(step, model, state, total)
+            self.write(step, model, position, total)
 
-    def write(self, step: int, model: Any, state: dict[str, Any], total: int | None) -> None:
+    def write(self, step: int, model: Any, position: FitPosition, total: int | None) -> None:
         import joblib
 
         ctx = current_context()
         metrics = {k: list(v) for k, v in list(ctx.metrics.items())} if ctx is not None else {}
-        content = {**self.header, "format": FORMAT, "step": step, "total": total, "state": state,
+        content = {**self.header, "format": FORMAT, "step": step, "total": total, "state": asdict(position),
                    "model": model, "metrics": metrics, "written": self.clock.time()}
         self.start(step)  # failed or not, the next one is tried at its time
         try:

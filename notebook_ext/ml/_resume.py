@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from ..core import Job, Pipeline, get_scheduler
 from ..core import JobRecord
 from ._checkpoints import (
-    ItemLog, TrainCheckpointer, differs, fingerprint, read_checkpoint, read_parts,
+    ItemLog, TrainCheckpointer, TrainStart, differs, fingerprint, read_checkpoint, read_parts,
 )
 from ._preprocess import Resumption, RunStart, _pipeline
 from ._preprocess import _submit as _submit_preprocess
@@ -110,7 +110,7 @@ def _resume_train(sched: Any, record: JobRecord, spec: TrainSpec, data: tuple[An
     steps, seconds = spec.every
     header = {k: content[k] for k in ("estimator", "options", "fingerprint")}
     ckpt = TrainCheckpointer(spec.path, steps, seconds, header, sched.clock)
-    start = {k: content[k] for k in ("model", "step", "total", "state", "metrics")}
+    start = TrainStart.of(content)
     return _submit(sched, content["estimator"], X, y, eval, content["options"], ckpt, start, name=name,
                    executor=executor or spec.executor, priority=priority, timeout=None,
                    variables=variables or spec.variables)

@@ -91,6 +91,22 @@ class SearchResult:
                 f"{len(self.table)} candidates)")
 
 
+@dataclass
+class _Candidate:
+    """One candidate while its folds come in (the search's own, mutable)."""
+
+    params: dict[str, Any]
+    scores: list[float]  # per fold, NaN until it is in
+    left: int  # folds not in yet
+    state: str = "queued"  # queued, running, done, failed
+    fit_times: list[float] = field(default_factory=list)
+    mean_score: float = math.nan
+    std_score: float = math.nan
+    fit_time: float = math.nan
+    rank: int | None = None
+    error: str = ""  # the first fold's error, when one failed
+
+
 def _rank(means: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
@@ -176,9 +192,7 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
 
     async def run() -> SearchResult:
         me = current_job()
-        rows = [{"params": p, "mean_score": math.nan, "std_score": math.nan, "rank": None,
-                 "state": "queued", "scores": [math.nan] * n_folds, "left": n_folds, "fit_times": []}
-                for p in candidates]
+        rows = [_Candidate(p, [math.nan] * n_folds, n_folds) for p in candidates]
         done = 0
         report(0, len(candidates), f"{len(candidates)} candidates x {n_folds} folds")
         folds = ItemMap(Pipeline(items, (fold,), ordered=False), sched)
@@ -186,54 +200,53 @@ def search(estimator: Any, params: Any, X: Any, y: Any, *, cv: Any = 5, n_iter: 
             if ok:
                 i, k, score, fit_time = value
                 row = rows[i]
-                row["scores"][k] = score
-                row["fit_times"].append(fit_time)
+                row.scores[k] = score
+                row.fit_times.append(fit_time)
             else:
                 i, k = items[position]
                 row = rows[i]
-                row.setdefault("error", value.error)
-                row["state"] = "failed"
-            row["left"] -= 1
-            if row["left"]:
-                if row["state"] == "queued":
-                    row["state"] = "running"
+                row.error = row.error or value.error
+                row.state = "failed"
+            row.left -= 1
+            if row.left:
+                if row.state == "queued":
+                    row.state = "running"
                 continue
             done += 1  # every fold of this candidate is in: its leaderboard row
-            if row["state"] != "failed":
-                row.update(mean_score=float(np.mean(row["scores"])), std_score=float(np.std(row["scores"])),
-                           state="done", fit_time=float(np.mean(row["fit_times"])))
-            means = np.array([r["mean_score"] for r in rows])
+            if row.state != "failed":
+                row.mean_score, row.std_score = float(np.mean(row.scores)), float(np.std(row.scores))
+                row.state, row.fit_time = "done", float(np.mean(row.fit_times))
+            means = np.array([r.mean_score for r in rows])
             for r, rank in zip(rows, _rank(means)):
-                r["rank"] = int(rank) if not math.isnan(r["mean_score"]) else None
-            board = sorted((r for r in rows if r["state"] == "done"), key=lambda r: r["rank"])
+                r.rank = int(rank) if not math.isnan(r.mean_score) else None
+            board = sorted((r for r in rows if r.state == "done"), key=lambda r: r.rank or 0)
             me.set_detail(replace(me.detail, leaderboard=tuple(
-                LeaderboardRow(r["params"], r["mean_score"], r["std_score"], r["rank"], r["state"])
-                for r in board)))
-            best = board[0]["mean_score"] if board else math.nan
+                LeaderboardRow(r.params, r.mean_score, r.std_score, r.rank, r.state) for r in board)))
+            best = board[0].mean_score if board else math.nan
             report(done, len(candidates), f"best {best:.4f}" if board else "", best_score=best)
-        means = np.array([r["mean_score"] for r in rows])
+        means = np.array([r.mean_score for r in rows])
         if np.all(np.isnan(means)):
-            raise RuntimeError(f"every candidate failed; first error: {rows[0].get('error')}")
+            raise RuntimeError(f"every candidate failed; first error: {rows[0].error}")
         ranks = _rank(means)
         best_index = int(np.nanargmax(means))
         cv_results: dict[str, Any] = {
             "params": candidates,
             "mean_test_score": means,
-            "std_test_score": np.array([r["std_score"] for r in rows]),
+            "std_test_score": np.array([r.std_score for r in rows]),
             "rank_test_score": ranks,
-            "mean_fit_time": np.array([r.get("fit_time", math.nan) for r in rows]),
+            "mean_fit_time": np.array([r.fit_time for r in rows]),
         }
         for k in range(len(splits)):
             cv_results[f"split{k}_test_score"] = np.array(
-                [r["scores"][k] if r["state"] == "done" else math.nan for r in rows])
+                [r.scores[k] if r.state == "done" else math.nan for r in rows])
         best_estimator = None
         if refit:
             refit_job = sched.submit(_refit, estimator, candidates[best_index], X, y, parent=me, kind="refit",
                                      executor=executor, name=f"{me.name}/refit")
             best_estimator = await refit_job
-        table = sorted(({"rank": int(ranks[i]), "mean_score": means[i], "std_score": rows[i]["std_score"],
+        table = sorted(({"rank": int(ranks[i]), "mean_score": means[i], "std_score": rows[i].std_score,
                          **{f"param_{k}": v for k, v in candidates[i].items()},
-                         "error": rows[i].get("error", "")} for i in range(len(rows))),
+                         "error": rows[i].error} for i in range(len(rows))),
                        key=lambda r: r["rank"])
         return SearchResult(best_estimator, candidates[best_index], float(means[best_index]), best_index,
                             cv_results, table)

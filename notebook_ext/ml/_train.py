@@ -18,7 +18,8 @@ from sklearn.base import clone, is_classifier
 
 from ..core import Job, checkpoint, get_scheduler, report, stop_requested
 from ..core.lowlevel import SYSTEM_CLOCK, Throttle, current_context, describe_error, hold, write_atomic
-from ._checkpoints import DEFAULT_EVERY, TrainCheckpointer, checkpoint_path, finished, fingerprint, parse_every
+from ._checkpoints import (DEFAULT_EVERY, FitPosition, TrainCheckpointer, TrainStart, checkpoint_path, finished,
+                           fingerprint, parse_every)
 from ._details import TrainDetail
 from ._specs import TrainSpec, spec_json
 
@@ -166,7 +167,7 @@ def _fit_callback(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | Non
 
 
 def _fit_partial(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None, classes: Any,
-                 batch_size: int | None, ckpt: TrainCheckpointer | None, start: dict | None) -> tuple[Any, bool]:
+                 batch_size: int | None, ckpt: TrainCheckpointer | None, start: TrainStart | None) -> tuple[Any, bool]:
     n = _length(X, "X")
     epochs = epochs or 20
     batch = batch_size or max(1, min(1024, math.ceil(n / 20)))
@@ -179,8 +180,8 @@ def _fit_partial(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None
         getattr(model, "random_state", None), int) else None)
     step, first_epoch, first_batch = 0, 1, 0
     if start is not None:  # go on exactly where the checkpoint was: same epoch order, same next batch
-        step, first_epoch, first_batch = start["step"], start["state"]["epoch"], start["state"]["batch"]
-        rng.bit_generator.state = start["state"]["rng"]
+        step, first_epoch, first_batch = start.step, start.position.epoch, start.position.batch
+        rng.bit_generator.state = start.position.rng
     for epoch in range(first_epoch, epochs + 1):
         epoch_rng = rng.bit_generator.state
         order = rng.permutation(n)
@@ -197,23 +198,23 @@ def _fit_partial(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None
                 report(step, step, **scorer.metrics(model))
                 return model, True
             if ckpt is not None and b + 1 < batches:
-                ckpt.maybe(step, model, {"epoch": epoch, "batch": b + 1, "rng": epoch_rng}, total)
+                ckpt.maybe(step, model, FitPosition(epoch, b + 1, epoch_rng), total)
         report(step, total, f"epoch {epoch}/{epochs}", **scorer.metrics(model))
         if ckpt is not None and epoch < epochs:  # after the epoch's metrics, so a resumed curve has them
-            ckpt.maybe(step, model, {"epoch": epoch + 1, "batch": 0, "rng": rng.bit_generator.state}, total)
+            ckpt.maybe(step, model, FitPosition(epoch + 1, 0, rng.bit_generator.state), total)
     return model, False
 
 
 def _fit_warm(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None, classes: Any,
-              batch_size: int | None, ckpt: TrainCheckpointer | None, start: dict | None) -> tuple[Any, bool]:
+              batch_size: int | None, ckpt: TrainCheckpointer | None, start: TrainStart | None) -> tuple[Any, bool]:
     param = _warm_param(model)
     assert param is not None
-    final = int(model.get_params()[param]) if start is None else start["state"]["final"]
+    final = int(model.get_params()[param]) if start is None or start.position.final is None else start.position.final
     stages = max(1, min(epochs or 10, final))
     sizes = sorted({max(1, round(final * (i + 1) / stages)) for i in range(stages)})
     model.set_params(warm_start=True)
     for i, size in enumerate(sizes, 1):
-        if start is not None and i <= start["step"]:
+        if start is not None and i <= start.step:
             continue  # grown before the checkpoint
         checkpoint()
         model.set_params(**{param: size})
@@ -227,7 +228,7 @@ def _fit_warm(model: Any, X: Any, y: Any, scorer: _Scorer, epochs: int | None, c
             report(i, i)
             return model, True
         if ckpt is not None and i < len(sizes):
-            ckpt.maybe(i, model, {"final": final}, len(sizes))
+            ckpt.maybe(i, model, FitPosition(final=final), len(sizes))
     return model, False
 
 
@@ -251,19 +252,19 @@ def _save_atomic(model: Any, path: str) -> str:
 
 def _train_job(estimator: Any, X: Any, y: Any, eval: Any, scoring: str | None, epochs: int | None,
                classes: Any, batch_size: int | None, strategy: str, save: str | None,
-               ckpt: TrainCheckpointer | None = None, start: dict | None = None) -> dict[str, Any]:
+               ckpt: TrainCheckpointer | None = None, start: TrainStart | None = None) -> dict[str, Any]:
     scorer = _Scorer(X, y, eval, scoring)
     if start is None:
         model = clone(estimator)
     else:  # resumed: the curve goes on from the saved history, the bar from the saved step
-        model = start["model"]
+        model = start.model
         ctx = current_context()
         if ctx is not None:
-            for key, points in start["metrics"].items():
+            for key, points in start.metrics.items():
                 ctx.metrics.setdefault(key, []).extend(points)
-        report(start["step"], start["total"], f"resumed from step {start['step']}")
+        report(start.step, start.total, f"resumed from step {start.step}")
     if ckpt is not None:
-        ckpt.start(start["step"] if start is not None else 0)
+        ckpt.start(start.step if start is not None else 0)
     model, stopped = _FITTERS[strategy](model, X, y, scorer, epochs, classes, batch_size, ckpt, start)
     checkpoint()  # cancelled inside an uninterruptible fit: end here, before any save
     saved = _save_atomic(model, save) if save else None
@@ -388,7 +389,7 @@ def _check_data(X: Any, y: Any, eval: Any) -> None:
 
 
 def _submit(sched: Any, estimator: Any, X: Any, y: Any, eval: Any, options: dict[str, Any],
-            ckpt: TrainCheckpointer | None, start: dict[str, Any] | None, *, name: str | None,
+            ckpt: TrainCheckpointer | None, start: TrainStart | None, *, name: str | None,
             executor: str | None, priority: int, timeout: float | None,
             variables: Mapping[str, Any] | None) -> Job:
     """Submit a training job: a new one, or (``start``) one going on from a checkpoint."""
@@ -396,7 +397,7 @@ def _submit(sched: Any, estimator: Any, X: Any, y: Any, eval: Any, options: dict
     detail = TrainDetail(
         curve="val_score" if eval is not None else ("loss" if strategy == "partial_fit" else None),
         can_stop=strategy != "fit", strategy=strategy, estimator=repr(estimator)[:200],
-        resumed_from=start["step"] if start is not None else None,
+        resumed_from=start.step if start is not None else None,
     )
     resume = None
     if ckpt is not None:
@@ -409,7 +410,7 @@ def _submit(sched: Any, estimator: Any, X: Any, y: Any, eval: Any, options: dict
         name=name or None, kind="train", executor=executor or "thread", priority=priority, timeout=timeout,
         params={"estimator": estimator, "strategy": strategy, "epochs": options["epochs"], "save": options["save"],
                 **({"checkpoint_every": ckpt.steps or f"{ckpt.seconds:g}s"} if ckpt else {}),
-                **({"resumed_from": start["step"]} if start else {})},
+                **({"resumed_from": start.step} if start else {})},
         finalize=_finalize, detail=detail, resume=resume,
         # a retry with checkpoints starts over on the same checkpoint (held, and cleaned up when done)
         retry_with=None if ckpt is None else (
