@@ -27,15 +27,12 @@ themselves: no loop round trip per item.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ._channel import _EMPTY, Channel, Closed
-from ._context import JobContext, current_context, job_context
-from ._itemworkers import ItemWorkers, _Failure, _StageRun, _Tally
-from ._executor import ItemExecutor
+from ._context import JobContext, current_context
+from ._itemworkers import StageWorkers, _Failure
 from ._pace import Throttle, pause
 from ._pipeline import FailedItem, ItemsDetail, Pipeline, Stage, StageStats
 from ._states import JobCancelled
@@ -79,7 +76,7 @@ def map(func: Callable[[Any], Any], items: Any, *, workers: int | None = None, e
     return ItemMap(pipe, scheduler, report=True)
 
 
-class ItemMap(ItemWorkers):
+class ItemMap:
     """A running set of work items: iterate it for the results.
 
     ``for`` from any thread but the scheduler's loop; ``async for`` or
@@ -104,28 +101,16 @@ class ItemMap(ItemWorkers):
         #: earlier parts (a pipeline's items are retried from their stage, in parts)
         self.retry_of: int | None = None
         self.retried_before = (0, 0)
-        self.stopped = False  #: "stop and keep" ended it before the source did
         self._sched = scheduler
         self._ctx: JobContext | None = current_context()
         self._report = report and self._ctx is not None
         self._detail_type = detail or (ItemsDetail if report else None)
         self._lt = scheduler.loop_thread
+        self._work = StageWorkers(pipe, scheduler, self._ctx, names)  # the feeder and the stages' workers
         self._started = False
         self._finished = False
-        self._error: BaseException | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._threads_live = 0
-        self._threads_gone: asyncio.Event | None = None
-        self._stages: list[_StageRun] = []
         self._buffer: dict[int, Any] = {}
-        # what the user passed for each item inside a pipeline of several
-        # stages (a later stage's failure is named by it, not by its input)
-        self._sources: dict[int, Any] | None = {} if len(pipe.stages) > 1 else None
-        #: how the items are named on the card, by position, when the source is
-        #: not what the user passed (a retry re-runs what a stage was given)
-        self._names = names
         self._next = 0
-        self._fed = 0  # items the feeder put in
         self._pace = Throttle(PUBLISH_INTERVAL, scheduler.clock)  # the card's updates
         self.publish_errors = 0  #: card updates that raised (counted, survived)
         self.abandoned = 0  #: item threads still busy when a cancel gave up waiting for them
@@ -136,84 +121,29 @@ class ItemMap(ItemWorkers):
 
     # -- the loop side --------------------------------------------------------
     def _start(self) -> None:
-        """Build the channels and start the feeder and the workers (on the loop)."""
+        """Start the feeder and the workers (on the loop)."""
         if self._started:
             return
         self._started = True
-        loop = asyncio.get_running_loop()
-        ident = threading.get_ident()
-        pipe = self.pipe
-        self._threads_gone = asyncio.Event()
-        self._tickets = Channel(pipe.max_pending, loop, ident)
-        chans = [Channel(s.queue, loop, ident) for s in pipe.stages] + [Channel(pipe.max_pending, loop, ident)]
-        self._out = chans[-1]
-        self._stages = [_StageRun(s, chans[i], chans[i + 1], i, self._sched.clock) for i, s in enumerate(pipe.stages)]
-        with job_context(self._ctx) if self._ctx is not None else contextlib.nullcontext():
-            # tasks made here copy the job's context: items print and check cancel there
-            if hasattr(pipe.source, "__aiter__"):
-                self._tasks.append(loop.create_task(self._fenced(self._feed, chans[0]), name="notebook_ext-items-feed"))
-            else:  # a plain iterable may block (a generator reading files): never on the loop
-                self._threads_live += 1
-                threading.Thread(target=self._feed_sync, args=(chans[0],), daemon=True,
-                                 name="notebook_ext-items-feed").start()
-            for run in self._stages:
-                self._start_stage(run, loop)
-            if self._report:
-                self._tasks.append(loop.create_task(self._fenced(self._publisher), name="notebook_ext-items-publish"))
+        self._work.start(asyncio.get_running_loop(), self.total, self._publisher if self._report else None)
 
-    def _start_stage(self, run: _StageRun, loop: asyncio.AbstractEventLoop) -> None:
-        spec = run.spec
-        executor = self._sched.executor(spec.executor)
-        if executor.item_place == "threads":
-            n = spec.workers if self.total is None else max(1, min(spec.workers, self.total))
-            run.live = n
-            self._threads_live += n
-            for i in range(n):
-                tally = _Tally()
-                run.tallies.append(tally)
-                threading.Thread(target=self._thread_worker, args=(run, tally), daemon=True,
-                                 name=f"notebook_ext-items-{spec.name}-{i}").start()
-        elif executor.item_place == "loop":
-            run.live = spec.workers
-            for _ in range(spec.workers):
-                tally = _Tally()
-                run.tallies.append(tally)
-                self._tasks.append(loop.create_task(self._fenced(self._async_worker, run, tally)))
-        else:
-            if not isinstance(executor, ItemExecutor):
-                raise TypeError(f"the {executor.name!r} executor runs items on workers of its own "
-                                "but has no item_runner")
-            run.runner = executor.item_runner(spec.cpu)
-            # a file write or a Dask scatter of the packed function: in a thread, not on the loop
-            run.payload = loop.create_task(asyncio.to_thread(run.runner.store, spec.shipment))
-            self._tasks.append(run.payload)
-            # Two chunks per worker: the next one waits at the worker while the
-            # current one runs, so no worker idles for a round trip between chunks.
-            n = max(1, min(spec.workers, 2 * run.runner.slots))
-            run.live = n
-            for _ in range(n):
-                tally = _Tally()
-                run.tallies.append(tally)
-                self._tasks.append(loop.create_task(self._fenced(self._chunk_worker, run, tally)))
+    @property
+    def stopped(self) -> bool:
+        """"Stop and keep" ended the run before the source did."""
+        return self._work.stopped
 
     def _check_complete(self) -> None:
         """Every item fed came out (ok or failed), or say why not: never a
         silently shorter result."""
-        if self._error is not None:
-            raise self._error
+        if self._work.error is not None:
+            raise self._work.error
         ctx = self._ctx
         if ctx is not None and ctx.cancel_reason is not None:
             raise JobCancelled(ctx.cancel_reason)
-        if self.consumed != self._fed:
-            raise RuntimeError(f"{self._fed - self.consumed} of {self._fed} items were lost inside notebook_ext "
+        fed = self._work.fed
+        if self.consumed != fed:
+            raise RuntimeError(f"{fed - self.consumed} of {fed} items were lost inside notebook_ext "
                                f"(a bug: please report it); {self.consumed} finished")
-
-    def _abort_channels(self) -> None:
-        for run in self._stages:
-            run.inbox.abort()
-        if self._stages:
-            self._out.abort()
-            self._tickets.abort()
 
     async def aclose(self) -> None:
         """Stop everything still running and wait for it (on the loop)."""
@@ -221,23 +151,9 @@ class ItemMap(ItemWorkers):
             self._finished = True
             return
         self._finished = True
-        done = self._out.closed and not len(self._out) and all(r.live == 0 for r in self._stages)
-        if not done:
-            self._abort_channels()
-            for run in self._stages:
-                if run.runner is not None:
-                    run.runner.kill()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._threads_live > 0 and self._threads_gone is not None:
-            try:  # a thread finishes its current item (it cannot be killed); then it sees the abort
-                await asyncio.wait_for(self._threads_gone.wait(), 1.0)
-            except asyncio.TimeoutError:
-                self.abandoned = self._threads_live
-        for run in self._stages:
-            if run.runner is not None:
-                run.runner.close()
+        work = self._work
+        finished = work.out.closed and not len(work.out) and all(r.live == 0 for r in work.stages)
+        self.abandoned = await work.stop(finished)
         self._publish(final=True)
 
     # -- results ---------------------------------------------------------------
@@ -253,9 +169,9 @@ class ItemMap(ItemWorkers):
                 ready.append((self._next, self._buffer.pop(self._next)))
                 self._next += 1
         out = []
-        sources = self._sources
+        sources = self._work.sources
         for index, value in ready:
-            self._tickets.get_nowait()
+            self._work.tickets.get_nowait()
             self.consumed += 1
             if sources is not None:
                 sources.pop(index, None)
@@ -289,7 +205,7 @@ class ItemMap(ItemWorkers):
             self._pace.mark()
         elif not self._pace.ready():
             return
-        stages = tuple(run.stats() for run in self._stages)
+        stages = tuple(run.stats() for run in self._work.stages)
         n_failed = sum(s.failed for s in stages)
         # out of the pipeline: through its last stage, or failed in one
         out = (stages[-1].done if stages else 0) + n_failed
@@ -337,7 +253,7 @@ class ItemMap(ItemWorkers):
         try:
             while True:
                 try:
-                    entry = await self._out.get()
+                    entry = await self._work.out.get()
                 except Closed:
                     break
                 for ready in self._take(entry):
@@ -377,7 +293,7 @@ class ItemMap(ItemWorkers):
                 if ctx is not None and ctx.cancel_reason is not None:
                     raise JobCancelled(ctx.cancel_reason)
                 try:
-                    entry = self._out.get_sync(timeout=0.1)
+                    entry = self._work.out.get_sync(timeout=0.1)
                 except Closed:
                     break
                 if entry is _EMPTY:
@@ -400,7 +316,7 @@ class ItemMap(ItemWorkers):
 
     def stats(self) -> tuple[StageStats, ...]:
         """Per-stage counts now."""
-        return tuple(run.stats() for run in self._stages)
+        return tuple(run.stats() for run in self._work.stages)
 
     def __repr__(self) -> str:
         return f"<ItemMap {self.pipe!r} {self.consumed} finished, {len(self.failed)} failed>"

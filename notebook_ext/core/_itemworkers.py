@@ -9,11 +9,12 @@ import asyncio
 import contextlib
 import os
 import threading
-from typing import Any, Awaitable, Callable, Sequence, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, cast
 
 from ._channel import _EMPTY, Channel, Closed
 from ._clock import Clock
 from ._context import JobContext, job_context
+from ._executor import ItemExecutor
 from ._job import describe_error
 from ._loopthread import LoopThread
 from ._pace import ITEM_BACKOFF, pause
@@ -21,6 +22,9 @@ from ._pipeline import FailedItem, Pipeline, Stage, StageStats
 from ._states import JobCancelled, WorkerDied
 from ._text import safe_repr, shorten
 from ._tracebacks import format_traceback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._scheduler import Scheduler
 
 CHUNK_SECONDS = 0.05  # process / Dask items go in chunks of about this much work
 
@@ -76,28 +80,127 @@ class _StageRun:
                           in_flight, len(self.inbox), self.inbox.maxsize, finished / elapsed, self.peak)
 
 
-class ItemWorkers:
-    """The feeder and the stage workers of an `ItemMap` (a mixin: the
-    state below is set up by `ItemMap`)."""
+class StageWorkers:
+    """The producing half of an `ItemMap`: the feeder, each stage's workers
+    (threads, coroutines on the loop, or chunks on an executor's own workers,
+    as the stage's executor says by its ``item_place``), the channels between
+    them and what went wrong. The map starts them, takes the results from
+    `out` and stops them; nothing else reaches in."""
 
-    pipe: Pipeline
-    stopped: bool
-    _ctx: JobContext | None
-    _lt: LoopThread
-    _stages: list[_StageRun]
-    _tickets: Channel
-    _threads_live: int
-    _threads_gone: asyncio.Event | None
-    _fed: int
-    _error: BaseException | None
-    _sources: dict[int, Any] | None
-    _names: "Sequence[str] | None"
+    def __init__(self, pipe: Pipeline, scheduler: "Scheduler", ctx: JobContext | None,
+                 names: "Sequence[str] | None") -> None:
+        self.pipe = pipe
+        self.sched = scheduler
+        self.ctx = ctx
+        self.lt: LoopThread = scheduler.loop_thread
+        self.stages: list[_StageRun] = []
+        self.tickets: Channel  # one per item in flight: the back-pressure bound (made by `start`)
+        self.out: Channel  # the last stage's results (made by `start`)
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.threads_live = 0
+        self.threads_gone: asyncio.Event | None = None
+        self.fed = 0  # items the feeder put in
+        self.error: BaseException | None = None  # what ended the run (a source or a task that raised)
+        self.stopped = False  # "stop and keep" ended the feeding before the source did
+        # what the user passed for each item inside a pipeline of several
+        # stages (a later stage's failure is named by it, not by its input)
+        self.sources: dict[int, Any] | None = {} if len(pipe.stages) > 1 else None
+        #: how the items are named on the card, by position, when the source is
+        #: not what the user passed (a retry re-runs what a stage was given)
+        self.names = names
 
-    def _abort_channels(self) -> None:
-        raise NotImplementedError
+    def start(self, loop: asyncio.AbstractEventLoop, total: int | None,
+              publisher: "Callable[[], Awaitable[None]] | None" = None) -> None:
+        """Build the channels and start the feeder, the workers and the
+        ``publisher`` (on the loop, in the job's context)."""
+        ident = threading.get_ident()
+        pipe = self.pipe
+        self.threads_gone = asyncio.Event()
+        self.tickets = Channel(pipe.max_pending, loop, ident)
+        chans = [Channel(s.queue, loop, ident) for s in pipe.stages] + [Channel(pipe.max_pending, loop, ident)]
+        self.out = chans[-1]
+        self.stages = [_StageRun(s, chans[i], chans[i + 1], i, self.sched.clock) for i, s in enumerate(pipe.stages)]
+        with job_context(self.ctx) if self.ctx is not None else contextlib.nullcontext():
+            # tasks made here copy the job's context: items print and check cancel there
+            if hasattr(pipe.source, "__aiter__"):
+                self.tasks.append(loop.create_task(self.fenced(self._feed, chans[0]), name="notebook_ext-items-feed"))
+            else:  # a plain iterable may block (a generator reading files): never on the loop
+                self.threads_live += 1
+                threading.Thread(target=self._feed_sync, args=(chans[0],), daemon=True,
+                                 name="notebook_ext-items-feed").start()
+            for run in self.stages:
+                self._start_stage(run, loop, total)
+            if publisher is not None:
+                self.tasks.append(loop.create_task(self.fenced(publisher), name="notebook_ext-items-publish"))
+
+    def _start_stage(self, run: _StageRun, loop: asyncio.AbstractEventLoop, total: int | None) -> None:
+        spec = run.spec
+        executor = self.sched.executor(spec.executor)
+        if executor.item_place == "threads":
+            n = spec.workers if total is None else max(1, min(spec.workers, total))
+            run.live = n
+            self.threads_live += n
+            for i in range(n):
+                tally = _Tally()
+                run.tallies.append(tally)
+                threading.Thread(target=self._thread_worker, args=(run, tally), daemon=True,
+                                 name=f"notebook_ext-items-{spec.name}-{i}").start()
+        elif executor.item_place == "loop":
+            run.live = spec.workers
+            for _ in range(spec.workers):
+                tally = _Tally()
+                run.tallies.append(tally)
+                self.tasks.append(loop.create_task(self.fenced(self._async_worker, run, tally)))
+        else:
+            if not isinstance(executor, ItemExecutor):
+                raise TypeError(f"the {executor.name!r} executor runs items on workers of its own "
+                                "but has no item_runner")
+            run.runner = executor.item_runner(spec.cpu)
+            # a file write or a Dask scatter of the packed function: in a thread, not on the loop
+            run.payload = loop.create_task(asyncio.to_thread(run.runner.store, spec.shipment))
+            self.tasks.append(run.payload)
+            # Two chunks per worker: the next one waits at the worker while the
+            # current one runs, so no worker idles for a round trip between chunks.
+            n = max(1, min(spec.workers, 2 * run.runner.slots))
+            run.live = n
+            for _ in range(n):
+                tally = _Tally()
+                run.tallies.append(tally)
+                self.tasks.append(loop.create_task(self.fenced(self._chunk_worker, run, tally)))
+
+    def abort(self) -> None:
+        """Close every channel at once: each worker and the feeder stop at their next step."""
+        for run in self.stages:
+            run.inbox.abort()
+        if self.stages:
+            self.out.abort()
+            self.tickets.abort()
+
+    async def stop(self, finished: bool) -> int:
+        """Stop everything still running (``finished``: every item is out)
+        and wait for it; returns the item threads still busy after ~1 s
+        (they cannot be killed: each ends with its current item)."""
+        if not finished:
+            self.abort()
+            for run in self.stages:
+                if run.runner is not None:
+                    run.runner.kill()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        abandoned = 0
+        if self.threads_live > 0 and self.threads_gone is not None:
+            try:  # a thread finishes its current item; then it sees the abort
+                await asyncio.wait_for(self.threads_gone.wait(), 1.0)
+            except asyncio.TimeoutError:
+                abandoned = self.threads_live
+        for run in self.stages:
+            if run.runner is not None:
+                run.runner.close()
+        return abandoned
 
     def _feed_sync(self, first: Channel) -> None:
-        ctx = self._ctx
+        ctx = self.ctx
         index = 0
         try:
             with job_context(ctx) if ctx is not None else contextlib.nullcontext():
@@ -105,23 +208,23 @@ class ItemWorkers:
                     if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
                         self.stopped = True
                         break
-                    self._tickets.put_sync(None)
-                    if self._sources is not None:
-                        self._sources[index] = item
+                    self.tickets.put_sync(None)
+                    if self.sources is not None:
+                        self.sources[index] = item
                     first.put_sync((index, item))
                     index += 1
-                    self._fed = index
+                    self.fed = index
         except Closed:
             pass
         except BaseException as exc:  # noqa: BLE001 - the source itself failed: the whole run does
-            self._error = exc
-            self._abort_channels()
+            self.error = exc
+            self.abort()
         finally:
             first.close()
-            self._lt.call_soon(self._thread_gone)
+            self.lt.call_soon(self._thread_gone)
 
     async def _feed(self, first: Channel) -> None:
-        ctx = self._ctx
+        ctx = self.ctx
         source = self.pipe.source
         index = 0
         try:
@@ -129,18 +232,18 @@ class ItemWorkers:
                 if ctx is not None and (ctx.stop or ctx.cancel_reason is not None):
                     self.stopped = True
                     break
-                await self._tickets.put(None)
-                if self._sources is not None:
-                    self._sources[index] = item
+                await self.tickets.put(None)
+                if self.sources is not None:
+                    self.sources[index] = item
                 await first.put((index, item))
                 index += 1
-                self._fed = index
+                self.fed = index
         except Closed:
             return
-        finally:  # a source that raised fails the whole run: `_fenced` records it
+        finally:  # a source that raised fails the whole run: `fenced` records it
             first.close()
 
-    async def _fenced(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:
+    async def fenced(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run one task of this run, ``work(*args)``. Whatever escapes it (a
         KeyboardInterrupt or SystemExit from user code would stop the loop
         itself) ends the run with that error instead. (The coroutine is made
@@ -150,9 +253,9 @@ class ItemWorkers:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - the run's error, never the loop's end
-            if self._error is None:
-                self._error = exc
-            self._abort_channels()
+            if self.error is None:
+                self.error = exc
+            self.abort()
 
     def _retired(self, run: _StageRun, thread: bool = False) -> None:
         with run.lock:
@@ -161,12 +264,12 @@ class ItemWorkers:
         if last:
             run.outbox.close()
         if thread:
-            self._lt.call_soon(self._thread_gone)
+            self.lt.call_soon(self._thread_gone)
 
     def _thread_gone(self) -> None:
-        self._threads_live -= 1
-        if self._threads_live <= 0 and self._threads_gone is not None:
-            self._threads_gone.set()
+        self.threads_live -= 1
+        if self.threads_live <= 0 and self.threads_gone is not None:
+            self.threads_gone.set()
 
     def _fail(self, run: _StageRun, index: int, item: Any, exc: BaseException) -> _Failure:
         if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
@@ -175,23 +278,23 @@ class ItemWorkers:
 
     def _failure(self, run: _StageRun, index: int, item: Any, error: str, tb: str) -> _Failure:
         # named by what the user passed, not by what an earlier stage made of it
-        names = self._names
+        names = self.names
         if names is not None and index < len(names) and names[index]:
             label = names[index]
         else:
-            given = item if run.position == 0 or self._sources is None else self._sources.get(index, item)
+            given = item if run.position == 0 or self.sources is None else self.sources.get(index, item)
             label = item_label(given)
         return _Failure(FailedItem(index, shorten(str(error), 300), label, tb, run.spec.name), item, run.position)
 
     def _cancelled(self) -> bool:
-        ctx = self._ctx
+        ctx = self.ctx
         return ctx is not None and ctx.cancel_reason is not None
 
     def _thread_worker(self, run: _StageRun, tally: _Tally) -> None:
         spec, inbox, outbox, lock = run.spec, run.inbox, run.outbox, run.lock
         func, retries = spec.func, spec.retries
         try:
-            with job_context(self._ctx) if self._ctx is not None else contextlib.nullcontext():
+            with job_context(self.ctx) if self.ctx is not None else contextlib.nullcontext():
                 while True:
                     index, item = inbox.get_sync()
                     if type(item) is not _Failure:
@@ -301,8 +404,8 @@ class ItemWorkers:
             try:
                 payload = await run.payload
             except Exception as exc:  # noqa: BLE001 - no worker can get the function: the run fails
-                self._error = exc
-                self._abort_channels()
+                self.error = exc
+                self.abort()
                 return
             while True:
                 batch = [await inbox.get()]
@@ -328,8 +431,8 @@ class ItemWorkers:
                     run.active -= len(work)
                 per_item = (run.clock.monotonic() - began) / len(work)
                 run.chunk = max(1, min(256, int(CHUNK_SECONDS / max(per_item, 1e-6))))
-                if printed and self._ctx is not None:
-                    self._ctx.output.write(printed)
+                if printed and self.ctx is not None:
+                    self.ctx.output.write(printed)
                 for (index, item), (ok, value) in zip(work, outcomes):
                     if not ok:
                         value = self._failure(run, index, item, value[0], value[1])
