@@ -13,6 +13,7 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._pace import Throttle
 from ._states import JobSnapshot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,11 +32,14 @@ class Notifier:
         self._running = running  # the jobs whose progress may move
         self.interval = interval
         self._clock = clock.monotonic
+        self._time = clock
         self._observers: list[Observer] = []
         self._wake = threading.Condition()
         self._dirty: dict[int, "Job"] = {}
         self._final: list["Job"] = []
-        self._last_sent: dict[int, float] = {}
+        # each running job's deliveries: at most one per interval (a hair
+        # less, so a tick that lands a microsecond early still sends)
+        self._paces: dict[int, Throttle] = {}
         self._last_sig: dict[int, tuple[Any, ...]] = {}
         self._closed = False
         self._idle = False  # the thread sleeps until a change: nothing runs, nothing is due
@@ -98,7 +102,10 @@ class Notifier:
         except Exception:  # noqa: BLE001 - a job whose facts cannot be read is skipped, not fatal
             self._fault()
             return
-        self._last_sent[job.id] = now
+        pace = self._paces.get(job.id)
+        if pace is None:
+            pace = self._paces[job.id] = Throttle(self.interval * 0.999, self._time)
+        pace.mark(now)
         self.delivered += 1
         for observer in self._observers:
             try:
@@ -137,7 +144,7 @@ class Notifier:
             now = self._clock()
             for job in final:
                 self._deliver(job, now)
-                self._last_sent.pop(job.id, None)
+                self._paces.pop(job.id, None)
                 self._last_sig.pop(job.id, None)
             if now >= next_tick or closed:
                 self.tick(now)
@@ -160,8 +167,8 @@ class Notifier:
                 with self._wake:
                     self._dirty.pop(job_id, None)
                 continue
-            last = self._last_sent.get(job_id)
-            if last is not None and now - last < self.interval * 0.999:
+            pace = self._paces.get(job_id)
+            if pace is not None and pace.due_in(now) > 0:
                 continue
             if job_id not in self._dirty and self._last_sig.get(job_id) == self._signature(job):
                 continue

@@ -1,11 +1,11 @@
 """How often things happen: one back-off policy for everything that tries
 again (jobs, work items in threads, on the loop and in worker processes,
 the history's writer) and one throttle for what must not go more often than
-so many times a second (the items' card updates, the card pump and its
-dashboards, serving's numbers, scikit-learn's fit callback). Both read time
-from a `Clock`, so tests move it by hand. (The notifier keeps one delivery
-time per job in a dict of its own, and a worker's progress sender ticks on
-an `Event.wait`: periods, not throttles.)"""
+so many times a second (the notifier's snapshots of each job, the items'
+card updates, the card pump and its dashboards, serving's numbers,
+scikit-learn's fit callback). Both read time from a `Clock`, so tests move
+it by hand. (A worker process's progress sender ticks on an `Event.wait`
+every `SHIP_INTERVAL`: a period, not a throttle.)"""
 
 from __future__ import annotations
 
