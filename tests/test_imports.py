@@ -244,9 +244,6 @@ STDLIB_PRIVATE_ALLOWED = {
     ("executors/_process.py", "_exit"): "os._exit is public API (exit at once, no cleanup)",
     ("core/_job.py", "_state"): "our own Job's field (a Job, not a stdlib object, is read)",
     ("ml/_serve.py", "_run"): "our own Predictor's method",
-    # Still open (issue 26): the process pool on loky or on public multiprocessing only.
-    ("executors/_process.py", "_processes"): "ProcessPoolExecutor's workers: to go with the loky rewrite",
-    ("executors/_process.py", "_popen"): "a worker's exit status: to go with the loky rewrite",
 }
 
 

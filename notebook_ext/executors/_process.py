@@ -1,16 +1,24 @@
 """The process executor: job code in worker processes, killable on cancel.
 
-Each slot is a one-worker `concurrent.futures.ProcessPoolExecutor`, so killing
-the worker of one cancelled job breaks only that slot's pool (which is then
-replaced), never the jobs running in the other slots. Workers run at a lower
-OS priority (``nice``) so the notebook stays responsive. Calls travel as
-cloudpickle bytes, so functions defined in a notebook work.
+Each slot has one worker process of its own (`_Worker`: a
+``multiprocessing`` process and a duplex pipe), so killing the worker of one
+cancelled job touches no other job. Workers run at a lower OS priority
+(``nice``) so the notebook stays responsive. Calls travel as cloudpickle
+bytes, so functions defined in a notebook work. A run of work items gets
+workers of its own (`ProcessItemRunner`), so its cancel kills exactly those.
 
-Progress, metrics and output travel back over one pipe per slot (only that
-slot's worker writes to it, so a worker killed mid-write can corrupt nothing
-but its own pipe, which is replaced with its pool): the worker's sender
-thread ships at most ten updates a second. One receiver thread reads all the
-pipes; nothing a worker sends, and no pipe torn down under it, ends it.
+Everything a worker sends home goes over its one pipe, in order: the job's
+start, its progress (the worker's sender thread ships at most ten updates a
+second), then its result. One receiver thread reads all the pipes; nothing
+a worker sends, and no pipe torn down under it, ends it. A worker that dies
+shows as end-of-file on its pipe; its exit status is read then.
+
+Only the standard library's public API is used. One thing it leaves to us:
+a forkserver worker's exit status is one message on a socket, and when two
+threads read it at once (``Process.start`` polls every child of the
+process) the loser records 255. Every process this executor starts, and
+every exit status it reads, goes through one lock (`_START_AND_REAP`), so
+its own threads never meet there.
 
 Workers ignore SIGINT: a kernel "Interrupt" signals the kernel's whole
 process group, workers included (the forkserver ignores it already). A
@@ -27,14 +35,15 @@ GIL exits when it lets go of it.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import itertools
 import multiprocessing
 import os
 import pickle
 import signal
 import threading
 import weakref
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, cast
 
 from ..core import JobCancelled, WorkerDied
@@ -98,11 +107,35 @@ def _poll(ctx: JobContext) -> None:
 def _run_payload(job_id: int, payload: bytes) -> tuple[Any, ...]:
     _send(("start", job_id, os.getpid()))
     outcome = run_shipped(job_id, payload, _send, _poll)
-    _send(("end", job_id))  # after the last update on this pipe (see `ProgressRouter`)
+    _send(("end", job_id))  # after the last update (see `ProgressRouter`)
     return outcome
 
 
+def _worker_main(conn: Any, stop_flag: Any, nice: int, threads: int) -> None:
+    """A worker's life: take a call (a job, or a chunk of work items) from
+    the pipe, run it, send its result back on the same pipe; until the pipe
+    closes or says stop."""
+    _worker_init(conn, stop_flag, nice, threads)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        if task[0] == "job":
+            _, job_id, payload = task
+            _send(("result", job_id, _run_payload(job_id, payload)))
+        else:
+            _, chunk_id, payload, items, retries = task
+            _send(("chunk", chunk_id, run_chunk(payload, items, retries)))
+
+
 # -- parent side --------------------------------------------------------------
+
+_START_AND_REAP = threading.Lock()  # see the module's docstring
+_UNKNOWN = " (killed or crashed)"  # how a worker ended, while its status is not known
+_live: "weakref.WeakSet[_Worker]" = weakref.WeakSet()  # killed at exit if still there
 
 
 def _start_method() -> str:
@@ -122,54 +155,109 @@ def _main_problem() -> str | None:
             "file; run this code from a file, or use executor='thread'")
 
 
-def _one_reader(proc: Any) -> None:
-    """Let one thread at a time read a forkserver worker's exit status.
-
-    The status comes over a socket that only one reader can drain: when two
-    threads poll at once (a pool joining its dead worker while another pool
-    starts a process, which polls every child), the loser reads end-of-file
-    and CPython records exit code 255 instead of the real one.
-    """
-    popen = getattr(proc, "_popen", None)
-    if popen is None or getattr(popen, "_nbx_one_reader", False) or not hasattr(popen, "sentinel"):
-        return
-    from multiprocessing.connection import wait
-
-    lock = threading.Lock()
-    poll = type(popen).poll
-    # A weak reference: a strong one (or the bound method) would make the
-    # Popen a reference cycle, so its two fds would wait for the cyclic GC.
-    ref = weakref.ref(popen)
-
-    def poll_one_at_a_time(flag: int = os.WNOHANG) -> Any:
-        this = ref()
-        if this is None:
-            return None
-        if flag != os.WNOHANG and this.returncode is None:
-            wait([this.sentinel])  # block outside the lock: others may still poll
-        with lock:
-            return poll(this, os.WNOHANG)
-
-    popen.poll = poll_one_at_a_time
-    popen._nbx_one_reader = True
+def _kill_live_workers() -> None:
+    # At exit, before multiprocessing joins its children: a scheduler nobody
+    # shut down must not keep the interpreter waiting for its workers.
+    for worker in list(_live):
+        worker.kill()
 
 
-def _guard_workers(pool: ProcessPoolExecutor) -> None:
-    """`_one_reader` for each worker of ``pool``. A function of its own so
-    that no worker's `Process` stays in the caller's frame: a job's error
-    keeps that frame in its traceback, and the `Process` of a dead worker
-    holds two fds until it is freed."""
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
-        _one_reader(proc)
+_at_exit = threading.Lock()
+_at_exit_set = False
 
 
-def _exit_code(pool: ProcessPoolExecutor | None, pid: int | None) -> int | None:
-    """The exit code the pool's own join stored for worker ``pid`` (any
-    worker if None), or None while it has not reaped it. Read, not polled:
-    polling from this thread too would race that join for the status."""
-    procs = getattr(pool, "_processes", None) or {}
-    proc = procs.get(pid) if pid else next(iter(procs.values()), None)
-    return getattr(getattr(proc, "_popen", None), "returncode", None)
+def _kill_at_exit() -> None:
+    """Register `_kill_live_workers` once, after a first start has imported
+    ``multiprocessing.util``: atexit runs the later registration first, so
+    ours runs before multiprocessing's own, which joins every child."""
+    global _at_exit_set
+    with _at_exit:
+        if not _at_exit_set:
+            atexit.register(_kill_live_workers)
+            _at_exit_set = True
+
+
+class _Worker:
+    """One worker process and the pipe to it (tasks in; start, progress and
+    results out, in order)."""
+
+    def __init__(self, ctx: Any, nice: int, threads: int, stop_flag: Any = None) -> None:
+        here, there = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(there, stop_flag, nice, threads),
+                                name="notebook_ext-worker")
+        try:
+            with _START_AND_REAP:
+                self.proc.start()
+        finally:
+            there.close()  # the worker holds it now: its death shows here as end-of-file
+        self.conn: "Connection[Any, Any]" = here
+        self.pid: int = cast(int, self.proc.pid)
+        self.waiting: Future[tuple[Any, ...]] | None = None  # the result of the call it runs
+        self.started_job = False  # it said "start" for the job it runs
+        self.dead = False
+        _live.add(self)
+        _kill_at_exit()
+
+    def call(self, task: tuple[Any, ...]) -> "Future[tuple[Any, ...]]":
+        """Send ``task``; the future gets its result, or ``("died",)``."""
+        waiting: Future[tuple[Any, ...]] = Future()
+        self.waiting = waiting
+        self.started_job = False
+        try:
+            self.conn.send(task)
+        except (OSError, ValueError):  # dead already (the receiver may not have seen it yet)
+            self.died()
+        return waiting
+
+    def died(self) -> None:
+        """Its pipe reached end-of-file (the receiver's thread)."""
+        self.dead = True
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(("died",))
+
+    def exit_status(self, timeout: float = 1.0) -> str:
+        """How the (dead) worker ended, in words, once it is reaped."""
+        with _START_AND_REAP:
+            self.proc.join(timeout)
+            code = self.proc.exitcode
+        if code is None:
+            return _UNKNOWN
+        if code < 0:
+            try:
+                return f" (killed by {signal.Signals(-code).name})"
+            except ValueError:
+                return f" (signal {-code})"
+        return f" (exit code {code})"
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def alive(self) -> bool:
+        return not self.dead and self.proc.is_alive()
+
+    def close(self) -> None:
+        """Stop it (at once) and let go of its process."""
+        self.kill()
+        with _START_AND_REAP:
+            self.proc.join(5)
+            if self.proc.exitcode is not None:
+                self.proc.close()  # its sentinel's fd goes now, not at the next garbage collection
+        _live.discard(self)
+
+
+async def _exit_status(worker: _Worker) -> str:
+    """How the dead ``worker`` ended, once it is reaped (up to 1 s, without
+    blocking the loop)."""
+    for _ in range(100):
+        status = worker.exit_status(timeout=0)
+        if status != _UNKNOWN:
+            return status
+        await asyncio.sleep(0.01)
+    return _UNKNOWN
 
 
 class ProcessExecutor(ExecutorBase):
@@ -191,12 +279,11 @@ class ProcessExecutor(ExecutorBase):
         super().__init__(slots)
         self.nice = nice
         self._ctx = multiprocessing.get_context(_start_method())
-        self._pools: list[ProcessPoolExecutor | None] = []
+        self._workers: list[_Worker | None] = []
         self._stop_flags: list[Any] = []
         self._free: list[int] = []
-        self._conns: dict[int, Any] = {}  # slot -> read end of its pipe
-        self._retired: list[Any] = []  # read ends for the receiver to close
-        self._writers: dict[int, Any] = {}  # slot -> write end, until its worker has it
+        self._conns: dict[Any, _Worker] = {}  # read end -> its worker (the receiver reads these)
+        self._retired: list[_Worker] = []  # dead or dropped workers for the receiver to close
         self._wake_r: Any = None
         self._wake_w: Any = None
         self._started = False
@@ -204,12 +291,11 @@ class ProcessExecutor(ExecutorBase):
         self._receiver: threading.Thread | None = None
         self.receiver_errors = 0  #: unexpected errors the receiver thread caught and survived
         self._progress = ProgressRouter()
-        self._pids: dict[int, int] = {}
-        self._kill_pending: set[int] = set()
         self._slot_of: dict[int, int] = {}
         self._lock = threading.Lock()
-        self._idle_item_pools: dict[int, ProcessPoolExecutor] = {}  # warm workers for the next run of items
+        self._idle_item_workers: dict[int, list[_Worker]] = {}  # warm workers for the next run of items
         self._items_closed = False
+        self._chunk_ids = itertools.count()
 
     def prepare(self, job: "Job") -> None:
         job.shipment = pack_call(job, "a worker process")
@@ -220,7 +306,7 @@ class ProcessExecutor(ExecutorBase):
         assert self.slots is not None
         self._started = True
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
-        self._pools = [None] * self.slots
+        self._workers = [None] * self.slots
         self._stop_flags = [self._ctx.Value("b", 0, lock=False) for _ in range(self.slots)]
         self._free = list(range(self.slots))
         self._receiver = threading.Thread(
@@ -228,31 +314,34 @@ class ProcessExecutor(ExecutorBase):
         )
         self._receiver.start()
 
-    def _pool(self, slot: int) -> ProcessPoolExecutor:
-        pool = self._pools[slot]
-        if pool is None:
-            reader, writer = self._ctx.Pipe(duplex=False)
-            pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=self._ctx,
-                initializer=_worker_init,
-                initargs=(writer, self._stop_flags[slot], self.nice,
-                          max(1, (os.cpu_count() or 1) // (self.slots or 1))),
-            )
-            self._pools[slot] = pool
-            with self._lock:
-                self._conns[slot] = reader
-                self._writers[slot] = writer
-            self._wake_w.send(b"")
-        return pool
-
-    def _release_writer(self, slot: int) -> None:
-        # Once the worker holds the write end, the parent closes its own copy,
-        # so a dead worker shows as end-of-file instead of a silent pipe.
+    def new_worker(self, threads: int, stop_flag: Any = None) -> _Worker:
+        """A worker process the receiver reads from (for a slot, or a run of items)."""
+        self._ensure_started()
+        worker = _Worker(self._ctx, self.nice, threads, stop_flag)
         with self._lock:
-            writer = self._writers.pop(slot, None)
-        if writer is not None:
-            writer.close()
+            self._conns[worker.conn] = worker
+        self._wake_w.send(b"")
+        return worker
+
+    def _slot_worker(self, slot: int) -> _Worker:
+        worker = self._workers[slot]
+        if worker is not None and worker.dead:  # died between jobs
+            self.retire(worker)
+            worker = None
+        if worker is None:
+            threads = max(1, (os.cpu_count() or 1) // (self.slots or 1))
+            worker = self._workers[slot] = self.new_worker(threads, self._stop_flags[slot])
+        return worker
+
+    def retire(self, worker: _Worker) -> None:
+        """Kill ``worker`` (if it lives) and have the receiver close its pipe."""
+        worker.kill()
+        with self._lock:
+            self._retired.append(worker)
+        try:
+            self._wake_w.send(b"")
+        except (OSError, ValueError):
+            pass  # shut down meanwhile: `shutdown` closes it
 
     def _receive(self) -> None:
         while not self._closing:
@@ -267,47 +356,48 @@ class ProcessExecutor(ExecutorBase):
         # Only this thread closes read ends, so none is closed under a wait or a recv.
         with self._lock:
             retired, self._retired = self._retired, []
-            by_conn = {c: slot for slot, c in self._conns.items()}
-        for conn in retired:
-            conn.close()
-        # every one a pipe end (`Pipe`): no sockets, no sentinels
-        for conn in cast("list[Connection[Any, Any]]", wait(list(by_conn) + [self._wake_r], timeout=1.0)):
+            for worker in retired:
+                self._conns.pop(worker.conn, None)
+            by_conn = dict(self._conns)
+        for worker in retired:
+            worker.died()
+            worker.conn.close()
+            worker.close()
+        for conn in wait(list(by_conn) + [self._wake_r], timeout=1.0):
             if conn is self._wake_r:
-                conn.recv_bytes()
+                cast("Connection[Any, Any]", conn).recv_bytes()
                 continue
+            worker = by_conn[conn]
             try:
-                data = conn.recv_bytes()
+                data = cast("Connection[Any, Any]", conn).recv_bytes()
             except EOFError:  # its worker is gone
-                self._drop_conn(by_conn[conn], conn)
+                self._drop(worker)
                 continue
             except Exception:  # noqa: BLE001 - e.g. a pipe that broke mid-message
                 self.receiver_errors += 1
-                self._drop_conn(by_conn[conn], conn)
+                self._drop(worker)
                 continue
             try:  # a whole message was read, so a bad one leaves the pipe in step
-                self._handle(pickle.loads(data))
+                self._handle(worker, pickle.loads(data))
             except Exception:  # noqa: BLE001
                 self.receiver_errors += 1
 
-    def _drop_conn(self, slot: int, conn: Any) -> None:
+    def _drop(self, worker: _Worker) -> None:
         with self._lock:
-            if self._conns.get(slot) is conn:
-                del self._conns[slot]
-            jobs = [job_id for job_id, s in self._slot_of.items() if s == slot]
-        conn.close()
-        for job_id in jobs:  # nothing more comes from this pipe
-            self._progress.ended(job_id)
+            self._conns.pop(worker.conn, None)
+        worker.died()
+        worker.conn.close()
 
-    def _handle(self, msg: tuple[Any, ...]) -> None:
-        kind, job_id = msg[0], msg[1]
+    def _handle(self, worker: _Worker, msg: tuple[Any, ...]) -> None:
+        kind, _ = msg[0], msg[1]  # every message names its job (or chunk): one that does not is garbage
         if kind == "start":
-            with self._lock:
-                self._pids[job_id] = msg[2]
-                kill = job_id in self._kill_pending
-            if kill:
-                self._kill(job_id)
+            worker.started_job = True
         elif kind in ("progress", "end"):
             self._progress.deliver(msg)
+        elif kind in ("result", "chunk"):
+            waiting, worker.waiting = worker.waiting, None
+            if waiting is not None and not waiting.done():
+                waiting.set_result(msg)
 
     async def run(self, job: "Job") -> Any:
         self._ensure_started()
@@ -315,92 +405,40 @@ class ProcessExecutor(ExecutorBase):
         self._slot_of[job.id] = slot
         self._progress.track(job)
         self._stop_flags[slot].value = 1 if job.ctx.stop else 0
-        payload = job.shipment
+        worker: _Worker | None = None
         try:
-            pool = self._pool(slot)
-            fut = pool.submit(_run_payload, job.id, payload)
-            self._release_writer(slot)  # the worker process exists now
-            _guard_workers(pool)
-            outcome = await asyncio.wrap_future(fut)
-            await self._progress.drained(job)
-        except BrokenProcessPool:
-            try:
-                pid, code = await self._death(slot, job.id)
-            finally:  # cancelled while waiting for the report: replaced all the same
-                self._replace(slot)
-            if job.ctx.cancel_reason is not None:
-                raise JobCancelled(job.ctx.cancel_reason) from None
-            if pid is None:  # it never started the job
-                problem = _main_problem() or "its error went to this process's stderr"
-                raise WorkerDied(f"the worker process could not start{code}: {problem}") from None
-            raise WorkerDied(
-                f"the worker process (pid {pid}) died while running {job.name!r}{code}"
-            ) from None
+            worker = self._slot_worker(slot)
+            if job.ctx.cancel_reason is not None:  # cancelled before it began: nothing to start
+                raise JobCancelled(job.ctx.cancel_reason)
+            reply = await asyncio.wrap_future(worker.call(("job", job.id, job.shipment)))
+            if reply[0] == "died":
+                self._workers[slot] = None
+                status = await _exit_status(worker)
+                self.retire(worker)
+                if job.ctx.cancel_reason is not None:
+                    raise JobCancelled(job.ctx.cancel_reason)
+                if not worker.started_job:  # it never started the job
+                    problem = _main_problem() or "its error went to this process's stderr"
+                    raise WorkerDied(f"the worker process could not start{status}: {problem}")
+                raise WorkerDied(f"the worker process (pid {worker.pid}) died while running {job.name!r}{status}")
+            outcome = reply[2]
         except asyncio.CancelledError:
-            self._kill(job.id)
-            self._replace(slot)
+            if worker is not None:
+                self._workers[slot] = None
+                self.retire(worker)
             raise
         finally:
             self._progress.forget(job)
             self._slot_of.pop(job.id, None)
-            with self._lock:
-                self._pids.pop(job.id, None)
-                self._kill_pending.discard(job.id)
             self._free.append(slot)
         return unpack_outcome(job.ctx, outcome)
 
-    async def _death(self, slot: int, job_id: int) -> tuple[int | None, str]:
-        """The dead worker's pid (None if it never started the job) and how it
-        ended, once the receiver has read its pipe to the end and the pool has
-        reaped it (up to 1 s, without blocking the loop)."""
-        pid, code = None, None
-        for _ in range(100):
-            with self._lock:
-                drained = slot not in self._conns
-                pid = self._pids.get(job_id)
-            code = _exit_code(self._pools[slot], pid)
-            if drained and code is not None:
-                break
-            await asyncio.sleep(0.01)
-        if code is None:
-            return pid, " (killed or crashed)"
-        if code < 0:
-            try:
-                return pid, f" (killed by {signal.Signals(-code).name})"
-            except ValueError:
-                return pid, f" (signal {-code})"
-        return pid, f" (exit code {code})"
-
-    def _replace(self, slot: int) -> None:
-        pool = self._pools[slot]
-        self._pools[slot] = None
-        with self._lock:
-            conn = self._conns.pop(slot, None)
-            if conn is not None:
-                self._retired.append(conn)
-        if conn is not None:
-            try:
-                self._wake_w.send(b"")  # the receiver closes it
-            except (OSError, ValueError):
-                pass  # shut down meanwhile: `shutdown` closes it
-        self._release_writer(slot)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def _kill(self, job_id: int) -> None:
-        with self._lock:
-            pid = self._pids.get(job_id)
-            if pid is None:
-                self._kill_pending.add(job_id)
-                return
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
     def interrupt(self, job: "Job") -> None:
-        if job.id in self._slot_of:
-            self._kill(job.id)
+        slot = self._slot_of.get(job.id)
+        if slot is not None:
+            worker = self._workers[slot]
+            if worker is not None:
+                worker.kill()
 
     def request_stop(self, job: "Job") -> None:
         slot = self._slot_of.get(job.id)
@@ -419,51 +457,37 @@ class ProcessExecutor(ExecutorBase):
         cancelled one kills them."""
         n = cpu or os.cpu_count() or 1
         with self._lock:
-            pool = self._idle_item_pools.pop(n, None)
-        return ProcessItemRunner(self, n, pool)
+            warm = self._idle_item_workers.pop(n, [])
+        return ProcessItemRunner(self, n, warm)
 
-    def _item_pool(self, n: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=n, mp_context=self._ctx, initializer=_worker_init,
-                                   initargs=(None, None, self.nice, max(1, (os.cpu_count() or 1) // n)))
-
-    def _park_item_pool(self, n: int, pool: ProcessPoolExecutor) -> None:
+    def _park_item_workers(self, n: int, workers: list[_Worker]) -> None:
+        workers = [w for w in workers if w.alive()]
         with self._lock:
-            if self._items_closed or n in self._idle_item_pools:
-                extra = pool
+            if self._items_closed or n in self._idle_item_workers:
+                extra = workers
             else:
-                self._idle_item_pools[n], extra = pool, None
-        if extra is not None:
-            extra.shutdown(wait=False, cancel_futures=True)
+                self._idle_item_workers[n], extra = workers, []
+        for worker in extra:
+            self.retire(worker)
 
     def worker_pid(self, job: "Job") -> int | None:
         """Process id of the worker running ``job`` (None when it runs nowhere)."""
-        with self._lock:
-            return self._pids.get(job.id)
+        slot = self._slot_of.get(job.id)
+        worker = self._workers[slot] if slot is not None else None
+        return worker.pid if worker is not None and worker.started_job else None
 
     def worker_pids(self) -> list[int]:
-        """Process ids of the live worker processes (for tests and tools)."""
-        pids: list[int] = []
-        for pool in self._pools:
-            procs = getattr(pool, "_processes", None) or {}
-            pids.extend(p for p, proc in procs.items() if proc.is_alive())
-        return pids
+        """Process ids of the live worker processes of the slots (for tests and tools)."""
+        return [w.pid for w in self._workers if w is not None and w.alive()]
 
     def shutdown(self) -> None:
         with self._lock:
             self._items_closed = True
-            idle, self._idle_item_pools = list(self._idle_item_pools.values()), {}
-        for parked in idle:
-            _kill_pool(parked)
-        for job_id in list(self._slot_of):
-            self._kill(job_id)
-        for slot, pool in enumerate(self._pools):
-            if pool is None:
-                continue
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                if proc.is_alive():
-                    proc.kill()
-            pool.shutdown(wait=True, cancel_futures=True)
-            self._pools[slot] = None
+            idle = [w for ws in self._idle_item_workers.values() for w in ws]
+            self._idle_item_workers = {}
+            everyone = list(self._conns.values()) + self._retired
+        for worker in everyone + idle + [w for w in self._workers if w is not None]:
+            worker.kill()
         if self._started:
             self._closing = True
             try:
@@ -473,32 +497,29 @@ class ProcessExecutor(ExecutorBase):
             if self._receiver is not None:
                 self._receiver.join(timeout=2)
             with self._lock:
-                conns, self._conns = list(self._conns.values()) + self._retired, {}
-                self._retired = []
-            for conn in conns + [self._wake_r, self._wake_w]:
+                everyone = list(self._conns.values()) + self._retired
+                self._conns, self._retired = {}, []
+            for worker in {id(w): w for w in everyone + idle + [w for w in self._workers if w is not None]}.values():
+                worker.died()
+                worker.conn.close()
+                worker.close()
+            self._workers = [None] * len(self._workers)
+            for conn in (self._wake_r, self._wake_w):
                 conn.close()
-            for slot in list(self._writers):
-                self._release_writer(slot)
-
-
-
-def _kill_pool(pool: ProcessPoolExecutor) -> None:
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
-        if proc.is_alive():
-            proc.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class ProcessItemRunner:
     """Work items in chunks on ``slots`` worker processes of their own, so
     a cancel kills exactly these (and no job's worker). A worker that dies
-    fails the items of its chunk; a fresh pool serves the rest. The packed
-    function goes into a temporary file that each worker reads once."""
+    fails the items of its chunk alone; a fresh worker takes its place. The
+    packed function goes into a temporary file that each worker reads once."""
 
-    def __init__(self, owner: ProcessExecutor, slots: int, pool: ProcessPoolExecutor | None) -> None:
+    def __init__(self, owner: ProcessExecutor, slots: int, warm: list[_Worker]) -> None:
         self.slots = slots
         self._owner = owner
-        self._pool = pool
+        self._workers: list[_Worker] = list(warm)
+        self._idle: list[_Worker] = list(warm)
+        self._freed: asyncio.Event | None = None
         self._killed = False
         self._done = False
         self._files: list[str] = []
@@ -518,38 +539,54 @@ class ProcessItemRunner:
             self._forget_files()
         return (uuid.uuid4().hex, path)
 
-    def _get_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = self._owner._item_pool(self.slots)
-        return self._pool
+    async def _take(self) -> _Worker:
+        """An idle worker (a new one while there are fewer than ``slots``)."""
+        while True:
+            if self._killed:
+                raise JobCancelled("the items were cancelled")
+            if self._idle:
+                return self._idle.pop()
+            if len(self._workers) < self.slots:
+                threads = max(1, (os.cpu_count() or 1) // self.slots)
+                worker = self._owner.new_worker(threads)  # a few ms: forkserver forks a ready process
+                self._workers.append(worker)
+                return worker
+            if self._freed is None:
+                self._freed = asyncio.Event()
+            self._freed.clear()
+            await self._freed.wait()
+
+    def _give_back(self, worker: _Worker) -> None:
+        if worker.dead:
+            self._workers.remove(worker)
+            self._owner.retire(worker)
+        else:
+            self._idle.append(worker)
+        if self._freed is not None:
+            self._freed.set()
 
     async def run_chunk(self, payload: tuple[str, str], items: list[Any],
                         retries: int) -> tuple[list[tuple[bool, Any]], str]:
         import cloudpickle
 
-        if self._killed:
-            raise JobCancelled("the items were cancelled")
-        pool = self._get_pool()
+        worker = await self._take()
         try:
-            fut = pool.submit(run_chunk, payload, cloudpickle.dumps(items), retries)
-        except BrokenProcessPool:
-            fut = None
-        if fut is not None:
-            _guard_workers(pool)
-        try:
-            if fut is None:
-                raise BrokenProcessPool
-            blob = await asyncio.wrap_future(fut)
-        except BrokenProcessPool:
-            if self._pool is pool:
-                self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise WorkerDied("the worker process running this chunk of items died") from None
-        return unpack_chunk(blob)
+            reply = await asyncio.wrap_future(
+                worker.call(("chunk", next(self._owner._chunk_ids), payload, cloudpickle.dumps(items), retries)))
+        except BaseException:
+            worker.kill()  # cancelled mid-chunk: this worker's result would come to nobody
+            worker.dead = True
+            raise
+        finally:
+            self._give_back(worker)
+        if reply[0] == "died":
+            if self._killed:
+                raise JobCancelled("the items were cancelled")
+            raise WorkerDied("the worker process running this chunk of items died")
+        return unpack_chunk(reply[2])
 
     def pids(self) -> list[int]:
-        procs = getattr(self._pool, "_processes", None) or {}
-        return [pid for pid, proc in procs.items() if proc.is_alive()]
+        return [w.pid for w in self._workers if w.alive()]
 
     def _forget_files(self) -> None:
         for path in self._files:
@@ -561,14 +598,16 @@ class ProcessItemRunner:
 
     def kill(self) -> None:
         self._killed = self._done = True
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            _kill_pool(pool)
+        workers, self._workers, self._idle = self._workers, [], []
+        for worker in workers:
+            self._owner.retire(worker)
+        if self._freed is not None:
+            self._freed.set()
         self._forget_files()
 
     def close(self) -> None:
         self._done = True
-        pool, self._pool = self._pool, None
         self._forget_files()
-        if pool is not None and not self._killed:
-            self._owner._park_item_pool(self.slots, pool)
+        if not self._killed:
+            workers, self._workers, self._idle = self._workers, [], []
+            self._owner._park_item_workers(self.slots, workers)

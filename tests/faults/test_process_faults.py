@@ -403,16 +403,15 @@ def test_resources_are_flat_after_a_fault_case_and_its_shutdown():
 def test_exit_status_read_by_two_threads_at_once(guarded, monkeypatch, flat):
     """CPython lets two threads drain a forkserver worker's one status
     message; the loser records 255. Forced here: both readers meet at a
-    barrier inside the read. Our guard lets one read at a time."""
+    barrier inside the read. The process executor starts its workers and
+    reads their statuses under one lock (`_START_AND_REAP`): one at a time."""
     import multiprocessing
     from multiprocessing import forkserver
 
-    from notebook_ext.executors._process import _one_reader
+    from notebook_ext.executors._process import _START_AND_REAP
 
     proc = multiprocessing.get_context("forkserver").Process(target=os._exit, args=(3,))
     proc.start()
-    if guarded:
-        _one_reader(proc)
     from multiprocessing.connection import wait
     wait([proc.sentinel], 30)  # dead: its status is waiting on the socket
     both_inside = threading.Barrier(2)
@@ -427,7 +426,16 @@ def test_exit_status_read_by_two_threads_at_once(guarded, monkeypatch, flat):
 
     monkeypatch.setattr(forkserver, "read_signed", read_when_both_are_inside)
     codes = []
-    readers = [threading.Thread(target=lambda: codes.append(proc._popen.poll())) for _ in range(2)]
+
+    def status():
+        if guarded:  # as the executor reads a worker's status
+            with _START_AND_REAP:
+                proc.join(5)
+                codes.append(proc.exitcode)
+        else:  # as two unguarded pollers do (a pool's join, another thread's Process.start)
+            codes.append(proc._popen.poll())
+
+    readers = [threading.Thread(target=status) for _ in range(2)]
     for t in readers:
         t.start()
     for t in readers:
@@ -436,4 +444,3 @@ def test_exit_status_read_by_two_threads_at_once(guarded, monkeypatch, flat):
         assert codes == [3, 3]
     else:  # the race the guard is for, shown: one reader got end-of-file
         assert sorted(codes) == [3, 255]
-

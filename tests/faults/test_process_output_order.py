@@ -27,11 +27,11 @@ class SlowReader(ProcessExecutor):
         super().__init__(slots=1)
         self.delayed = threading.Event()
 
-    def _handle(self, msg: tuple) -> None:
+    def _handle(self, worker, msg: tuple) -> None:
         if msg[0] == "progress":
-            time.sleep(1.0)  # the fault: the result overtakes this message
+            time.sleep(1.0)  # the fault: a result on another channel would overtake this message
             self.delayed.set()
-        super()._handle(msg)
+        super()._handle(worker, msg)
 
 
 def test_a_print_shipped_before_the_result_is_in_the_output_however_late_it_is_read(flat):
