@@ -237,7 +237,10 @@ class _Worker:
             pass
 
     def alive(self) -> bool:
-        return not self.dead and self.proc.is_alive()
+        if self.dead:
+            return False
+        with _START_AND_REAP:  # is_alive reads the exit status of a dead worker
+            return self.proc.is_alive()
 
     def close(self) -> None:
         """Stop it (at once) and let go of its process."""
