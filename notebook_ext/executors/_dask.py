@@ -191,7 +191,7 @@ class DaskExecutor(ExecutorBase):
         loop = asyncio.get_running_loop()
         key = f"nbx-{job.name}-{uuid.uuid4().hex[:8]}"  # names are clean text (the registry sees to it)
         cancel_name, stop_name = f"{key}-cancel", f"{key}-stop"
-        self._progress.track(job)
+        self._progress.track(job, end=True)
         link = self.describe().get("dashboard_link")
         if link:
             job.set_facts(dashboard_link=link)

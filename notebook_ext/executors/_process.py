@@ -106,9 +106,7 @@ def _poll(ctx: JobContext) -> None:
 
 def _run_payload(job_id: int, payload: bytes) -> tuple[Any, ...]:
     _send(("start", job_id, os.getpid()))
-    outcome = run_shipped(job_id, payload, _send, _poll)
-    _send(("end", job_id))  # after the last update (see `ProgressRouter`)
-    return outcome
+    return run_shipped(job_id, payload, _send, _poll)  # its result follows on the same pipe
 
 
 def _worker_main(conn: Any, stop_flag: Any, nice: int, threads: int) -> None:
@@ -240,7 +238,7 @@ class _Worker:
         if self.dead:
             return False
         with _START_AND_REAP:  # is_alive reads the exit status of a dead worker
-            return self.proc.is_alive()
+            return bool(self.proc.is_alive())
 
     def close(self) -> None:
         """Stop it (at once) and let go of its process."""
@@ -395,7 +393,7 @@ class ProcessExecutor(ExecutorBase):
         kind, _ = msg[0], msg[1]  # every message names its job (or chunk): one that does not is garbage
         if kind == "start":
             worker.started_job = True
-        elif kind in ("progress", "end"):
+        elif kind == "progress":
             self._progress.deliver(msg)
         elif kind in ("result", "chunk"):
             waiting, worker.waiting = worker.waiting, None
@@ -483,32 +481,39 @@ class ProcessExecutor(ExecutorBase):
         """Process ids of the live worker processes of the slots (for tests and tools)."""
         return [w.pid for w in self._workers if w is not None and w.alive()]
 
+    def _all_workers(self) -> list[_Worker]:
+        """Every worker this executor has: the slots', the items' (running or
+        warm) and those retired but not closed yet."""
+        with self._lock:
+            found = list(self._conns.values()) + self._retired
+            found += [w for ws in self._idle_item_workers.values() for w in ws]
+        found += [w for w in self._workers if w is not None]
+        return list({id(w): w for w in found}.values())
+
     def shutdown(self) -> None:
         with self._lock:
             self._items_closed = True
-            idle = [w for ws in self._idle_item_workers.values() for w in ws]
-            self._idle_item_workers = {}
-            everyone = list(self._conns.values()) + self._retired
-        for worker in everyone + idle + [w for w in self._workers if w is not None]:
+        for worker in self._all_workers():
             worker.kill()
-        if self._started:
-            self._closing = True
-            try:
-                self._wake_w.send(b"")
-            except (OSError, ValueError):
-                pass
-            if self._receiver is not None:
-                self._receiver.join(timeout=2)
-            with self._lock:
-                everyone = list(self._conns.values()) + self._retired
-                self._conns, self._retired = {}, []
-            for worker in {id(w): w for w in everyone + idle + [w for w in self._workers if w is not None]}.values():
-                worker.died()
-                worker.conn.close()
-                worker.close()
-            self._workers = [None] * len(self._workers)
-            for conn in (self._wake_r, self._wake_w):
-                conn.close()
+        if not self._started:
+            return
+        self._closing = True
+        try:
+            self._wake_w.send(b"")
+        except (OSError, ValueError):
+            pass
+        if self._receiver is not None:
+            self._receiver.join(timeout=2)
+        workers = self._all_workers()  # the receiver is stopped: none comes or goes now
+        with self._lock:
+            self._conns, self._retired, self._idle_item_workers = {}, [], {}
+        for worker in workers:
+            worker.died()
+            worker.conn.close()
+            worker.close()
+        self._workers = [None] * len(self._workers)
+        for conn in (self._wake_r, self._wake_w):
+            conn.close()
 
 
 class ProcessItemRunner:

@@ -56,10 +56,11 @@ class ProgressRouter:
     """Parent side: updates from workers go to the context of their job
     while it runs (late updates of a finished job are dropped).
 
-    A worker's result may come home on another channel than its updates and
-    overtake them, so a worker says ("end", job_id) after its last update and
-    `drained` waits for that before the job ends: what a job printed just
-    before it returned is in its output when it is done."""
+    Where a worker's result comes home on another channel than its updates
+    (Dask: the result, and events for the updates) it may overtake them, so
+    such a worker says ("end", job_id) after its last update and `drained`
+    waits for that before the job ends (``track(job, end=True)``): what a
+    job printed just before it returned is in its output when it is done."""
 
     END_WAIT = 30.0  # seconds at most: an "end" that never comes must not hold the job
 
@@ -68,10 +69,11 @@ class ProgressRouter:
         self._ends: dict[int, Future[None]] = {}
         self._lock = threading.Lock()
 
-    def track(self, job: "Job") -> None:
+    def track(self, job: "Job", *, end: bool = False) -> None:
         with self._lock:
             self._contexts[job.id] = job.ctx
-            self._ends[job.id] = Future()
+            if end:
+                self._ends[job.id] = Future()
 
     def forget(self, job: "Job") -> None:
         with self._lock:

@@ -127,18 +127,17 @@ def preprocess(func: "Callable[[Any], Any] | Pipeline", items: "Iterable[Any] | 
     """
     pipe = _pipeline(func, items, workers=workers, executor=executor, max_pending=max_pending, retries=retries,
                      ordered=ordered, cpu=cpu)
-    if into is not None and not callable(into):
-        raise TypeError(f"`into` must be a callable (or an `async def` function), got {type(into).__name__}")
     options = {"workers": workers, "executor": executor, "cpu": cpu, "retries": retries, "ordered": ordered,
                "max_pending": max_pending}
     return _submit(scheduler or get_scheduler(), func, pipe, RunStart(), into=into, name=name, priority=priority,
                    checkpoint_every=checkpoint_every, variables=variables, options=options)
 
 
-def _pipeline(func: Any, items: Any, *, workers: int | None, executor: str | None, max_pending: int | None,
-              retries: int, ordered: bool, cpu: int | None) -> Pipeline:
+def _pipeline(func: Any, items: Any, *, workers: int | None = None, executor: str | None = None,
+              max_pending: int | None = None, retries: int = 0, ordered: bool = True,
+              cpu: int | None = None) -> Pipeline:
     """The pipeline `preprocess` runs: ``func`` when it is one, else one
-    stage of ``func`` over ``items``."""
+    stage of ``func`` over ``items`` (the defaults are `preprocess`'s)."""
     if isinstance(func, Pipeline):
         if items is not None:
             raise TypeError("a pipeline brings its own items: preprocess(pipe), not preprocess(pipe, items)")
@@ -174,6 +173,8 @@ def _submit(sched: Any, func: Any, pipe: Pipeline, start: RunStart, *, into: Any
             priority: int, checkpoint_every: Any, variables: Mapping[str, Any] | None,
             options: Mapping[str, Any]) -> Job:
     """Submit a preprocessing job of ``pipe``: a new run, a retry or a resume (``start``)."""
+    if into is not None and not callable(into):
+        raise TypeError(f"`into` must be a callable (or an `async def` function), got {type(into).__name__}")
     retry, earlier, resumed = start.retry, start.base, start.resumption
     for st in pipe.stages:
         if st.shipment is None:  # checked and packed once, now: one that cannot travel is refused here, not in the job

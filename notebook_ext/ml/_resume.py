@@ -137,13 +137,8 @@ def _resume_preprocess(sched: Any, record: JobRecord, spec: PreprocessSpec, data
     every = steps if steps is not None else (f"{seconds}s" if seconds is not None else None)
     options = dict(spec.options) if not spec.pipeline else {}
     if spec.pipeline:
-        pipe, func = items, items
-    else:
-        o = {"workers": None, "executor": None, "cpu": None, "retries": 0, "ordered": True, "max_pending": None,
-             **options}
-        pipe = _pipeline(func, items, **o)
-    if into is not None and not callable(into):
-        raise TypeError(f"`into` must be a callable (or an `async def` function), got {type(into).__name__}")
+        func = items
+    pipe = _pipeline(func, None if spec.pipeline else items, **options)
     return _submit_preprocess(sched, func, pipe, RunStart(resumption=Resumption(spec.path, done, earlier)),
                               into=into, name=name, priority=priority, checkpoint_every=every,
                               variables=variables or spec.variables, options=options)
