@@ -39,6 +39,7 @@ from .core import (
     stop_requested,
     submit,
     submit_many,
+    switch_interval,
     wait,
 )
 from .executors import use_dask
@@ -50,7 +51,7 @@ __all__ = [
     "FailedItem", "ItemMap", "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "LoopDied", "Progress", "Scheduler",
     "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "history", "jobs", "load_artifact", "pipeline", "progress",
     "report", "stage",
-    "resume", "set_scheduler", "shutdown", "stop_requested", "submit", "submit_cell", "submit_many", "use_dask", "wait",
+    "resume", "set_scheduler", "shutdown", "stop_requested", "submit", "submit_cell", "submit_many", "switch_interval", "use_dask", "wait",
 ]
 
 _SUBMODULES = {"core", "executors", "lowlevel", "ml", "testing", "ui", "magics", "cells"}

@@ -15,6 +15,7 @@ from ._channel import _EMPTY, Channel, Closed
 from ._clock import Clock
 from ._context import JobContext, job_context
 from ._executor import ItemExecutor
+from ._gil import RESPONSIVE
 from ._job import describe_error
 from ._loopthread import LoopThread
 from ._pace import ITEM_BACKOFF, pause
@@ -293,8 +294,8 @@ class StageWorkers:
     def _thread_worker(self, run: _StageRun, tally: _Tally) -> None:
         spec, inbox, outbox, lock = run.spec, run.inbox, run.outbox, run.lock
         func, retries = spec.func, spec.retries
-        try:
-            with job_context(self.ctx) if self.ctx is not None else contextlib.nullcontext():
+        try:  # (RESPONSIVE: the kernel's thread gets the GIL back promptly while items run here)
+            with RESPONSIVE, job_context(self.ctx) if self.ctx is not None else contextlib.nullcontext():
                 while True:
                     index, item = inbox.get_sync()
                     if type(item) is not _Failure:

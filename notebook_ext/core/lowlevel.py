@@ -10,6 +10,7 @@ from ._context import (
     OUTPUT_LIMIT, JobContext, JobOutputRouter, Output, current_context, install_output_capture, job_context,
 )
 from ._dispatch import Dispatcher
+from ._gil import RESPONSIVE, ResponsiveGIL
 from ._hooks import HOOKS, InterpreterHooks
 from ._executor import DEFAULT_EXECUTORS, Executor, ExecutorHost, ItemExecutor, ItemPlace, ItemRunner, load_executor
 from ._job import JobControl, describe_error
@@ -26,7 +27,7 @@ from ._text import (TEXT_WIDTH, clean, format_number, format_value, json_number,
 from ._tracebacks import format_traceback, is_machinery, raised_by_notebook_ext, require
 
 __all__ = [
-    "Channel", "Closed", "DEFAULT_EXECUTORS", "HOOKS", "InterpreterHooks", "install_asyncio_run", "run", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Displays", "Executor",
+    "Channel", "Closed", "RESPONSIVE", "ResponsiveGIL", "DEFAULT_EXECUTORS", "HOOKS", "InterpreterHooks", "install_asyncio_run", "run", "OUTPUT_LIMIT", "SYSTEM_CLOCK", "Clock", "Dispatcher", "Displays", "Executor",
     "ExecutorHost", "ItemExecutor", "ItemPlace", "ItemRunner", "HistoryStore", "JobContext", "JobControl", "JobOutputRouter", "LoopThread",
     "Notifier", "Observer", "Backoff", "ITEM_BACKOFF", "Throttle", "Output", "SystemClock", "TimerHandle", "clean", "current_context",
     "default_history_path", "describe_error", "format_number", "format_traceback", "format_value", "is_machinery", "raised_by_notebook_ext", "require", "install_output_capture", "job_context", "load_executor",

@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..core import JobCancelled
-from ..core.lowlevel import job_context
+from ..core.lowlevel import RESPONSIVE, job_context
 from ._base import ExecutorBase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -18,7 +18,9 @@ class ThreadExecutor(ExecutorBase):
     """Runs plain functions, each in a daemon thread of its own.
 
     Good for numpy / scikit-learn work (it releases the GIL). Pure-Python
-    CPU loops in threads slow the kernel down: use the process executor.
+    CPU loops share the kernel's GIL: while they run, the interpreter's
+    switch interval is shortened so the kernel stays responsive (see
+    `notebook_ext.switch_interval`); the process executor frees it entirely.
     Threads cannot be killed: cancel takes effect at the job's next
     `progress` / `report` / `checkpoint`; an abandoned thread (timeout,
     ``abandon=True``) runs on and its result is discarded. Daemon threads
@@ -46,8 +48,8 @@ class ThreadExecutor(ExecutorBase):
                 fut.set_exception(value)
 
         def body() -> None:
-            try:
-                with job_context(ctx):
+            try:  # (RESPONSIVE: the kernel's thread gets the GIL back promptly while this runs)
+                with RESPONSIVE, job_context(ctx):
                     if ctx.cancel_reason is not None:
                         raise JobCancelled(ctx.cancel_reason)
                     value = job.fn(*job.args, **job.kwargs)
