@@ -42,6 +42,8 @@ class SearchDetail(JobDetail):
 
     candidates: int = 0
     leaderboard: tuple[LeaderboardRow, ...] = ()
+    fits_saved: int = 0  # prefix fits a candidate-by-candidate search would have made, not made
+    rungs: tuple[str, ...] = ()  # successive halving: one line per rung begun ("rung 1 of 3: 64 candidates, 40 samples")
 
     def card_fields(self, active: bool) -> dict[str, Any]:
         rows = [{
@@ -55,7 +57,15 @@ class SearchDetail(JobDetail):
 
     def leaderboard_note(self, active: bool) -> str | None:
         """What the card's leaderboard leaves out ("showing the best 15 of
-        16 candidates"), None when it lists every candidate."""
+        16 candidates"), the rung a halving search is on and the fits its
+        shared Pipeline prefixes saved; None when there is nothing to say."""
+        extra = [*self.rungs[-1:], *([f"{self.fits_saved:,} fits saved by shared pipeline prefixes"]
+                                     if self.fits_saved else [])]
+        listed = self._listed(active)
+        parts = ([listed] if listed else []) + extra
+        return " · ".join(parts) or None
+
+    def _listed(self, active: bool) -> str | None:
         if not self.leaderboard:
             return None
         scored, planned = len(self.leaderboard), max(self.candidates, len(self.leaderboard))
