@@ -33,6 +33,35 @@ def count(flag: str, minimum: int = 0) -> Callable[[str], int]:
     return parse
 
 
+def count_or(flag: str, minimum: int, words: tuple[str, ...]) -> Callable[[str], int | str]:
+    """An integer >= ``minimum``, or one of ``words``."""
+    def parse(text: str) -> int | str:
+        if text in words:
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"`{flag}` must be an integer or {' or '.join(words)}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"`{flag}` must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def number(flag: str, above: float) -> Callable[[str], float]:
+    """A number greater than ``above``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"`{flag}` must be a number, got {text!r}") from None
+        if not value > above:
+            raise argparse.ArgumentTypeError(f"`{flag}` must be > {above:g}, got {text}")
+        return int(value) if value.is_integer() else value
+    return parse
+
+
 def seconds(flag: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:

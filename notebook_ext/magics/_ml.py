@@ -72,12 +72,23 @@ class MLMagics(Magics):
     @argument("--cv", type=A.count("--cv", 2), default=5, help="folds (default 5)")
     @argument("--n-iter", type=A.count("--n-iter", 1), help="random search: candidates to draw")
     @argument("--scoring", help="scikit-learn scorer name")
+    @argument("--halving", action="store_true", help="successive halving, as HalvingGridSearchCV")
+    @argument("--factor", type=A.number("--factor", above=1), default=3,
+              help="halving: the best 1/factor candidates go on, with factor times the resources (default 3)")
+    @argument("--resource", default="n_samples", help="halving: rows (n_samples, the default) or a parameter")
+    @argument("--min-resources", type=A.count_or("--min-resources", 1, ("exhaust", "smallest")),
+              default="exhaust", help="halving: resources of the first rung (default exhaust)")
+    @argument("--max-resources", type=A.count_or("--max-resources", 1, ("auto",)), default="auto",
+              help="halving: resources at most (default auto: every row)")
+    @argument("--aggressive-elimination", action="store_true", help="halving: more rungs on the first resources")
+    @argument("--random-state", type=A.integer("--random-state"), help="random search draws, halving's rows")
     @A.job_options(("thread", "process", "dask"), "process (default)", out_help="variable that gets the search result")
     @line_magic
     def search(self, line: str):
         """Hyper-parameter search: each (candidate, fold) a work item, a live leaderboard.
 
-        Example: ``%search clf grid X y --cv 5 --out best``
+        Example: ``%search clf grid X y --cv 5 --out best``;
+        ``%search clf grid X y --halving --factor 3 --random-state 0``
         """
         args = parse_argstring(self.search, line)
         ns = self.shell.user_ns
@@ -85,8 +96,15 @@ class MLMagics(Magics):
         params = _literal_or_variable(ns, args.params)
         X, y = A.lookup(ns, args.X, "%search", self.shell), A.lookup(ns, args.y, "%search", self.shell)
         A.check_executor(A.scheduler(), args.executor)
+        halving = {"halving": True, "factor": args.factor, "resource": args.resource,
+                   "min_resources": args.min_resources, "max_resources": args.max_resources,
+                   "aggressive_elimination": args.aggressive_elimination} if args.halving else {}
+        if not args.halving and (args.factor, args.resource, args.min_resources, args.max_resources,
+                                 args.aggressive_elimination) != (3, "n_samples", "exhaust", "auto", False):
+            raise UsageError("%search: --factor, --resource, --min-resources, --max-resources and "
+                             "--aggressive-elimination are settings of --halving")
         job = _call(ml.search, est, params, X, y, cv=args.cv, n_iter=args.n_iter, scoring=args.scoring,
-                    name=args.name, executor=args.executor)
+                    name=args.name, executor=args.executor, random_state=args.random_state, **halving)
         assign_on_success(ns, args.out, job)
         A.show_job(self.shell, job)
 

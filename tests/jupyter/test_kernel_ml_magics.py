@@ -33,8 +33,12 @@ def test_train_search_preprocess_magics(kernel):
     _, msgs = kernel.execute("%train clf X_train y_train --eval X_test y_test --epochs 5 --out model -n fit")
     assert any(m["msg_type"] == "display_data" for m in msgs)
     kernel.execute("%search DecisionTreeClassifier() grid X y --cv 3 --executor thread --out best -n s")
+    kernel.execute("%search DecisionTreeClassifier(random_state=0) {'max_depth':[1,2,4,8,16,32]} X y "
+                   "--halving --factor 2 --random-state 0 --cv 3 --executor thread --out halved -n hs")
     kernel.execute("%preprocess double items --workers 2 --out doubled -n prep")
-    kernel.execute("%wait fit s prep")
+    kernel.execute("%wait fit s prep hs")
+    assert kernel.value("halved.n_candidates_") == "[6, 3, 2]"  # 6 candidates, the best half each rung
+    assert kernel.value("nx.jobs['hs'].detail.rungs[-1].startswith('rung 3 of 3: 2 candidates')") == "True"
     assert float(kernel.value("model.score(X_test, y_test)")) > 0.8
     assert kernel.value("hasattr(clf, 'coef_')") == "False"
     assert kernel.value("best.best_params_") in ("{'max_depth': 8}", "{'max_depth': 4}")
@@ -51,7 +55,8 @@ def test_train_search_preprocess_magics(kernel):
     assert kernel.value("[(s.name, s.done) for s in nx.jobs['piped'].detail.stages]") == "[('fetch', 6), ('str', 6)]"
     assert kernel.value("sorted(sunk)") == str(list(range(100, 110)))
     # one record per magic however many items (the search's refit is its one named child job)
-    assert kernel.value("sorted(nx.jobs)") == str(sorted(["fit", "s", "s/refit", "prep", "piped", "sunk_job"]))
+    assert kernel.value("sorted(nx.jobs)") == str(sorted(["fit", "s", "s/refit", "hs", "hs/refit", "prep", "piped",
+                                                          "sunk_job"]))
 
 
 BAD = [
@@ -65,6 +70,10 @@ BAD = [
     ("%search clf nogrid X y", "neither a variable nor a literal dict"),
     ("%search clf {'alpha_typo':[1]} X y", "'alpha_typo' is not a parameter"),
     ("%search clf grid X y --cv 1", "`--cv` must be >= 2"),
+    ("%search clf grid X y --factor 2", "are settings of --halving"),
+    ("%search clf grid X y --halving --factor 1", "`--factor` must be > 1"),
+    ("%search clf grid X y --halving --min-resources few", "must be an integer or exhaust or smallest"),
+    ("%search clf {'alpha':[1e-4,1e-3]} X y --halving --resource n_trees", "not supported by estimator"),
     ("%preprocess items items", "is not a function"),
     ("%preprocess double 5", "`items` must be iterable, got int"),
     ("%preprocess double nothing_here", "no variable named 'nothing_here'"),
