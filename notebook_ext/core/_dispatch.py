@@ -93,12 +93,15 @@ class Dispatcher:
         heapq.heappush(self._ready.setdefault(job.executor, []), (-job.priority, next(self._seq), job))
 
     def dispatch(self) -> None:
-        """Start the best queued jobs while slots are free."""
+        """Start the best queued jobs while slots are free: the highest
+        priority first, across executors, and in order of arrival within one.
+
+        Runs after every admission and every attempt's end, so the cheap
+        test comes first: an executor without a free slot is passed over
+        before its queue is looked at."""
         while not self.closing:
-            best = None
+            best: tuple[int, int, Job] | None = None
             for name, heap in self._ready.items():
-                while heap and heap[0][2].state != QUEUED:
-                    heapq.heappop(heap)  # cancelled while queued
                 if not heap:
                     continue
                 ex = self.executors[name]
@@ -106,12 +109,15 @@ class Dispatcher:
                     continue
                 if ex.compute and self.compute_running >= self.slots:
                     continue
-                if best is None or heap[0][:2] < best[0][:2]:
-                    best = (heap[0], name)
+                while heap and heap[0][2].state != QUEUED:
+                    heapq.heappop(heap)  # cancelled while queued
+                if heap and (best is None or heap[0] < best):  # (-priority, arrival): never a tie
+                    best = heap[0]
             if best is None:
                 return
-            heapq.heappop(self._ready[best[1]])
-            self._start(best[0][2])
+            job = best[2]
+            heapq.heappop(self._ready[job.executor])
+            self._start(job)
 
     # -- attempts ----------------------------------------------------------------
     def _start(self, job: Job) -> None:
@@ -293,8 +299,8 @@ class Dispatcher:
         if caught:
             job.cancelled_caught = True
         self.held.pop(job.id, None)
-        job._finish(state, result, exc, tb, announce=lambda: self._changed(job, state))
-        for dependent in self._dependents.pop(job.id, []):
+        job._finish(state, result, exc, tb, announce=self._changed)
+        for dependent in self._dependents.pop(job.id, ()):
             if dependent.state != PENDING:
                 continue
             if state != DONE:

@@ -461,7 +461,8 @@ class Job:
         self._state = state
 
     def _finish(self, state: str, result: Any = None, exc: BaseException | None = None,
-                tb: tuple[str, str] | None = None, announce: Callable[[], None] | None = None) -> None:
+                tb: tuple[str, str] | None = None,
+                announce: Callable[["Job", str], None] | None = None) -> None:
         if state not in _ALLOWED.get(self._state, ()):
             raise RuntimeError(f"job {self.name!r}: illegal transition {self._state} -> {state}")
         self._result = result
@@ -482,15 +483,16 @@ class Job:
             self.fn, self.args, self.kwargs = _dropped, (), {}
         self._state = state  # last: readers that see a final state see its result
         if announce is not None:  # before waiters wake: whoever waited reads the history with this state
-            announce()
-        self._settling = threading.get_ident()
+            announce(self, state)
         with _LOCK:
             callbacks, self._callbacks = self._callbacks, None
-        for cb in callbacks or ():  # before waiters wake: `--out` is assigned, a checkpoint gone, when they do
-            try:
-                cb(self)
-            except Exception:  # a broken observer must not break the scheduler
-                traceback.print_exc()
+        if callbacks:  # before waiters wake: `--out` is assigned, a checkpoint gone, when they do
+            self._settling = threading.get_ident()
+            for cb in callbacks:
+                try:
+                    cb(self)
+                except Exception:  # a broken observer must not break the scheduler
+                    traceback.print_exc()
         with _LOCK:
             self._settled = True
             event = self._event
@@ -537,7 +539,10 @@ def wait_all(jobs: "list[Job]", timeout: float | None) -> None:
     if not jobs or all(job._settled for job in jobs):
         return
     with lending_slot(jobs[0]._control):
-        for job in jobs:
+        # Newest first: jobs mostly end in the order they were submitted, so
+        # one wake-up usually finds the others ended too (in order, the
+        # waiter would wake, and take the GIL from the loop, once per job).
+        for job in reversed(jobs):
             while not job._settled:
                 left = None if deadline is None else deadline - SYSTEM_CLOCK.monotonic()
                 if left is not None and left <= 0:

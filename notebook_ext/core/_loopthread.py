@@ -117,16 +117,6 @@ class LoopThread:
         """Run a coroutine on the loop; a `concurrent.futures.Future` of its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    def take_inbox(self) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
-        """The calls nobody will run: what is left in the inbox of a loop
-        that died (empty while it runs)."""
-        if self.running:
-            return []
-        taken = []
-        while self._inbox:
-            taken.append(self._inbox.popleft())
-        return taken
-
     # -- loop thread only -------------------------------------------------------
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> TimerHandle:
         """Run ``fn(*args)`` after ``delay`` seconds of the clock (loop thread only)."""

@@ -34,6 +34,7 @@ class Notifier:
         self._clock = clock.monotonic
         self._time = clock
         self._observers: list[Observer] = []
+        self.observed = False  #: someone subscribed: changes are worth telling
         self._wake = threading.Condition()
         self._dirty: dict[int, "Job"] = {}
         self._final: list["Job"] = []
@@ -55,18 +56,20 @@ class Notifier:
         a function that unsubscribes."""
         with self._wake:
             self._observers = self._observers + [observer]
+            self.observed = True
             self._wake.notify()
 
         def unsubscribe() -> None:
             with self._wake:
                 self._observers = [o for o in self._observers if o is not observer]
+                self.observed = bool(self._observers)
 
         return unsubscribe
 
     # -- producers (any thread) --------------------------------------------
     def changed(self, job: "Job") -> None:
         """A job's state changed; final states go out at once."""
-        if not self._observers:
+        if not self.observed:
             return  # nobody draws snapshots: make none
         with self._wake:
             if job.done():

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from ._job import Job
 from ._text import clean
 
 
-def check_call(fn: Callable[..., Any], options: Mapping[str, Any]) -> None:
+def check_call(fn: Callable[..., Any], priority: Any = 0, timeout: Any = None, retries: Any = 0) -> None:
     """Refuse a bad submission with one line naming the argument."""
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}")
-    priority = options.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise TypeError(f"`priority` must be an integer, got {priority!r}")
-    timeout = options.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not timeout > 0):
         raise ValueError(f"`timeout` must be a positive number of seconds, got {timeout!r}")
-    retries = options.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"`retries` must be a whole number >= 0, got {retries!r}")
 
@@ -41,7 +38,9 @@ class JobRegistry:
         """``name`` if it is free (or its job ended), else `ValueError`;
         with no name, the next free ``kind-N``. Call with `lock` held."""
         if name is None:
-            counter = self._counters.setdefault(kind, itertools.count(1))
+            counter = self._counters.get(kind)
+            if counter is None:
+                counter = self._counters[kind] = itertools.count(1)
             while True:
                 name = f"{kind}-{next(counter)}"
                 if name not in self._by_name:

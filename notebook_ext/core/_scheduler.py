@@ -12,6 +12,7 @@ import inspect
 import os
 import threading
 import warnings
+from types import FunctionType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ._clock import SYSTEM_CLOCK, Clock
@@ -78,6 +79,7 @@ class Scheduler:
         self.store.on_request = self._requested
         self._executors: dict[str, Executor] = {}
         self._loop_lock = threading.Lock()  # a job's admission and a dead loop's replacement, one at a time
+        self._arrivals: list[Job] = []  # submitted, not yet taken by the loop (under _loop_lock)
         self.loop_thread: LoopThread
         self._dispatcher: Dispatcher
         self._start_loop()
@@ -97,13 +99,12 @@ class Scheduler:
         held (admitted, or still in its inbox) fails with one error that says
         so, and new jobs go to a fresh loop. Never a silent hang."""
         with self._loop_lock:
-            old_lt, old = self.loop_thread, self._dispatcher
+            old = self._dispatcher
+            arrived, self._arrivals = self._arrivals, []  # that loop's to take: it never will
             if not self._closing:
                 self._start_loop()
         held = dict(old.held)
-        for fn, args in old_lt.take_inbox():
-            if fn == old.admit:
-                held.update((job.id, job) for job in args[0])
+        held.update((job.id, job) for job in arrived)
         cause = describe_error(exc)
         old.fail_all(held.values(), lambda job: LoopDied(
             f"the scheduler's loop thread died ({cause}: user code raised it on the loop itself) "
@@ -169,12 +170,18 @@ class Scheduler:
         --------
         >>> job = sched.submit(fit, X, y, name="fit", retries=2)   # doctest: +SKIP
         """
-        job = self._make(fn, args, kwargs, name=name, priority=priority, timeout=timeout, retries=retries,
-                         backoff=backoff, executor=executor, after=after, kind=kind, parent=parent,
-                         params=params, code=code, finalize=finalize, retry_with=retry_with, detail=detail,
-                         resume=resume)
-        with self._loop_lock:
-            self.loop_thread.call_soon(self._dispatcher.admit, (job,))
+        ex = self._checked(fn, executor, priority, timeout, retries)
+        deps = self._dependencies(after)
+        with self._registry.lock:
+            # One pass of the options, straight into the Job: each hop of
+            # sixteen keywords costs about as much as the Job itself.
+            job = Job(self, fn, args, kwargs, name=self._registry.claim_name(name, kind), kind=kind,
+                      priority=priority, timeout=timeout, retries=retries, backoff=backoff, executor=ex.name,
+                      after=deps, parent=parent, params=params, code=code, finalize=finalize,
+                      retry_with=retry_with, detail=detail, resume=resume)
+            self._enlist(job, ex)
+        self._on_change(job, PENDING)
+        self._admit([job])
         return job
 
     def submit_many(self, fn: Callable[..., Any], arguments: Iterable[Any], **options: Any) -> list[Job]:
@@ -189,31 +196,65 @@ class Scheduler:
         if "name" in options:
             raise ValueError("`name` cannot be given to submit_many (names must be unique); "
                              "jobs get kind-N names")
-        jobs = [self._make(fn, a if isinstance(a, tuple) else (a,), {}, **options) for a in arguments]
-        if jobs:
-            with self._loop_lock:
-                self.loop_thread.call_soon(self._dispatcher.admit, jobs)
+        # The options are the same for every job: checked and resolved once.
+        ex = self._checked(fn, options.pop("executor", None), options.get("priority", 0),
+                           options.get("timeout"), options.get("retries", 0))
+        deps = self._dependencies(options.pop("after", ()))
+        kind = options.setdefault("kind", "job")
+        jobs: list[Job] = []
+        try:
+            with self._registry.lock:
+                for a in arguments:
+                    job = Job(self, fn, a if isinstance(a, tuple) else (a,), {},
+                              name=self._registry.claim_name(None, kind), executor=ex.name, after=deps, **options)
+                    self._enlist(job, ex)
+                    jobs.append(job)
+        finally:  # a job refused halfway (its executor could not pack it): the ones made before still run
+            for job in jobs:
+                self._on_change(job, PENDING)
+            if jobs:
+                self._admit(jobs)
         return jobs
 
-    def _make(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
-              executor: str | None = None, after: Any = (), parent: Job | None = None, **options: Any) -> Job:
+    def _checked(self, fn: Callable[..., Any], executor: str | None, priority: Any, timeout: Any,
+                 retries: Any) -> Executor:
+        """The executor a call goes to, once the call passed `check_call`."""
         if self._closing:
             raise RuntimeError("this scheduler is shut down; create a new one")
-        check_call(fn, options)
+        check_call(fn, priority, timeout, retries)
         if executor is None:
-            executor = "loop" if inspect.iscoroutinefunction(fn) else "thread"
-        ex = self.executor(executor)
-        deps = tuple(self._registry.resolve(a, "after")
+            executor = "loop" if _is_coroutine_function(fn) else "thread"
+        return self.executor(executor)
+
+    def _dependencies(self, after: Any) -> tuple[Job, ...]:
+        if not after:
+            return ()
+        return tuple(self._registry.resolve(a, "after")
                      for a in ([after] if isinstance(after, (str, Job)) else after))
-        with self._registry.lock:
-            name = self._registry.claim_name(options.pop("name", None), options.get("kind", "job"))
-            job = Job(self, fn, args, kwargs, name=name, executor=executor, after=deps, parent=parent, **options)
-            ex.prepare(job)
-            self._registry.add(job)
-            if parent is not None:
-                parent._add_child(job)
-        self._on_change(job, PENDING)
-        return job
+
+    def _enlist(self, job: Job, ex: Executor) -> None:
+        """A new job becomes known: packed by its executor, registered,
+        adopted by its parent (call with the registry's lock held)."""
+        ex.prepare(job)
+        self._registry.add(job)
+        if job.parent is not None:
+            job.parent._add_child(job)
+
+    def _admit(self, jobs: list[Job]) -> None:
+        """Hand new jobs to the loop. A burst of submits reaches it as one
+        batch (one call in its inbox, one admission), however many calls
+        made it; calls posted after a job's submit returned (its cancel)
+        still come after its admission."""
+        with self._loop_lock:
+            if not self._arrivals:
+                self.loop_thread.call_soon(self._take_arrivals)
+            self._arrivals.extend(jobs)
+
+    def _take_arrivals(self) -> None:
+        """On the loop thread: admit every job submitted since the last time."""
+        with self._loop_lock:
+            jobs, self._arrivals = self._arrivals, []
+        self._dispatcher.admit(jobs)
 
     # -- reading -------------------------------------------------------------
     @property
@@ -320,8 +361,11 @@ class Scheduler:
         self._on_change(job, job.state if record or job.done() else None)
 
     def _on_change(self, job: Job, state: str | None) -> None:
-        self.notifier.changed(job)
-        if state is not None:
+        # Three calls per job at least (queued, running, the end): when nobody
+        # observes and no history is kept, nothing is made of them.
+        if self.notifier.observed:
+            self.notifier.changed(job)
+        if state is not None and self.store.enabled:
             if self._closing and state != DONE and job.ctx.cancel_reason == _SHUTDOWN:
                 state = INTERRUPTED  # in the history, as if the kernel had died
             self.store.record(job, state)
@@ -361,3 +405,11 @@ class Scheduler:
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
+
+
+def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    # A plain function's flag is read directly: `inspect` unwraps methods and
+    # partials first, which costs more than the rest of the check.
+    if type(fn) is FunctionType:
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)

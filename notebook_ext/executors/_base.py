@@ -18,7 +18,7 @@ dask      functions on a Dask         at the next `progress` / `report` /
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from ..core.lowlevel import ItemPlace
 
@@ -56,8 +56,9 @@ class ExecutorBase:
         """Check a stage of work items at submit time (items that run in this
         process need nothing packed)."""
 
-    async def run(self, job: "Job") -> Any:
-        """Run ``job.fn(*job.args, **job.kwargs)`` with ``job.ctx`` current."""
+    def run(self, job: "Job") -> Awaitable[Any]:
+        """Run ``job.fn(*job.args, **job.kwargs)`` with ``job.ctx`` current
+        (an ``async def`` in subclasses, or a method returning an awaitable)."""
         raise NotImplementedError
 
     def interrupt(self, job: "Job") -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from typing import TYPE_CHECKING, Any, Awaitable, Generator
 
 from ..core.lowlevel import SYSTEM_CLOCK, ItemPlace, job_context
 from ._base import ExecutorBase
@@ -19,35 +19,52 @@ BLOCKING_WARNING = 0.5  # seconds one step of a coroutine job may hold the loop 
 _now = SYSTEM_CLOCK.monotonic
 
 
-class _Timed:
-    """Awaits a coroutine step by step, timing each step (the time it held
-    the loop) and handing it to ``report``."""
+class _Attempt:
+    """One attempt of a coroutine job, awaited by the scheduler's task for
+    it: calls the job's function in the job's context and awaits what it
+    returns step by step, timing each step (the time it held the loop; the
+    call itself is part of the first step).
 
-    __slots__ = ("_awaitable", "_report")
+    A plain awaitable rather than a coroutine around one: the job's steps
+    pass through one frame of ours, not two."""
 
-    def __init__(self, awaitable: Any, report: Callable[[float], None]) -> None:
-        self._awaitable = awaitable
-        self._report = report
+    __slots__ = ("_executor", "_job")
+
+    def __init__(self, executor: "LoopExecutor", job: "Job") -> None:
+        self._executor = executor
+        self._job = job
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        it = self._awaitable.__await__()
-        value: Any = None
-        thrown: BaseException | None = None
-        while True:
-            start = _now()
-            try:
-                step = it.send(value) if thrown is None else it.throw(thrown)
-            except StopIteration as stop:
-                self._report(_now() - start)
-                return stop.value
-            self._report(_now() - start)
-            try:
-                value, thrown = (yield step), None
-            except GeneratorExit:
-                it.close()
-                raise
-            except BaseException as exc:  # noqa: BLE001 - a cancel thrown in: pass it on
-                value, thrown = None, exc
+        job, executor = self._job, self._executor
+        executor.started(job)
+        try:
+            # Setting the context variable here affects this task only.
+            with job_context(job.ctx):
+                start = _now()
+                value = job.fn(*job.args, **job.kwargs)
+                if not inspect.isawaitable(value):
+                    executor.held(job, _now() - start)
+                    return value
+                it = value.__await__()
+                sent: Any = None
+                thrown: BaseException | None = None
+                while True:
+                    try:
+                        step = it.send(sent) if thrown is None else it.throw(thrown)
+                    except StopIteration as stop:
+                        executor.held(job, _now() - start)
+                        return stop.value
+                    executor.held(job, _now() - start)
+                    try:
+                        sent, thrown = (yield step), None
+                    except GeneratorExit:
+                        it.close()
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - a cancel thrown in: pass it on
+                        sent, thrown = None, exc
+                    start = _now()
+        finally:
+            executor.ended(job)
 
 
 class LoopExecutor(ExecutorBase):
@@ -68,26 +85,25 @@ class LoopExecutor(ExecutorBase):
         self._warned: set[int] = set()
         self.blocked = 0  #: jobs that held the loop past BLOCKING_WARNING seconds
 
-    async def run(self, job: "Job") -> Any:
+    def run(self, job: "Job") -> Awaitable[Any]:
+        return _Attempt(self, job)
+
+    def started(self, job: "Job") -> None:
+        """``job``'s attempt runs in the current task (what `interrupt` cancels)."""
         task = asyncio.current_task()
         assert task is not None
         self._tasks[job.id] = task
-        try:
-            # Setting the context variable here affects this task only.
-            with job_context(job.ctx):
-                start = _now()
-                value = job.fn(*job.args, **job.kwargs)
-                self._held(job, _now() - start)
-                if inspect.isawaitable(value):
-                    value = await _Timed(value, lambda held: self._held(job, held))
-                return value
-        finally:
-            self._tasks.pop(job.id, None)
-            self._warned.discard(job.id)
 
-    def _held(self, job: "Job", seconds: float) -> None:
-        # A coroutine that does not await holds the loop: every other job's
-        # timeout, cancel and progress waits. Said once per job.
+    def ended(self, job: "Job") -> None:
+        self._tasks.pop(job.id, None)
+        self._warned.discard(job.id)
+
+    def held(self, job: "Job", seconds: float) -> None:
+        """One step of ``job`` held the loop ``seconds``: past
+        `BLOCKING_WARNING`, the job's output says so (once per job).
+
+        A coroutine that does not await holds the loop: every other job's
+        timeout, cancel and progress waits meanwhile."""
         if seconds < BLOCKING_WARNING or job.id in self._warned:
             return
         self.blocked += 1
