@@ -10,7 +10,7 @@ default table from there by name, so the core imports none of them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Awaitable, Iterable, Literal, Protocol, cast, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._clock import Clock
@@ -58,8 +58,9 @@ class Executor(Protocol):
         """Check (and pack) a stage of work items at submit time, as
         `prepare` a job: `TypeError` naming what cannot go."""
 
-    async def run(self, job: "Job") -> Any:
-        """Run one attempt of ``job`` with its context current; return its value."""
+    def run(self, job: "Job") -> Awaitable[Any]:
+        """Run one attempt of ``job`` with its context current; return its
+        value (an ``async def``, or a method returning an awaitable)."""
 
     def interrupt(self, job: "Job") -> None:
         """Stop a running job as hard as this engine can (its cancel is flagged)."""
@@ -79,6 +80,9 @@ class ItemRunner(Protocol):
     `ItemExecutor.item_runner` gives; see `notebook_ext.core.Stage`)."""
 
     slots: int
+    #: seconds of work a chunk of items should hold (chunks grow to it as items are timed):
+    #: long enough that a chunk's round trip is a small part of it
+    chunk_seconds: float
 
     def store(self, shipment: bytes) -> tuple[str, Any]:
         """Put the packed function where the workers read it once; the

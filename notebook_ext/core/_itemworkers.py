@@ -27,7 +27,6 @@ from ._tracebacks import format_traceback
 if TYPE_CHECKING:  # pragma: no cover
     from ._scheduler import Scheduler
 
-CHUNK_SECONDS = 0.05  # process / Dask items go in chunks of about this much work
 
 
 def item_label(item: Any, limit: int = 80) -> str:
@@ -431,7 +430,7 @@ class StageWorkers:
                 finally:
                     run.active -= len(work)
                 per_item = (run.clock.monotonic() - began) / len(work)
-                run.chunk = max(1, min(256, int(CHUNK_SECONDS / max(per_item, 1e-6))))
+                run.chunk = max(1, min(256, int(run.runner.chunk_seconds / max(per_item, 1e-6))))
                 if printed and self.ctx is not None:
                     self.ctx.output.write(printed)
                 for (index, item), (ok, value) in zip(work, outcomes):

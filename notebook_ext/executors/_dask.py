@@ -295,6 +295,10 @@ class DaskItemRunner:
     """Chunks of work items as Dask tasks; a cancel cancels them on the
     cluster (a chunk already running finishes there, its results dropped)."""
 
+    #: a task's round trip through the Dask scheduler costs 2-10 ms of CPU here (shared with
+    #: the workers on a small machine): chunks of 0.2 s keep that a few per cent
+    chunk_seconds = 0.2
+
     def __init__(self, client: Any, slots: int) -> None:
         self.client = client
         self.slots = slots

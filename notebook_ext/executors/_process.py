@@ -522,6 +522,8 @@ class ProcessItemRunner:
     fails the items of its chunk alone; a fresh worker takes its place. The
     packed function goes into a temporary file that each worker reads once."""
 
+    chunk_seconds = 0.05  # a chunk's round trip through a pipe is well under a millisecond
+
     def __init__(self, owner: ProcessExecutor, slots: int, warm: list[_Worker]) -> None:
         self.slots = slots
         self._owner = owner
