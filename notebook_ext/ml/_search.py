@@ -511,7 +511,7 @@ class _Rungs:
         n_folds = len(splits)
         order = sorted(range(len(candidates)), key=lambda i: -expected_cost(candidates[i]))
         workers = self.sched.slots if self.executor == "thread" else os.cpu_count() or 1
-        groups, keys = _pipeline_groups(self.estimator, candidates, order, 2 * workers, n_folds)
+        groups, keys = _pipeline_groups(self.estimator, candidates, order, 4 * workers, n_folds)
         items = [(g, k) for g in range(len(groups)) for k in range(n_folds)]
         fold = Stage(_Fold(self.estimator, candidates, groups, keys, self.X, self.y, splits, self.scoring,
                            self.prefix_cache), executor=self.executor,

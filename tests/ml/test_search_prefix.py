@@ -101,7 +101,7 @@ def test_scores_equal_grid_search_on_a_text_pipeline(scoring):
     grid = {"tfidf__min_df": [1, 2], "tfidf__sublinear_tf": [False, True], "clf__C": [0.5, 5]}
     s = Scheduler(slots=2, history=None)
     try:
-        result = ml.search(pipe, grid, X, y, cv=3, scoring=scoring, scheduler=s).result(300)
+        result = ml.search(pipe, grid, X, y, cv=3, scoring=scoring, executor="thread", scheduler=s).result(300)
     finally:
         s.shutdown()
     reference = GridSearchCV(pipe, grid, cv=3, scoring=scoring).fit(X, y)

@@ -171,7 +171,11 @@ def check_04(nb):
     card = card_states(nb)["svc-grid"]
     assert (card["done"], card["total"]) == (16, 16)  # every candidate's folds are in
     assert card["children"] == {"done": 1, "total": 1}  # the folds were work items; the refit is a child job
-    assert card["leaderboard_note"] == "showing the best 15 of 16 candidates" and card["children_text"] == "1 sub-job done"
+    note = card["leaderboard_note"]  # the top 15 of 16, and the scaler fitted once per fold, not per candidate
+    assert note.startswith("showing the best 15 of 16 candidates · ") and note.endswith("fits saved by shared pipeline prefixes")
+    assert card["children_text"] == "1 sub-job done"
+    halving = outputs_text(_cell(nb, "halving_job = nx.ml.search"))
+    assert "candidates per rung: [64, 22, 8, 3]" in halving and halving.strip().endswith("True")
     assert card["executor"] == "process"  # where the folds ran, not the loop that awaited them
 
 
