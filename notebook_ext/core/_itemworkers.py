@@ -429,7 +429,10 @@ class StageWorkers:
                     outcomes, printed = await self._run_chunk(run, payload, [x for _, x in work])
                 finally:
                     run.active -= len(work)
-                per_item = (run.clock.monotonic() - began) / len(work)
+                # A chunk's wall time includes its wait behind the chunk ahead of it at the
+                # same worker (each worker holds `queued` chunks): per item, that is not work.
+                queued = max(1.0, len(run.tallies) / max(1, run.runner.slots))
+                per_item = (run.clock.monotonic() - began) / len(work) / queued
                 run.chunk = max(1, min(256, int(run.runner.chunk_seconds / max(per_item, 1e-6))))
                 if printed and self.ctx is not None:
                     self.ctx.output.write(printed)

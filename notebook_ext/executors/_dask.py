@@ -309,7 +309,7 @@ class DaskItemRunner:
     def store(self, shipment: bytes) -> tuple[str, Any]:
         """Scatter the packed function once: every chunk refers to the same
         data on the cluster (a blocking call: run it off the loop)."""
-        self._payload = self.client.scatter(shipment, broadcast=False, hash=False)
+        self._payload = self.client.scatter(shipment, broadcast=True, hash=False)
         return (uuid.uuid4().hex, self._payload)
 
     async def run_chunk(self, payload: tuple[str, Any], items: list[Any],
