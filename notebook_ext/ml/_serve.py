@@ -21,7 +21,12 @@ from ..core import Job, JobDetail, current_job, get_scheduler, report
 from ..core.lowlevel import Throttle, current_context, format_number, job_context
 from ._details import ServingDetail, ServingStats
 
-_CLOSE = object()
+#: A request is FIELDS entries in a row of the batcher's deque: the row (or rows), its
+#: future, the caller's loop (None: a concurrent future), its arrival, its rows (0: one,
+#: n: a block, _CLOSE: the end). Not a tuple each: in a burst, every object alive until
+#: the answer is more for the garbage collector to scan, and more collections.
+FIELDS = 5
+_CLOSE = -1
 
 #: how often the card gets the batcher's numbers while it is busy; after a
 #: burst, at once (unless sent in the last SETTLE seconds); while idle with
@@ -83,11 +88,12 @@ class Predictor:
         self.max_wait = max_wait_ms / 1000.0
         self._sched = scheduler
         self._clock = scheduler.clock  # arrivals, waits and latencies
+        self._now = self._clock.monotonic
         self._incoming: collections.deque = collections.deque()
         self._signalled = False
         self._wake_t = threading.Event()
         self._stopping = False
-        self._ready = concurrent.futures.Future()
+        self._ready: concurrent.futures.Future = concurrent.futures.Future()
         self._running = False
         self._closed = False
         self.requests = 0
@@ -102,12 +108,14 @@ class Predictor:
         self.job: Job | None = None
 
     # -- client side (any thread, any loop) ---------------------------------------
-    def _submit(self, item: Any) -> None:
+    def _submit(self, request: tuple) -> None:
         if self._closed:
             raise RuntimeError("this predictor is closed")
         if not self._running:  # only the first requests wait for the batcher (no lock per call)
             self._ready.result(timeout=10)
-        self._incoming.append(item)
+        # One `extend` of a tuple is one step for other threads (it runs no
+        # Python code and frees no object), so a request's fields stay together.
+        self._incoming.extend(request)
         # No lock: the batcher clears the flag *before* it looks at the deque
         # again, so a request is either seen there or signals (twice is harmless).
         if self._signalled:
@@ -117,9 +125,16 @@ class Predictor:
 
     async def predict(self, x: Any) -> Any:
         """Predict one sample (a 1-D feature row); answered from a batch."""
+        if self._closed:  # `_submit` inlined: the per-request path of a burst
+            raise RuntimeError("this predictor is closed")
+        if not self._running:
+            self._ready.result(timeout=10)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._submit((np.asarray(x), fut, loop, self._clock.monotonic(), 0))
+        self._incoming.extend((np.asarray(x), fut, loop, self._now(), 0))  # as in `_submit`
+        if not self._signalled:
+            self._signalled = True
+            self._wake_t.set()
         return await fut
 
     async def predict_many(self, X: Any) -> Any:
@@ -137,7 +152,7 @@ class Predictor:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         if len(X):
-            self._submit((X, fut, loop, self._clock.monotonic(), len(X)))
+            self._submit((X, fut, loop, self._now(), len(X)))
         else:
             fut.set_result(np.empty(0))  # no rows, no predictions (a model may refuse an empty X)
         return await fut
@@ -148,14 +163,14 @@ class Predictor:
 
     def _enqueue(self, x: Any) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._submit((np.asarray(x), fut, None, self._clock.monotonic(), 0))
+        self._submit((np.asarray(x), fut, None, self._now(), 0))
         return fut
 
     def close(self, timeout: float = 30) -> None:
         """Stop taking requests, answer the pending ones, end the job."""
         if not self._closed:
             self._ready.result(timeout=10)
-            self._submit(_CLOSE)
+            self._submit((None, None, None, self._now(), _CLOSE))
             self._closed = True
         if self.job is not None:
             self.job.wait(timeout)
@@ -171,11 +186,13 @@ class Predictor:
         return self._stats(self._clock.monotonic())
 
     def _stats(self, at: float) -> dict[str, float]:
-        lat = np.array(self._latencies) * 1000 if self._latencies else np.array([0.0])
+        # the batcher publishes these while busy: one pass over the latencies, one percentile call
+        lat = np.fromiter(self._latencies, float, len(self._latencies)) if self._latencies else np.zeros(1)
+        p50, p99 = np.percentile(lat, [50, 99]) * 1000
         return {"requests": self.requests, "batches": self.batches,
                 "mean_batch": self.requests / self.batches if self.batches else 0.0,
-                "requests_per_s": self.rate.per_second(at), "p50_ms": float(np.percentile(lat, 50)),
-                "p99_ms": float(np.percentile(lat, 99)), "rate_window_s": self.rate.window}
+                "requests_per_s": self.rate.per_second(at), "p50_ms": float(p50),
+                "p99_ms": float(p99), "rate_window_s": self.rate.window}
 
     def _publish_due(self) -> float | None:
         """When the card should next get the numbers (None: not until a request comes)."""
@@ -190,38 +207,60 @@ class Predictor:
     # two thread hops per batch (loop -> executor -> loop), each waiting for
     # the GIL behind a busy client. The job's coroutine only owns the thread.
     def _take(self) -> tuple[list, bool]:
-        """The next batch: what is waiting, topped up for up to max_wait."""
+        """The next batch (its requests' fields, flat): what is waiting, topped
+        up until ``max_wait`` after the arrival of its oldest request (a
+        request that already waited behind a busy batcher is not held longer)."""
         wake = self._wake_t
-        while not self._incoming:
+        incoming = self._incoming
+        now = self._now
+        while not incoming:
             if self._stopping:
                 return [], True
             due = self._publish_due()
-            if not wake.wait(None if due is None else max(0.0, due - self._clock.monotonic())):
+            if not wake.wait(None if due is None else max(0.0, due - now())):
                 return [], False  # no request, but the card is due its numbers
             wake.clear()
             self._signalled = False
+        popleft = incoming.popleft
         batch: list = []
         rows = 0
-        deadline = self._clock.monotonic() + self.max_wait
+        max_batch = self.max_batch
         while True:
-            while self._incoming and rows < self.max_batch:
-                item = self._incoming[0]
-                if item is _CLOSE:
-                    self._incoming.popleft()
-                    return batch, True
-                n = item[4] or 1
-                if batch and rows + n > self.max_batch:
-                    return batch, False  # a block that does not fit waits for the next batch
-                batch.append(self._incoming.popleft())
-                rows += n
-            left = deadline - self._clock.monotonic()
-            if rows >= self.max_batch or left <= 0 or self._stopping:
+            k = min(len(incoming) // FIELDS, max_batch - rows)
+            if k > 0:
+                taken = [popleft() for _ in range(k * FIELDS)]
+                if any(taken[4::FIELDS]):  # a block or the end: one request at a time
+                    rows, closing, full = self._take_one_by_one(batch, rows, taken)
+                    if closing or full:
+                        return batch, closing
+                else:
+                    batch += taken
+                    rows += k
+            left = batch[3] + self.max_wait - now()
+            if rows >= max_batch or left <= 0 or self._stopping:
                 return batch, False
             wake.clear()
             self._signalled = False
-            if self._incoming:
+            if incoming:
                 continue
             wake.wait(left)
+
+    def _take_one_by_one(self, batch: list, rows: int, taken: list) -> tuple[int, bool, bool]:
+        """Add the requests in ``taken`` to ``batch`` up to a block that does
+        not fit or the end; what is left goes back to the front of the deque.
+        Returns the batch's rows, whether the end came, whether it is full."""
+        for i in range(0, len(taken), FIELDS):
+            n = taken[i + 4]
+            if n == _CLOSE:  # the requests after it, if any raced in, are answered on the way out
+                self._incoming.extendleft(reversed(taken[i + FIELDS:]))
+                return rows, True, True
+            n = n or 1
+            if batch and rows + n > self.max_batch:  # it waits for the next batch
+                self._incoming.extendleft(reversed(taken[i:]))
+                return rows, False, True
+            batch += taken[i:i + FIELDS]
+            rows += n
+        return rows, False, rows >= self.max_batch
 
     def _serve_batches(self) -> None:
         closing = False
@@ -233,8 +272,10 @@ class Predictor:
             if due is not None and self._clock.monotonic() >= due:
                 self._publish()
         self._closed = True
-        leftover = [i for i in self._incoming if i is not _CLOSE]
-        self._incoming.clear()
+        incoming = self._incoming
+        queued = [incoming.popleft() for _ in range(len(incoming))]
+        leftover = [f for i in range(0, len(queued), FIELDS) if queued[i + 4] != _CLOSE
+                    for f in queued[i:i + FIELDS]]
         if self._stopping:
             _fail(leftover, RuntimeError("the predictor was cancelled"))
         elif leftover:
@@ -273,43 +314,39 @@ class Predictor:
         return self.stats()
 
     def _answer(self, batch: list) -> None:
-        blocks = any(item[4] for item in batch)
+        xs, futs, callers, arrivals, ns = (batch[i::FIELDS] for i in range(FIELDS))
+        blocks = any(ns)
         try:
             if blocks:
-                X = np.concatenate([item[0] if item[4] else item[0][None, :] for item in batch])
+                X = np.concatenate([x if n else x[None, :] for x, n in zip(xs, ns)])
             else:
-                X = np.stack([item[0] for item in batch])
+                # np.array, not np.stack: the same array (and the same error for
+                # rows of unequal shapes) at a third of the cost
+                X = np.array(xs)
             y = self.model.predict(X)
             self.predict_calls += 1
         except Exception as exc:  # noqa: BLE001 - every waiter gets the error
             _fail(batch, exc)
             return
-        done = self._clock.monotonic()
-        by_loop: dict[Any, list] = {}
-        latencies = self._latencies
+        done = self._now()
         if blocks:
-            answers, start = [], 0
-            for item in batch:
-                n = item[4] or 1
-                answers.append(y[start:start + n] if item[4] else y[start])
-                start += n
+            answers: Any = []
+            start = 0
+            for n in ns:
+                answers.append(y[start:start + n] if n else y[start])
+                start += n or 1
+            rows = start
         else:
-            answers = y
-        rows = 0
-        first = done
-        for (_, fut, caller, t0, n), value in zip(batch, answers):
-            latencies.append(done - t0)
-            first = min(first, t0)
-            rows += n or 1
-            pairs = by_loop.get(caller)
-            if pairs is None:
-                pairs = by_loop[caller] = []
-            pairs.append((fut, value))
-        for caller, pairs in by_loop.items():
-            _deliver(caller, pairs)
+            answers, rows = y, len(xs)
+        self._latencies.extend([done - t0 for t0 in arrivals])
+        if callers.count(callers[0]) == len(callers):  # the usual case: one caller loop
+            _deliver(callers[0], futs, answers)
+        else:
+            for caller, (futs_, values) in _by_caller(callers, futs, answers).items():
+                _deliver(caller, futs_, values)
         self.requests += rows
         self.batches += 1
-        self.rate.add(first, done, rows)
+        self.rate.add(min(arrivals), done, rows)
         self._answered_at = done
         self._unpublished = True
 
@@ -338,32 +375,46 @@ def _settle(fut: asyncio.Future, error: BaseException | None) -> None:
         fut.set_exception(error)
 
 
-def _set_all(pairs: list, error: BaseException | None = None) -> None:
-    for fut, value in pairs:
-        if not fut.done():
-            if error is not None:
-                fut.set_exception(error)
-            else:
+def _set_all(futs: list, values: Any, error: BaseException | None = None) -> None:
+    """Answer ``futs`` (asyncio futures on their loop's thread): ``values`` in
+    order, or ``error`` to all (``values`` is then any list as long)."""
+    for fut, value in zip(futs, values):
+        if fut.done():  # cancelled by its caller: nobody waits for the answer
+            continue
+        try:
+            if error is None:
                 fut.set_result(value)
+            else:
+                fut.set_exception(error)
+        except concurrent.futures.InvalidStateError:
+            pass  # a concurrent future its caller cancelled (from its thread) since `done()`
 
 
-def _deliver(caller: Any, pairs: list, error: BaseException | None = None) -> None:
+def _deliver(caller: Any, futs: list, values: Any, error: BaseException | None = None) -> None:
     if caller is None:  # concurrent futures: thread-safe already
-        _set_all(pairs, error)
+        _set_all(futs, values, error)
         return
     try:  # one hop per batch and caller loop, not one per request
-        caller.call_soon_threadsafe(_set_all, pairs, error)
+        caller.call_soon_threadsafe(_set_all, futs, values, error)
     except RuntimeError:
         pass  # that loop is closed: nobody is waiting
 
 
+def _by_caller(callers: list, futs: list, values: Any) -> dict[Any, tuple[list, list]]:
+    groups: dict[Any, tuple[list, list]] = {}
+    for caller, fut, value in zip(callers, futs, values):
+        group = groups.get(caller)
+        if group is None:
+            group = groups[caller] = ([], [])
+        group[0].append(fut)
+        group[1].append(value)
+    return groups
+
+
 def _fail(batch: list, exc: BaseException) -> None:
-    by_loop: dict[Any, list] = {}
-    for item in batch:
-        if item is not _CLOSE:
-            by_loop.setdefault(item[2], []).append((item[1], None))
-    for caller, pairs in by_loop.items():
-        _deliver(caller, pairs, exc)
+    futs = batch[1::FIELDS]
+    for caller, (futs_, _) in _by_caller(batch[2::FIELDS], futs, futs).items():
+        _deliver(caller, futs_, futs_, exc)
 
 
 def serve(model: Any, *, max_batch: int = 64, max_wait_ms: float = 5, name: str | None = None,

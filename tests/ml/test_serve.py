@@ -3,6 +3,7 @@ drains; the async text stream learns with live accuracy."""
 
 import asyncio
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from notebook_ext.core import Scheduler
 from notebook_ext.ml import learn_stream, serve
+from notebook_ext.ml._serve import FIELDS
+from notebook_ext.testing import FakeClock, wait_until
 
 
 @pytest.fixture
@@ -29,11 +32,26 @@ def digits():
 
 class CountingModel:
     def __init__(self, model):
-        self.model, self.calls = model, 0
+        self.model, self.calls, self.sizes = model, 0, []
 
     def predict(self, X):
         self.calls += 1
+        self.sizes.append(len(X))
         return self.model.predict(X)
+
+
+class GatedModel(CountingModel):
+    """Its first predict call waits for ``gate``: requests queue up behind it."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def predict(self, X):
+        if self.calls == 0:
+            self.entered.set()
+            assert self.gate.wait(10), "the test never opened the gate"
+        return super().predict(X)
 
 
 def test_thousand_concurrent_requests_are_batched_and_exact(sched, digits):
@@ -127,3 +145,113 @@ def test_predict_many_answers_blocks_in_order_alongside_single_requests(sched, d
     finally:
         predictor.close()
     assert predictor.requests == 200 + 60 + 500  # rows, not calls
+
+
+def test_a_request_that_waited_behind_a_busy_batcher_is_not_held_max_wait_again(digits):
+    X, model = digits
+    clock = FakeClock()
+    s = Scheduler(slots=2, history=None, clock=clock)
+    gated = GatedModel(model)
+    predictor = serve(gated, max_batch=2, max_wait_ms=60_000, scheduler=s)
+    try:
+        first = [predictor._enqueue(x) for x in X[:2]]  # a full batch: predicted at once, then held at the gate
+        assert gated.entered.wait(10)
+        late = predictor._enqueue(X[2])
+        clock.advance(120)  # it waited longer than max_wait behind the busy batcher
+        gated.gate.set()
+        assert [f.result(10) for f in first] == list(model.predict(X[:2]))
+        # its batch goes at once, not after another max_wait (a minute of the fake
+        # clock: the batcher would wait for it in real time, and fail this timeout)
+        assert late.result(timeout=5) == model.predict(X[2:3])[0]
+    finally:
+        predictor.close()
+        s.shutdown()
+    assert gated.calls == 2
+
+
+def test_callers_on_two_loops_and_plain_code_share_a_batch_and_get_their_own_answers(sched, digits):
+    X, model = digits
+    gated = GatedModel(model)
+    predictor = serve(gated, max_batch=64, max_wait_ms=0, scheduler=sched)
+    try:
+        first = predictor._enqueue(X[0])  # its batch holds the batcher while the others queue
+        assert gated.entered.wait(10)
+        answers = {}
+
+        def caller(name, rows):
+            async def main():
+                return await asyncio.gather(*(predictor.predict(x) for x in rows))
+            answers[name] = asyncio.run(main())
+
+        threads = [threading.Thread(target=caller, args=(name, X[i:i + 20]))
+                   for name, i in (("a", 1), ("b", 21))]
+        for t in threads:
+            t.start()
+        plain = [predictor._enqueue(x) for x in X[41:61]]
+        wait_until(lambda: len(predictor._incoming) == 60 * FIELDS, timeout=10)
+        gated.gate.set()
+        for t in threads:
+            t.join(10)
+        expected = list(model.predict(X[:61]))
+        assert first.result(10) == expected[0]
+        assert list(answers["a"]) == expected[1:21] and list(answers["b"]) == expected[21:41]
+        assert [f.result(10) for f in plain] == expected[41:61]
+        assert gated.calls == 2  # the 60 waiting requests, from three callers, in one batch
+    finally:
+        predictor.close()
+
+
+def test_a_cancelled_request_leaves_its_batch_answered_and_the_batcher_serving(sched, digits):
+    X, model = digits
+    gated = GatedModel(model)
+    predictor = serve(gated, max_batch=64, max_wait_ms=0, scheduler=sched)
+    try:
+        first = predictor._enqueue(X[0])
+        assert gated.entered.wait(10)
+        dropped = predictor._enqueue(X[1])  # a concurrent future, cancelled while it waits
+        kept = predictor._enqueue(X[2])
+
+        async def main():
+            tasks = [asyncio.ensure_future(predictor.predict(x)) for x in X[3:6]]
+            await asyncio.sleep(0)  # each request is in the queue
+            tasks[1].cancel()
+            await asyncio.get_running_loop().run_in_executor(None, gated.gate.set)
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+        assert dropped.cancel()
+        results = asyncio.run(main())
+        expected = list(model.predict(X[:6]))
+        assert first.result(10) == expected[0] and kept.result(10) == expected[2]
+        assert results[0] == expected[3] and results[2] == expected[5]
+        assert isinstance(results[1], asyncio.CancelledError)
+        assert predictor.predict_sync(X[6]) == model.predict(X[6:7])[0]  # still serving
+        assert predictor.job.state == "running"
+    finally:
+        predictor.close()
+    assert predictor.job.state == "done"
+
+
+def test_blocks_and_rows_queued_together_never_make_a_batch_over_max_batch(sched, digits):
+    X, model = digits
+    gated = GatedModel(model)
+    predictor = serve(gated, max_batch=64, max_wait_ms=0, scheduler=sched)
+    try:
+        first = predictor._enqueue(X[0])
+        assert gated.entered.wait(10)
+
+        async def main():  # two blocks of 10 rows, then 62 single rows: 82 rows in all
+            blocks = [predictor.predict_many(X[i:i + 10]) for i in (1, 11)]
+            singles = [predictor.predict(x) for x in X[21:83]]
+            tasks = [asyncio.ensure_future(c) for c in blocks + singles]
+            await asyncio.sleep(0)  # every request is in the queue before the gate opens
+            await asyncio.get_running_loop().run_in_executor(None, gated.gate.set)
+            return await asyncio.gather(*tasks)
+
+        answers = asyncio.run(main())
+        expected = model.predict(X[:83])
+        assert first.result(10) == expected[0]
+        np.testing.assert_array_equal(np.concatenate(answers[:2]), expected[1:21])
+        assert list(answers[2:]) == list(expected[21:83])
+        assert max(gated.sizes) <= 64 and sum(gated.sizes) == 83, gated.sizes
+    finally:
+        predictor.close()
