@@ -34,6 +34,7 @@ def run(quick: bool) -> list[Row]:
     anchor = f"GridSearchCV(n_jobs={cores})"
     return [
         Row("dask", f"16 x 5 search on LocalCluster({cores})", d, g, anchor, "s", ds,
+            "<= 1.0x GridSearchCV", "yes" if d <= 1.0 * g else "NO",
             note=f"{cores} Dask workers of 1 thread, {cores} process-executor item workers, {anchor} (loky): "
                  f"{gs}. Every side warmed by one untimed run, then {reps} rounds interleaved (Dask, "
                  "process, GridSearchCV), the order reversed every other round"),
