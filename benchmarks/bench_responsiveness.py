@@ -130,7 +130,7 @@ def _value(k: Kernel, expression: str) -> float:
             return float(got["data"]["text/plain"])
 
 
-def _rates(k: Kernel, rounds: int, settle: float) -> dict[str, list[float]]:
+def _rates(k: Kernel, rounds: int, settle: float, seconds: float) -> dict[str, list[float]]:
     """Iterations per second of 2 pure-Python thread jobs with no kernel
     activity: with our switch interval, and with the interpreter's default
     (``nx.switch_interval(None)``: we leave it alone), interleaved."""
@@ -144,7 +144,7 @@ def _rates(k: Kernel, rounds: int, settle: float) -> dict[str, list[float]]:
             try:
                 time.sleep(settle)
                 n0, t0 = _value(k, "sum(j.ctx.done for j in jobs)"), time.perf_counter()
-                time.sleep(RATE_SECONDS)
+                time.sleep(seconds)
                 n1, t1 = _value(k, "sum(j.ctx.done for j in jobs)"), time.perf_counter()
             finally:
                 k.run(STOP_JOBS + f"\nnx.switch_interval({settings['ours']})")
@@ -165,6 +165,7 @@ def run(quick: bool) -> list[Row]:
     rounds, per_block = (2, 5) if quick else (5, 32)  # 160 samples per case
     thread_rounds, thread_block = (2, 3) if quick else (5, 20)  # 100 samples per case
     settle = 0.5 if quick else 1.5
+    rate_seconds = 1.0 if quick else RATE_SECONDS
 
     idle = Case("idle", "idle kernel: round trip p99")
     floor = Case("floor", "floor: 2 plain `while True: pass` processes at nice 10, started outside the kernel: p99",
@@ -199,7 +200,7 @@ def run(quick: bool) -> list[Row]:
         _interleaved(k, main, rounds, per_block, settle)
         _interleaved(k, [thread_floor, threads, bgjobs, fits], thread_rounds, thread_block, settle)
         interval = _value(k, "nx.switch_interval()")
-        rates = _rates(k, thread_rounds, settle)
+        rates = _rates(k, thread_rounds, settle, rate_seconds)
 
     st = {c.key: c.stats() for c in (idle, floor, bare, rep, thread_floor, threads, bgjobs, fits)}
     for c in (idle, floor, bare, rep, thread_floor, threads, bgjobs, fits):
@@ -244,7 +245,7 @@ def run(quick: bool) -> list[Row]:
     d, ds = median_spread(rates["default"])
     rows.append(Row("responsiveness", "the same 2 thread jobs' iterations per second, no cells running", m, d,
                     "default switch interval (0.005 s)", "it/s", ms, ">= 0.9x", "yes" if m >= 0.9 * d else "NO",
-                    note=f"default: {ds}. Each sample: both jobs running, {RATE_SECONDS:.0f} s with no kernel "
+                    note=f"default: {ds}. Each sample: both jobs running, {rate_seconds:.0f} s with no kernel "
                          "activity, iterations read from the jobs' progress before and after; the two settings "
                          f"interleaved, {len(rates['ours'])} rounds, the order reversed every other round"))
     return rows
