@@ -24,6 +24,9 @@ def sched():
 
 @pytest.fixture
 def user_interval():
+    # a thread job left running by an earlier test would hold the interval: wait it out, say so if not
+    wait_until(lambda: RESPONSIVE.running == 0, timeout=30,
+               message=f"{RESPONSIVE.running} thread(s) of earlier tests still run job code")
     before = sys.getswitchinterval()
     sys.setswitchinterval(USER)
     was = nx.switch_interval()
