@@ -68,11 +68,8 @@ class ResponsiveGIL:
     def __enter__(self) -> "ResponsiveGIL":
         with self._lock:
             self.running += 1
-            if self.running == 1 and self.interval is not None:
-                current = sys.getswitchinterval()
-                if self.interval < current:
-                    sys.setswitchinterval(self.interval)
-                    self._saved, self._ours = current, sys.getswitchinterval()
+            if self.running == 1:
+                self._shorten()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -81,6 +78,13 @@ class ResponsiveGIL:
             self.running -= 1
             if self.running == 0:
                 self._restore()
+
+    def _shorten(self) -> None:
+        """Set our interval, keeping the user's to give back (never lengthen theirs)."""
+        current = sys.getswitchinterval()
+        if self.interval is not None and self.interval < current:
+            sys.setswitchinterval(self.interval)
+            self._saved, self._ours = current, sys.getswitchinterval()
 
     def _restore(self) -> None:
         if self._saved is not None and sys.getswitchinterval() == self._ours:
@@ -95,11 +99,8 @@ class ResponsiveGIL:
             if self.running:
                 self._restore()
             self.interval = interval
-            if self.running and interval is not None:
-                current = sys.getswitchinterval()
-                if interval < current:
-                    sys.setswitchinterval(interval)
-                    self._saved, self._ours = current, sys.getswitchinterval()
+            if self.running:
+                self._shorten()
 
 
 RESPONSIVE = ResponsiveGIL(_from_environment())

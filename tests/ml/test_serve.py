@@ -2,6 +2,7 @@
 drains; the async text stream learns with live accuracy."""
 
 import asyncio
+import contextlib
 import random
 import threading
 
@@ -52,6 +53,20 @@ class GatedModel(CountingModel):
             self.entered.set()
             assert self.gate.wait(10), "the test never opened the gate"
         return super().predict(X)
+
+
+@contextlib.contextmanager
+def held_batcher(model, X, sched):
+    """A predictor whose batcher is held at the gate by the batch of its first
+    request (``X[0]``), so what comes next queues; closed on the way out."""
+    gated = GatedModel(model)
+    predictor = serve(gated, max_batch=64, max_wait_ms=0, scheduler=sched)
+    try:
+        first = predictor._enqueue(X[0])
+        assert gated.entered.wait(10)
+        yield gated, predictor, first
+    finally:
+        predictor.close()
 
 
 def test_thousand_concurrent_requests_are_batched_and_exact(sched, digits):
@@ -171,11 +186,7 @@ def test_a_request_that_waited_behind_a_busy_batcher_is_not_held_max_wait_again(
 
 def test_callers_on_two_loops_and_plain_code_share_a_batch_and_get_their_own_answers(sched, digits):
     X, model = digits
-    gated = GatedModel(model)
-    predictor = serve(gated, max_batch=64, max_wait_ms=0, scheduler=sched)
-    try:
-        first = predictor._enqueue(X[0])  # its batch holds the batcher while the others queue
-        assert gated.entered.wait(10)
+    with held_batcher(model, X, sched) as (gated, predictor, first):
         answers = {}
 
         def caller(name, rows):
@@ -197,17 +208,11 @@ def test_callers_on_two_loops_and_plain_code_share_a_batch_and_get_their_own_ans
         assert list(answers["a"]) == expected[1:21] and list(answers["b"]) == expected[21:41]
         assert [f.result(10) for f in plain] == expected[41:61]
         assert gated.calls == 2  # the 60 waiting requests, from three callers, in one batch
-    finally:
-        predictor.close()
 
 
 def test_a_cancelled_request_leaves_its_batch_answered_and_the_batcher_serving(sched, digits):
     X, model = digits
-    gated = GatedModel(model)
-    predictor = serve(gated, max_batch=64, max_wait_ms=0, scheduler=sched)
-    try:
-        first = predictor._enqueue(X[0])
-        assert gated.entered.wait(10)
+    with held_batcher(model, X, sched) as (gated, predictor, first):
         dropped = predictor._enqueue(X[1])  # a concurrent future, cancelled while it waits
         kept = predictor._enqueue(X[2])
 
@@ -226,19 +231,12 @@ def test_a_cancelled_request_leaves_its_batch_answered_and_the_batcher_serving(s
         assert isinstance(results[1], asyncio.CancelledError)
         assert predictor.predict_sync(X[6]) == model.predict(X[6:7])[0]  # still serving
         assert predictor.job.state == "running"
-    finally:
-        predictor.close()
     assert predictor.job.state == "done"
 
 
 def test_blocks_and_rows_queued_together_never_make_a_batch_over_max_batch(sched, digits):
     X, model = digits
-    gated = GatedModel(model)
-    predictor = serve(gated, max_batch=64, max_wait_ms=0, scheduler=sched)
-    try:
-        first = predictor._enqueue(X[0])
-        assert gated.entered.wait(10)
-
+    with held_batcher(model, X, sched) as (gated, predictor, first):
         async def main():  # two blocks of 10 rows, then 62 single rows: 82 rows in all
             blocks = [predictor.predict_many(X[i:i + 10]) for i in (1, 11)]
             singles = [predictor.predict(x) for x in X[21:83]]
@@ -253,5 +251,3 @@ def test_blocks_and_rows_queued_together_never_make_a_batch_over_max_batch(sched
         np.testing.assert_array_equal(np.concatenate(answers[:2]), expected[1:21])
         assert list(answers[2:]) == list(expected[21:83])
         assert max(gated.sizes) <= 64 and sum(gated.sizes) == 83, gated.sizes
-    finally:
-        predictor.close()
