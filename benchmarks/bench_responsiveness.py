@@ -132,14 +132,17 @@ def _value(k: Kernel, expression: str) -> float:
 
 def _rates(k: Kernel, rounds: int, settle: float, seconds: float) -> dict[str, list[float]]:
     """Iterations per second of 2 pure-Python thread jobs with no kernel
-    activity: with our switch interval, and with the interpreter's default
-    (``nx.switch_interval(None)``: we leave it alone), interleaved."""
+    activity: with our switch interval and giving way, and with neither
+    (``nx.switch_interval(None)``, ``nx.give_way(None)``: the interpreter's
+    default interval, jobs never wait), interleaved."""
     ours = _value(k, "nx.switch_interval()")
-    settings = {"ours": repr(ours), "default": "None"}
+    grace = _value(k, "nx.give_way()")
+    settings = {"ours": f"nx.switch_interval({ours!r}); nx.give_way({grace!r})",
+                "default": "nx.switch_interval(None); nx.give_way(None)"}
     out: dict[str, list[float]] = {"ours": [], "default": []}
     for r in range(rounds + 1):  # the first round is a warm-up
         for key in (list(settings) if r % 2 == 0 else list(settings)[::-1]):
-            k.run(f"nx.switch_interval({settings[key]})\n"
+            k.run(f"{settings[key]}\n"
                   "jobs = [nx.submit(spin_progress, executor='thread') for _ in range(2)]\n_running(jobs)")
             try:
                 time.sleep(settle)
@@ -147,7 +150,7 @@ def _rates(k: Kernel, rounds: int, settle: float, seconds: float) -> dict[str, l
                 time.sleep(seconds)
                 n1, t1 = _value(k, "sum(j.ctx.done for j in jobs)"), time.perf_counter()
             finally:
-                k.run(STOP_JOBS + f"\nnx.switch_interval({settings['ours']})")
+                k.run(STOP_JOBS + f"\n{settings['ours']}")
             if r:
                 out[key].append((n1 - n0) / (t1 - t0))
     return out
@@ -200,6 +203,7 @@ def run(quick: bool) -> list[Row]:
         _interleaved(k, main, rounds, per_block, settle)
         _interleaved(k, [thread_floor, threads, bgjobs, fits], thread_rounds, thread_block, settle)
         interval = _value(k, "nx.switch_interval()")
+        grace = _value(k, "nx.give_way()")
         rates = _rates(k, thread_rounds, settle, rate_seconds)
 
     st = {c.key: c.stats() for c in (idle, floor, bare, rep, thread_floor, threads, bgjobs, fits)}
@@ -234,7 +238,9 @@ def run(quick: bool) -> list[Row]:
             rows.append(Row("responsiveness", c.label, s["p99"], fl2, "floor p99, same rounds", "ms", _spread(s),
                             "p99 <= 3x floor", "yes" if ok else "NO",
                             note=(f"threads share the kernel's GIL; while they run the switch interval is "
-                                  f"{interval} s (`nx.switch_interval()`; the interpreter's default is 0.005). "
+                                  f"{interval} s (`nx.switch_interval()`; the interpreter's default is 0.005), and "
+                                  f"they give way while the kernel handles a request, at most {grace} s "
+                                  "(`nx.give_way()`). "
                                   f"{thread_rounds} rounds of {thread_block} cells, interleaved with the other "
                                   "thread cases and the floor (sampled again in these rounds: "
                                   f"{_spread(st['floor2'])})")))
@@ -244,7 +250,7 @@ def run(quick: bool) -> list[Row]:
     m, ms = median_spread(rates["ours"])
     d, ds = median_spread(rates["default"])
     rows.append(Row("responsiveness", "the same 2 thread jobs' iterations per second, no cells running", m, d,
-                    "default switch interval (0.005 s)", "it/s", ms, ">= 0.9x", "yes" if m >= 0.9 * d else "NO",
+                    "default switch interval (0.005 s), no giving way", "it/s", ms, ">= 0.9x", "yes" if m >= 0.9 * d else "NO",
                     note=f"default: {ds}. Each sample: both jobs running, {rate_seconds:.0f} s with no kernel "
                          "activity, iterations read from the jobs' progress before and after; the two settings "
                          f"interleaved, {len(rates['ours'])} rounds, the order reversed every other round"))

@@ -27,6 +27,7 @@ from .core import (
     checkpoint,
     current_job,
     get_scheduler,
+    give_way,
     history,
     jobs,
     map,
@@ -49,7 +50,7 @@ __version__ = "0.1.0"
 # `map` is left out of __all__ on purpose: `from notebook_ext import *` must not hide the builtin.
 __all__ = [
     "FailedItem", "ItemMap", "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "LoopDied", "Progress", "Scheduler",
-    "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "history", "jobs", "load_artifact", "pipeline", "progress",
+    "WorkerDied", "checkpoint", "current_job", "dashboard", "get_scheduler", "give_way", "history", "jobs", "load_artifact", "pipeline", "progress",
     "report", "stage",
     "resume", "set_scheduler", "shutdown", "stop_requested", "submit", "submit_cell", "submit_many", "switch_interval", "use_dask", "wait",
 ]

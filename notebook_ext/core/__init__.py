@@ -13,7 +13,7 @@ from ._states import (
     TIMED_OUT, JobCancelled, JobDetail, JobError, JobSnapshot, JobTimedOut, LoopDied, Progress, WorkerDied,
 )
 from ._scheduler import Scheduler
-from ._gil import switch_interval
+from ._gil import give_way, switch_interval
 
 __all__ = [
     "ACTIVE_STATES", "CANCELLED", "DONE", "FAILED", "FINAL_STATES", "INTERRUPTED", "PENDING",
@@ -22,5 +22,5 @@ __all__ = [
     "Job", "JobCancelled", "JobDetail", "JobError", "JobSnapshot", "JobTimedOut", "LoopDied", "Progress",
     "Scheduler", "WaitResult", "WorkerDied",
     "checkpoint", "current_job", "get_scheduler", "history", "jobs", "progress", "report", "set_scheduler",
-    "map", "pipeline", "shutdown", "stage", "stop_requested", "submit", "submit_many", "switch_interval", "wait",
+    "map", "pipeline", "shutdown", "stage", "stop_requested", "submit", "submit_many", "switch_interval", "give_way", "wait",
 ]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sized, Text
 from . import _tqdm
 from ._clock import SYSTEM_CLOCK, Clock
 from ._displays import Displays
+from ._gil import RESPONSIVE
 from ._hooks import HOOKS
 from ._states import JobCancelled
 from ._text import clean
@@ -102,8 +103,8 @@ class JobContext:
     output buffer is made on the first write.
     """
 
-    __slots__ = ("done", "total", "message", "metrics", "_output", "cancel_reason", "stop", "job_id", "job", "bars",
-                 "_displays")
+    __slots__ = ("done", "total", "message", "metrics", "_output", "_cancel_reason", "attention", "stop", "job_id",
+                 "job", "bars", "_displays")
 
     def __init__(self, job_id: int = 0, job: "Job | None" = None) -> None:
         self.job_id = job_id
@@ -113,10 +114,24 @@ class JobContext:
         self.message: str = ""
         self.metrics: dict[str, list[tuple[float, float]]] = {}
         self._output: Output | None = None
-        self.cancel_reason: str | None = None  # set => cancellation requested
+        # `attention`: the one flag job code's hot paths test; set when a cancel is asked
+        # for and (for thread jobs) while the kernel handles a request (see _gil)
+        self.attention = False
+        self._cancel_reason: str | None = None
         self.stop = False  # "stop and keep": finish at the next step boundary
         self.bars: list[_tqdm.JobBar] | None = None  # the job's open tqdm bars, outermost first (see _tqdm)
         self._displays: Displays | None = None
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the job was asked to cancel; None while it was not."""
+        return self._cancel_reason
+
+    @cancel_reason.setter
+    def cancel_reason(self, reason: str | None) -> None:
+        self._cancel_reason = reason
+        if reason is not None:
+            self.attention = True  # (after the reason: whoever sees the flag finds the reason)
 
     @property
     def output(self) -> Output:
@@ -198,8 +213,18 @@ def checkpoint() -> None:
     ...     handle(chunk)
     """
     ctx = _current.get()
-    if ctx is not None and ctx.cancel_reason is not None:
-        raise JobCancelled(ctx.cancel_reason)
+    if ctx is not None and ctx.attention:
+        _attend(ctx)
+
+
+def _attend(ctx: JobContext) -> None:
+    """The job's attention flag is up: raise if it was asked to cancel; else
+    the kernel handles a request, and a job thread gives way to it."""
+    if ctx.cancel_reason is None:
+        RESPONSIVE.give_way(ctx)
+    reason = ctx.cancel_reason
+    if reason is not None:
+        raise JobCancelled(reason)
 
 
 def stop_requested() -> bool:
@@ -237,8 +262,8 @@ def report(
     ctx = _current.get()
     if ctx is None:
         return
-    if ctx.cancel_reason is not None:
-        raise JobCancelled(ctx.cancel_reason)
+    if ctx.attention:  # a cancel asked for, or the kernel busy
+        _attend(ctx)
     if total is not None:
         ctx.total = total
     if done is not None:
@@ -278,8 +303,8 @@ def progress(
     if message is not None:
         ctx.message = clean(str(message))
     for item in iterable:
-        if ctx.cancel_reason is not None:
-            raise JobCancelled(ctx.cancel_reason)
+        if ctx.attention:  # a cancel asked for, or the kernel busy
+            _attend(ctx)
         yield item
         n += 1
         ctx.done = n

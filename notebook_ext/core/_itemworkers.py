@@ -288,18 +288,21 @@ class StageWorkers:
 
     def _cancelled(self) -> bool:
         ctx = self.ctx
-        return ctx is not None and ctx.cancel_reason is not None
+        return ctx is not None and ctx.attention and ctx.cancel_reason is not None
 
     def _thread_worker(self, run: _StageRun, tally: _Tally) -> None:
         spec, inbox, outbox, lock = run.spec, run.inbox, run.outbox, run.lock
         func, retries = spec.func, spec.retries
+        ctx = self.ctx  # None: a map the kernel's own cell runs (it never waits for the kernel)
         try:  # (RESPONSIVE: the kernel's thread gets the GIL back promptly while items run here)
-            with RESPONSIVE, job_context(self.ctx) if self.ctx is not None else contextlib.nullcontext():
+            with RESPONSIVE.job(ctx), job_context(ctx) if ctx is not None else contextlib.nullcontext():
                 while True:
                     index, item = inbox.get_sync()
                     if type(item) is not _Failure:
                         if self._cancelled():
                             return
+                        if ctx is not None and ctx.attention:  # the kernel busy (or a cancel, seen above)
+                            RESPONSIVE.give_way(ctx)
                         tally.started += 1
                         with lock:
                             run.active += 1

@@ -88,7 +88,7 @@ class JobBar:
     def update(self, n: float = 1) -> Any:
         shown = cast(_TqdmMethods, super()).update(n)
         ctx = self._nbx_ctx
-        if ctx is not None and ctx.cancel_reason is not None and not self._nbx_closed:
+        if ctx is not None and ctx.attention and ctx.cancel_reason is not None and not self._nbx_closed:
             raise JobCancelled(ctx.cancel_reason)  # a tqdm loop is a cancellation point, as progress() is
         return shown
 

@@ -49,7 +49,7 @@ class ThreadExecutor(ExecutorBase):
 
         def body() -> None:
             try:  # (RESPONSIVE: the kernel's thread gets the GIL back promptly while this runs)
-                with RESPONSIVE, job_context(ctx):
+                with RESPONSIVE.job(ctx), job_context(ctx):
                     if ctx.cancel_reason is not None:
                         raise JobCancelled(ctx.cancel_reason)
                     value = job.fn(*job.args, **job.kwargs)

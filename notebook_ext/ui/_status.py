@@ -9,9 +9,12 @@ they got (JupyterLab's status bar reads "Idle" beside a running cell, and
 stays so until the cell ends). After such an ``idle``, while the main
 shell runs a cell, the kernel says ``busy`` again for that cell.
 
+The same wrapper tells the core when the main shell starts and ends a
+request (`RESPONSIVE.foreground`), so thread jobs give way to it.
+
 This wraps ipykernel's ``Kernel._publish_status`` (a private method), so it
 lives here alone and fails quietly: if ipykernel changes, the status is as
-before.
+before (and job threads do not give way).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..core.lowlevel import HOOKS
+from ..core.lowlevel import HOOKS, RESPONSIVE
 
 
 def keep_status_true(kernel: Any) -> bool:
@@ -39,6 +42,8 @@ def keep_status_true(kernel: Any) -> bool:
         except Exception:  # noqa: BLE001 - whatever ipykernel keeps there now
             return real(status, channel, parent)
         if channel == "shell" and not header.get("subshell_id"):  # the main shell
+            if status in ("busy", "idle"):  # job threads give way while it handles a request
+                RESPONSIVE.foreground(status == "busy")
             with lock:  # its idle and a re-said busy never cross
                 running[0] = msg if status == "busy" else None
                 return real(status, channel, parent)
