@@ -24,7 +24,9 @@ items) waits until the kernel is idle, at most `give_way()` seconds (0.1 s)
 from the request's start. A trivial cell then takes what it takes beside
 plain processes (README, Measured), and a long cell stalls the jobs for no
 more than that grace. ``NOTEBOOK_EXT_GIVE_WAY=off`` or ``give_way(None)``
-turns it off.
+turns it off. The jobs learn of it through their context's one
+``attention`` flag, the same one a cancel raises, which those hot paths test
+anyway: while the kernel is idle, giving way costs them nothing.
 """
 
 from __future__ import annotations
@@ -254,8 +256,8 @@ def give_way(seconds: float | None | _Unset = _UNSET) -> float | None:
     long. With no argument, returns it (None: off); ``give_way(0.5)`` changes
     it, ``give_way(None)`` turns it off (the environment variable
     ``NOTEBOOK_EXT_GIVE_WAY`` sets it at import, ``off`` to disable). Only in
-    a kernel with ``%load_ext notebook_ext`` (or `notebook_ext.ui` imported),
-    which tells when a request starts and ends.
+    a kernel with ``%load_ext notebook_ext`` or a card shown: these hook the
+    kernel's status, which tells when a request starts and ends.
 
     Examples
     --------

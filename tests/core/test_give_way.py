@@ -8,16 +8,9 @@ import threading
 import pytest
 
 import notebook_ext as nx
-from notebook_ext.core import Scheduler, checkpoint, progress, report
+from notebook_ext.core import checkpoint, progress, report
 from notebook_ext.core.lowlevel import RESPONSIVE
 from notebook_ext.testing import FakeClock, wait_until
-
-
-@pytest.fixture
-def sched():
-    s = Scheduler(slots=4, history=None)
-    yield s
-    s.shutdown()
 
 
 @pytest.fixture
