@@ -201,13 +201,14 @@ class Job:
     @property
     def cancel_called(self) -> bool:
         """True once a cancel was requested (by the user, a timeout, shutdown)."""
-        return self.ctx.cancel_reason is not None
+        ctx = self.ctx  # (the dispatcher asks this four times a job: the flag first, no second property)
+        return ctx.attention and ctx._cancel_reason is not None
 
     cancel_requested = cancel_called
 
     @property
     def cancel_reason(self) -> str | None:
-        return self.ctx.cancel_reason
+        return self.ctx._cancel_reason
 
     @property
     def stop_requested(self) -> bool:
