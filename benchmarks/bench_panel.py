@@ -415,7 +415,13 @@ def run(quick: bool) -> list[Row]:
             server = _Server(Path(tmp))
             _log(f"server on port {server.port} ({time.monotonic() - t_start:.1f} s)")
             with ThreadPoolExecutor(n_kernels) as pool:  # sessions and kernels start side by side
-                kernels = list(pool.map(lambda i: _Kernel(server, f"nb{i}.ipynb"), range(n_kernels)))
+                starting = [pool.submit(_Kernel, server, f"nb{i}.ipynb") for i in range(n_kernels)]
+            # every kernel that did start is kept, so `finally` closes its client even when another
+            # failed to start (a client left open keeps its zmq context, and a later gc.collect() hangs)
+            kernels = [f.result() for f in starting if f.exception() is None]
+            failed = [f.exception() for f in starting if f.exception() is not None]
+            if failed:
+                raise RuntimeError(f"{len(failed)} of {n_kernels} kernels did not start") from failed[0]
             _log(f"{n_kernels} kernels ready ({time.monotonic() - t_start:.1f} s)")
             codes = [SETUP.format(slots=n_jobs + 2, n=n_jobs, i=i, step=STEP) + (CARDS + PROBE if i == 0 else "")
                      for i in range(n_kernels)]
