@@ -299,9 +299,9 @@ class StageWorkers:
                 while True:
                     index, item = inbox.get_sync()
                     if type(item) is not _Failure:
-                        if self._cancelled():
-                            return
-                        if ctx is not None and ctx.attention:  # the kernel busy (or a cancel, seen above)
+                        if ctx is not None and ctx.attention:  # a cancel asked for, or the kernel busy
+                            if ctx.cancel_reason is not None:
+                                return
                             RESPONSIVE.give_way(ctx)
                         tally.started += 1
                         with lock:
